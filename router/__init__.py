@@ -1,0 +1,84 @@
+"""router: a resilience and routing layer over litellm.
+
+``from router import completion`` is a drop-in for ``litellm.completion``: same arguments, same
+response types, same exception classes, with failover across the deployments of a group under
+one deadline, and a decision record on every response saying why it went where it went.
+
+Importing this package is cheap: litellm (a 3-4 s import) is loaded on the first call that
+needs it, and ``LITELLM_LOCAL_MODEL_COST_MAP=True`` is set (unless you set it) so that import
+never reaches for the network.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from router._env import prepare_litellm_env
+
+prepare_litellm_env()
+
+if TYPE_CHECKING:
+    from router._config import Config, ConfigError, Deployment, RouterSettings, load_config
+    from router._decision import AttemptRecord, Decision, Skip, get_decision
+    from router._default import acompletion, completion, configure, default_router
+    from router._engine import RoutedStream
+    from router._errors import DeadlineExceeded, NoDeploymentAvailable, StreamInterrupted
+    from router._router import Router
+
+__all__ = [
+    "AttemptRecord",
+    "Config",
+    "ConfigError",
+    "DeadlineExceeded",
+    "Decision",
+    "Deployment",
+    "NoDeploymentAvailable",
+    "RoutedStream",
+    "Router",
+    "RouterSettings",
+    "Skip",
+    "StreamInterrupted",
+    "acompletion",
+    "completion",
+    "configure",
+    "default_router",
+    "get_decision",
+    "load_config",
+]
+
+_WHERE = {
+    "AttemptRecord": "router._decision",
+    "Config": "router._config",
+    "ConfigError": "router._config",
+    "DeadlineExceeded": "router._errors",
+    "Decision": "router._decision",
+    "Deployment": "router._config",
+    "NoDeploymentAvailable": "router._errors",
+    "RoutedStream": "router._engine",
+    "Router": "router._router",
+    "RouterSettings": "router._config",
+    "Skip": "router._decision",
+    "StreamInterrupted": "router._errors",
+    "acompletion": "router._default",
+    "completion": "router._default",
+    "configure": "router._default",
+    "default_router": "router._default",
+    "get_decision": "router._decision",
+    "load_config": "router._config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the public names live in modules that import litellm; load them on first access.
+    module_name = _WHERE.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'router' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,826 @@
+"""The ``providers.toml`` configuration: models, loader and error reporting.
+
+A config names *deployments* (one litellm model string plus its endpoint, key, prices and
+timeout) and puts them into *groups*, the logical names callers pass as ``model=``. Every
+deployment is also addressable by its own name, as a group of one.
+
+Where values come from, highest precedence first (see :func:`load_config`):
+
+1. ``ROUTER_<TABLE>__<KEY>`` environment variables, pydantic-settings style with
+   ``__`` as the nesting delimiter: ``ROUTER_ROUTER__DEADLINE=5`` sets ``[router] deadline``,
+   ``ROUTER_GROUPS__CHAT__DEADLINE=5`` sets ``[groups.chat] deadline`` (group names are
+   matched lower-cased). A whole table may be given as JSON (``ROUTER_ROUTER='{...}'``);
+   nested variables win over it.
+2. Shorthand variables for the ``[router]`` table: ``ROUTER_DEADLINE``,
+   ``ROUTER_MAX_ATTEMPTS``, ``ROUTER_TIMEOUT``, ``ROUTER_BACKOFF_BASE``,
+   ``ROUTER_BACKOFF_MAX``, ``ROUTER_FIRST_CHUNK_TIMEOUT``.
+
+   Variable names are case-insensitive; a variable set to the empty string counts as unset.
+3. The TOML file: the ``path`` argument, else ``$ROUTER_CONFIG``, else ``./providers.toml``.
+4. The defaults documented on :class:`RouterSettings`.
+
+Per group, ``[groups.NAME]`` values override ``[router]`` (see :meth:`Config.settings_for`).
+
+Errors: every problem is collected (not just the first) into one :class:`ConfigError`, one
+line each, ``<file as given>: <key path>: <plain-English message>``, for example::
+
+    providers.toml: deployments[1] (openai-mini).timeout: must be a number > 0 (got -1)
+    providers.toml: router: unknown key 'dedline' (did you mean 'deadline'?)
+    providers.toml: router.deadline (from env ROUTER_DEADLINE): must be a number > 0 (got 'abc')
+
+Deployment indexes are 0-based, followed by the deployment's name when it has one. Problems
+about a whole file (not found, TOML syntax) have no key path. API key values never appear.
+
+This module must not import litellm (``router check`` has to answer in well under a second).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
+from pathlib import Path
+from types import NoneType, UnionType
+from typing import Annotated, Any, Final, Union, get_args, get_origin
+
+import annotated_types
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SkipValidation,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+
+__all__ = [
+    "CONFIG_PATH_ENV",
+    "DEFAULT_CONFIG_PATH",
+    "ENV_REF_PREFIX",
+    "Config",
+    "ConfigError",
+    "Deployment",
+    "GroupSettings",
+    "RouterSettings",
+    "check_config",
+    "load_config",
+]
+
+ENV_REF_PREFIX: Final = "os.environ/"
+"""A string value starting with this names an environment variable (LiteLLM proxy convention)."""
+DEFAULT_CONFIG_PATH: Final = "providers.toml"
+"""The file read when no path is passed and ``$ROUTER_CONFIG`` is unset."""
+CONFIG_PATH_ENV: Final = "ROUTER_CONFIG"
+"""The environment variable naming the config file."""
+
+_ENV_PREFIX: Final = "ROUTER_"
+_CUSTOM_ERROR: Final = "router_config"  # our own validators' errors: their message is final
+_RELATIONS_ERROR: Final = "router_config_relations"
+_SECRET_KEYS: Final = frozenset({"api_key", "litellm_params"})  # never echo values under these
+_SECRET_PARAM = re.compile(r"(key|secret|password|token|credentials?)$", re.IGNORECASE)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+Loc = tuple[int | str, ...]
+
+
+class ConfigError(ValueError):
+    """The config cannot be used. ``problems`` holds one line per problem, all of them."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems: list[str] = list(problems)
+        super().__init__("\n".join(self.problems))
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
+
+
+def _not_bool(value: object) -> object:
+    # TOML `true` is not a number, but pydantic's lax mode would read it as 1.
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    return value
+
+
+_Number = Annotated[float, BeforeValidator(_not_bool)]
+_Whole = Annotated[int, BeforeValidator(_not_bool)]
+
+
+class RouterSettings(BaseModel):
+    """Call-wide defaults: the ``[router]`` table, also the result of :meth:`Config.settings_for`.
+
+    - ``deadline = 120.0`` s for the whole call: every attempt, failover, backoff and stream.
+      An overall budget including retries, as Envoy's route timeout is.
+    - ``max_attempts = 3`` attempts in all (first try included): the SRE book's and the AWS
+      SDKs' default.
+    - ``timeout = 60.0`` s per attempt, for deployments that set no ``timeout`` of their own.
+    - ``backoff_base = 0.5`` and ``backoff_max = 10.0`` s: before attempt n+1 sleep
+      U(0, min(backoff_max, backoff_base·2^(n−1))), "full jitter" as in botocore and Envoy.
+    - ``first_chunk_timeout = None``: streaming, the time to the first chunk per attempt;
+      None means the attempt timeout.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deadline: _Number = Field(default=120.0, gt=0, allow_inf_nan=False)
+    max_attempts: _Whole = Field(default=3, ge=1)
+    timeout: _Number = Field(default=60.0, gt=0, allow_inf_nan=False)
+    backoff_base: _Number = Field(default=0.5, ge=0, allow_inf_nan=False)
+    backoff_max: _Number = Field(default=10.0, ge=0, allow_inf_nan=False)
+    first_chunk_timeout: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
+
+
+class GroupSettings(BaseModel):
+    """A ``[groups.NAME]`` table: the :class:`RouterSettings` fields, None meaning inherit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deadline: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_attempts: _Whole | None = Field(default=None, ge=1)
+    timeout: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
+    backoff_base: _Number | None = Field(default=None, ge=0, allow_inf_nan=False)
+    backoff_max: _Number | None = Field(default=None, ge=0, allow_inf_nan=False)
+    first_chunk_timeout: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
+
+
+def _env_ref(value: object) -> str | None:
+    """The variable name if ``value`` is an ``os.environ/NAME`` reference, else None."""
+    if isinstance(value, str) and value.startswith(ENV_REF_PREFIX):
+        return value[len(ENV_REF_PREFIX) :]
+    return None
+
+
+def _param_refs(value: object, path: str) -> list[tuple[str, str]]:
+    """(key path, variable) for every env reference in a litellm_params value, nested too."""
+    if (var := _env_ref(value)) is not None:
+        return [(path, var)]
+    if isinstance(value, Mapping):
+        return [ref for k, v in value.items() for ref in _param_refs(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [ref for i, v in enumerate(value) for ref in _param_refs(v, f"{path}[{i}]")]
+    return []
+
+
+def _check_ref(value: str, where: str | None = None) -> None:
+    var = _env_ref(value)
+    if var is not None and not _ENV_NAME.fullmatch(var):
+        at = f" at {where}" if where else ""
+        raise PydanticCustomError(
+            _CUSTOM_ERROR,
+            f"'{ENV_REF_PREFIX}'{at} must be followed by an environment variable name",
+        )
+
+
+class Deployment(BaseModel):
+    """One ``[[deployments]]`` entry: a litellm model string and how to reach and price it.
+
+    ``api_key``, ``api_base`` and any string in ``litellm_params`` may be an env reference,
+    ``"os.environ/NAME"``; use :meth:`resolve_api_key`, :meth:`resolve_api_base` and
+    :meth:`resolve_litellm_params` to get values. ``repr()``/``str()`` never show the key
+    (nor ``litellm_params`` values), but **``model_dump()`` returns ``api_key`` and
+    ``litellm_params`` verbatim, a literal key included: never log a dump.**
+    Hashed by name, so deployments of one config can key dicts and sets.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    api_base: str | None = None
+    api_key: str | None = Field(default=None, repr=False)
+    input_cost_per_token: _Number | None = Field(default=None, ge=0, allow_inf_nan=False)
+    output_cost_per_token: _Number | None = Field(default=None, ge=0, allow_inf_nan=False)
+    timeout: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_context_tokens: _Whole | None = Field(default=None, gt=0)
+    groups: list[str] = Field(default_factory=list)
+    weight: _Number = Field(default=1.0, ge=0, allow_inf_nan=False)
+    tags: list[str] = Field(default_factory=list)
+    litellm_params: dict[str, Any] = Field(default_factory=dict, repr=False)
+
+    _source: str = PrivateAttr("<dict>")
+    _where: str = PrivateAttr("")
+
+    @field_validator("api_key", "api_base")
+    @classmethod
+    def _valid_ref(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_ref(value)
+        return value
+
+    @field_validator("litellm_params")
+    @classmethod
+    def _valid_param_refs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for path, var in _param_refs(value, ""):
+            _check_ref(ENV_REF_PREFIX + var, path.lstrip("."))
+        return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        # Replaced by "deployments[i] (name)" when a Config takes this deployment in.
+        self._where = f"deployment ({self.name})"
+
+    def __hash__(self) -> int:
+        return hash((Deployment, self.name))
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        yield from super().__repr_args__()
+        yield "api_key", self.key_source()
+        yield "litellm_params", sorted(self.litellm_params)
+
+    @property
+    def location(self) -> str:
+        """Where this deployment is in its file, e.g. ``deployments[1] (openai-mini)``."""
+        return self._where
+
+    @property
+    def source(self) -> str:
+        """The config file this deployment came from, as given, or ``"<dict>"``."""
+        return self._source
+
+    def key_source(self) -> str:
+        """``"env NAME"`` for an env reference, ``"literal"`` or ``"none"``; never the key."""
+        var = _env_ref(self.api_key)
+        if var is not None:
+            return f"env {var}"
+        return "none" if self.api_key is None else "literal"
+
+    def env_refs(self) -> list[tuple[str, str]]:
+        """(key path, variable name) of every env reference in this deployment."""
+        refs = [(k, v) for k in ("api_base", "api_key") if (v := _env_ref(getattr(self, k)))]
+        return refs + _param_refs(self.litellm_params, "litellm_params")
+
+    def unset_env_message(self, key: str, var: str) -> str:
+        """The one-line problem for env reference ``var`` at ``key`` being unset."""
+        return f"{self._source}: {self._where}.{key}: environment variable {var} is not set"
+
+    def _resolve(self, value: Any, key: str, env: Mapping[str, str] | None) -> Any:
+        var = _env_ref(value)
+        if var is None:
+            return value
+        # An empty variable is as unusable as an unset one (a stray `export KEY=`).
+        resolved = (os.environ if env is None else env).get(var)
+        if not resolved:
+            raise ConfigError([self.unset_env_message(key, var)])
+        return resolved
+
+    def resolve_api_key(self, *, env: Mapping[str, str] | None = None) -> str | None:
+        """The API key, an env reference looked up now; raises :class:`ConfigError` if unset."""
+        result: str | None = self._resolve(self.api_key, "api_key", env)
+        return result
+
+    def resolve_api_base(self, *, env: Mapping[str, str] | None = None) -> str | None:
+        """The API base URL, an env reference looked up now; raises :class:`ConfigError`."""
+        result: str | None = self._resolve(self.api_base, "api_base", env)
+        return result
+
+    def resolve_litellm_params(self, *, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """A fresh copy of ``litellm_params`` with every env reference (nested too) resolved."""
+
+        def walk(value: Any, path: str) -> Any:
+            if isinstance(value, Mapping):
+                return {k: walk(v, f"{path}.{k}") for k, v in value.items()}
+            if isinstance(value, list):
+                return [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
+            return self._resolve(value, path, env)
+
+        return {k: walk(v, f"litellm_params.{k}") for k, v in self.litellm_params.items()}
+
+
+class Config(BaseModel):
+    """A whole validated ``providers.toml``. Build it with :func:`load_config` or
+    :meth:`from_dict` (which give :class:`ConfigError` with readable problems).
+
+    Lookups used on every call (:meth:`settings_for`, :meth:`deployments_in`,
+    :meth:`is_routable`) are dict lookups on tables built once at validation.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    router: RouterSettings = Field(default_factory=RouterSettings)
+    deployments: list[Deployment] = Field(min_length=1)
+    groups: dict[str, GroupSettings] = Field(default_factory=dict)
+
+    _source: str = PrivateAttr("<dict>")
+    _by_name: dict[str, Deployment] = PrivateAttr(default_factory=dict)
+    _routes: dict[str, list[Deployment]] = PrivateAttr(default_factory=dict)
+    _settings: dict[str, RouterSettings] = PrivateAttr(default_factory=dict)
+    _group_names: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_and_index(self, info: ValidationInfo) -> Config:
+        problems = _relation_problems([(d.name, d.groups) for d in self.deployments], self.groups)
+        if problems:
+            raise PydanticCustomError(
+                _RELATIONS_ERROR,
+                "{summary}",
+                {"summary": "; ".join(m for _, m in problems), "problems": problems},
+            )
+        context = info.context if isinstance(info.context, Mapping) else {}
+        self._source = str(context.get("source", "<dict>"))
+        members: dict[str, list[Deployment]] = {}
+        for index, dep in enumerate(self.deployments):
+            dep._source = self._source
+            dep._where = f"deployments[{index}] ({dep.name})"
+            for group in dict.fromkeys(dep.groups):  # a group listed twice counts once
+                members.setdefault(group, []).append(dep)
+        self._by_name = {d.name: d for d in self.deployments}
+        self._group_names = list(members)
+        self._routes = {**members, **{d.name: [d] for d in self.deployments}}
+        self._settings = {name: self.router for name in self._routes}
+        base = self.router.model_dump()
+        for group, overrides in self.groups.items():
+            merged = {**base, **overrides.model_dump(exclude_none=True)}
+            self._settings[group] = RouterSettings.model_validate(merged)
+        return self
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Config:
+        """Validate an already-parsed config; ``source`` labels problems and env-ref errors."""
+        return _validate(data, source, None)
+
+    @classmethod
+    def empty(cls, router: RouterSettings | None = None) -> Config:
+        """A config with no deployments (nothing is routable), for running without a file.
+
+        Not reachable from a file or :meth:`from_dict`, where no deployments is an error.
+        """
+        # model_construct skips validation (min_length=1); private attrs get empty tables.
+        return cls.model_construct(router=router or RouterSettings(), deployments=[], groups={})
+
+    @property
+    def source(self) -> str:
+        """The file path as given to the loader, or ``"<dict>"``."""
+        return self._source
+
+    def settings_for(self, group: str) -> RouterSettings:
+        """``[router]`` merged with ``[groups.<group>]``; a deployment name gets ``[router]``.
+
+        Raises KeyError for a name that is neither a group nor a deployment.
+        """
+        try:
+            return self._settings[group]
+        except KeyError:
+            raise KeyError(self._unknown(group)) from None
+
+    def group_names(self) -> list[str]:
+        """Logical group names in order of first appearance (deployment names excluded)."""
+        return list(self._group_names)
+
+    def deployments_in(self, group: str) -> list[Deployment]:
+        """The deployments of a group in config order, or ``[d]`` for deployment name ``d``.
+
+        The list is shared (built once): do not mutate it. Raises KeyError if unknown.
+        """
+        try:
+            return self._routes[group]
+        except KeyError:
+            raise KeyError(self._unknown(group)) from None
+
+    def deployment(self, name: str) -> Deployment:
+        """The deployment called ``name``; raises KeyError if there is none."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"no deployment named {name!r}{_suggest(name, self._by_name)}") from None
+
+    def is_routable(self, model: str) -> bool:
+        """Whether ``model`` names a group or a deployment of this config."""
+        return model in self._routes
+
+    def _unknown(self, name: str) -> str:
+        return f"no group or deployment named {name!r}{_suggest(name, self._routes)}"
+
+
+# --- problems ------------------------------------------------------------------------------
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _relation_problems(
+    entries: Sequence[tuple[str | None, Sequence[str]]], group_tables: Iterable[str]
+) -> list[tuple[Loc, str]]:
+    """Problems between deployments and groups; ``entries`` are (name, groups) per deployment."""
+    problems: list[tuple[Loc, str]] = []
+    first: dict[str, int] = {}
+    for i, (name, _) in enumerate(entries):
+        if name is None:
+            continue
+        if name in first:
+            msg = f"duplicate deployment name '{name}' (also deployments[{first[name]}])"
+            problems.append((("deployments", i, "name"), msg))
+        else:
+            first[name] = i
+    used: dict[str, int] = {}
+    for i, (_, groups) in enumerate(entries):
+        for group in groups:
+            if group in first and group not in used:
+                msg = (
+                    f"group '{group}' has the name of a deployment (deployments[{first[group]}]);"
+                    " every deployment is already a group of its own name, so rename one"
+                )
+                problems.append((("deployments", i, "groups"), msg))
+            used.setdefault(group, i)
+    for group in group_tables:
+        if group in first:
+            msg = (
+                f"'{group}' is a deployment, not a group; per-deployment settings belong in"
+                f" its [[deployments]] entry (deployments[{first[group]}])"
+            )
+            problems.append((("groups", group), msg))
+        elif group not in used:
+            msg = f"no deployment is in group '{group}'{_suggest(group, used)}"
+            problems.append((("groups", group), msg))
+    return problems
+
+
+def _raw_relations(raw: object) -> list[tuple[Loc, str]]:
+    """:func:`_relation_problems` on unvalidated data, skipping whatever is malformed."""
+    if not isinstance(raw, Mapping):
+        return []
+    deployments = raw.get("deployments")
+    if not isinstance(deployments, list):
+        return []  # already reported; every [groups.X] would look empty
+    entries: list[tuple[str | None, Sequence[str]]] = []
+    for item in deployments:
+        item = item if isinstance(item, Mapping) else {}
+        name = item.get("name")
+        groups = item.get("groups")
+        groups = [g for g in groups if isinstance(g, str)] if isinstance(groups, list) else []
+        entries.append((name if isinstance(name, str) and name else None, groups))
+    tables = raw.get("groups")
+    return _relation_problems(
+        entries, [str(k) for k in tables] if isinstance(tables, Mapping) else []
+    )
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Annotated[...] and Optional[...] down to the type that carries meaning."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, UnionType):
+            args = [a for a in get_args(annotation) if a is not NoneType]
+            annotation = args[0]
+        else:
+            return annotation
+
+
+def _child_model(field: FieldInfo) -> tuple[type[BaseModel] | None, int]:
+    """The model below a field and how many loc items (list index, dict key) lead to it."""
+    ann = _unwrap(field.annotation)
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann, 0
+    args = get_args(ann)
+    inner = _unwrap(args[-1]) if args else None
+    if get_origin(ann) in (list, dict) and isinstance(inner, type) and issubclass(inner, BaseModel):
+        return inner, 1
+    return None, 0
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    """The model whose table sits at ``loc`` (``()`` is the whole file), if there is one."""
+    model: type[BaseModel] | None = Config
+    i = 0
+    while model is not None and i < len(loc):
+        field = model.model_fields.get(str(loc[i]))
+        if field is None:
+            return None
+        model, skip = _child_model(field)
+        i += 1 + skip
+    return model if i == len(loc) else None
+
+
+def _field_at(loc: Loc) -> FieldInfo | None:
+    """The model field a key path ends on, if it ends on one."""
+    model = _model_at(loc[:-1]) if loc else None
+    return model.model_fields.get(str(loc[-1])) if model else None
+
+
+def _noun(annotation: Any) -> str:
+    ann = _unwrap(annotation)
+    origin, args = get_origin(ann), get_args(ann)
+    if ann is float:
+        return "a number"
+    if ann is int:
+        return "a whole number"
+    if ann is str:
+        return "a string"
+    if origin is list and args and _unwrap(args[0]) is str:
+        return "a list of strings"
+    if origin is list:
+        return "an array of tables"
+    return "a table"
+
+
+def _requirement(field: FieldInfo) -> str:
+    noun = _noun(field.annotation)
+    bound = ""
+    for meta in field.metadata:
+        if isinstance(meta, annotated_types.Gt):
+            bound = f" > {meta.gt}"
+        elif isinstance(meta, annotated_types.Ge):
+            bound = f" >= {meta.ge}"
+        elif isinstance(meta, annotated_types.MinLen) and noun == "a string":
+            noun = "a non-empty string"
+    return f"must be {noun}{bound}"
+
+
+_BY_TYPE: Final = {
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "dict_type": "must be a table",
+    "model_type": "must be a table",
+    "model_attributes_type": "must be a table",
+}
+
+
+def _show(value: object) -> str:
+    """A value as TOML would spell it, short, for "(got ...)"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:37] + "...")
+    if isinstance(value, int | float) or value is None:
+        return repr(value)
+    return "a table" if isinstance(value, Mapping) else "an array"
+
+
+def _render_path(loc: Loc, raw: object) -> str:
+    parts: list[str] = []
+    for i, item in enumerate(loc):
+        if isinstance(item, int):
+            label = f"[{item}]"
+            if loc[:i] == ("deployments",) and isinstance(raw, Mapping):
+                deps = raw.get("deployments")
+                entry = deps[item] if isinstance(deps, list) and item < len(deps) else None
+                name = entry.get("name") if isinstance(entry, Mapping) else None
+                if isinstance(name, str) and name:
+                    label += f" ({name})"
+            parts.append(label)
+        else:
+            key = item if re.fullmatch(r"[A-Za-z0-9_-]+", item) else f'"{item}"'
+            parts.append(f".{key}" if parts else key)
+    return "".join(parts)
+
+
+class _EnvOrigin:
+    """Tells which ``ROUTER_*`` variable a value at a key path came from, if any."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._names = {
+            k.upper(): k for k, v in env.items() if v and k.upper().startswith(_ENV_PREFIX)
+        }
+
+    def var_for(self, loc: Loc, *, below: bool = False) -> str | None:
+        keys = [str(k).upper() for k in loc]
+        # Same order as the sources' precedence: the most specific nested variable wins.
+        for n in range(len(keys), 0, -1):
+            if (name := _ENV_PREFIX + "__".join(keys[:n])) in self._names:
+                return self._names[name]
+        if len(keys) >= 2 and keys[0] == "ROUTER" and _ENV_PREFIX + keys[1] in self._names:
+            return self._names[_ENV_PREFIX + keys[1]]
+        if below:  # e.g. a [groups.x] table that only ROUTER_GROUPS__X__... created
+            prefix = _ENV_PREFIX + "__".join(keys) + "__"
+            return next((v for k, v in self._names.items() if k.startswith(prefix)), None)
+        return None
+
+
+def _line(
+    source: str,
+    loc: Loc,
+    msg: str,
+    raw: object,
+    origin: _EnvOrigin | None,
+    probe: Loc | None = None,
+    below: bool = False,
+) -> str:
+    path = _render_path(loc, raw)
+    var = origin.var_for(probe or loc, below=below) if origin else None
+    if var:
+        path = f"{path} (from env {var})" if path else f"(from env {var})"
+    return f"{source}: {path}: {msg}" if path else f"{source}: {msg}"
+
+
+def _describe(err: ErrorDetails, raw: object, source: str, origin: _EnvOrigin | None) -> str:
+    loc: Loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden" and loc:
+        model = _model_at(loc[:-1])
+        allowed = list(model.model_fields) if model else []
+        msg = f"unknown key '{loc[-1]}'{_suggest(str(loc[-1]), allowed)}"
+        return _line(source, loc[:-1], msg, raw, origin, probe=loc)
+    if kind == "missing" and loc and loc != ("deployments",):
+        return _line(source, loc[:-1], f"missing required key '{loc[-1]}'", raw, origin, probe=loc)
+    if loc == ("deployments",) and kind in ("missing", "too_short"):
+        return _line(source, loc, "at least one [[deployments]] entry is required", raw, origin)
+    field = _field_at(loc)
+    if kind == _CUSTOM_ERROR:
+        msg = err["msg"]
+    elif field is not None:
+        msg = _requirement(field)
+    else:
+        msg = _BY_TYPE.get(kind) or err["msg"][:1].lower() + err["msg"][1:]
+    if not _SECRET_KEYS.intersection(str(k) for k in loc):
+        msg += f" (got {_show(err['input'])})"
+    return _line(source, loc, msg, raw, origin)
+
+
+def _validate(raw: Any, source: str, origin: _EnvOrigin | None) -> Config:
+    try:
+        return Config.model_validate(raw, context={"source": source})
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+    problems: list[str] = []
+    relations: list[tuple[Loc, str]] | None = None
+    for err in errors:
+        if err["type"] == _RELATIONS_ERROR:
+            relations = err.get("ctx", {}).get("problems", [])
+        else:
+            problems.append(_describe(err, raw, source, origin))
+    # Cross-field checks only run on valid fields; run them on the raw data to report all.
+    for loc, msg in _raw_relations(raw) if relations is None else relations:
+        problems.append(_line(source, loc, msg, raw, origin, below=True))
+    raise ConfigError(problems) from None
+
+
+# --- loading -------------------------------------------------------------------------------
+
+_LOAD: ContextVar[tuple[Path, Mapping[str, str]]] = ContextVar("router_config_load")
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' env source reading a given mapping rather than os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._mapping = env  # read by _load_env_vars, which the base __init__ calls
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # case_sensitive=False lower-cases names; env_ignore_empty drops empty values.
+        return {k.lower(): v for k, v in self._mapping.items() if v}
+
+
+class _ShorthandEnvSource(PydanticBaseSettingsSource):
+    """``ROUTER_DEADLINE`` and friends for the ``[router]`` table."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._env = {k.upper(): v for k, v in env.items() if v}  # empty counts as unset
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ builds the whole mapping
+
+    def __call__(self) -> dict[str, Any]:
+        names = RouterSettings.model_fields
+        found = {n: self._env[var] for n in names if (var := _ENV_PREFIX + n.upper()) in self._env}
+        return {"router": found} if found else {}
+
+
+class _VerbatimTomlSource(TomlConfigSettingsSource):
+    """The TOML file, its keys unchanged.
+
+    The base class folds top-level keys onto field names case-insensitively, which would
+    silently merge ``[Router]`` into ``[router]``; here Config validation reports it.
+    """
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.toml_data)
+
+
+class _SourcedConfig(BaseSettings):
+    """Gathers the raw config from env and file; :class:`Config` validates it afterwards.
+
+    Fields skip validation so that all problems are reported once, by Config, with key paths.
+    Their types still tell pydantic-settings how to explode ``ROUTER_A__B`` variables.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=_ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_ignore_empty=True,
+        case_sensitive=False,
+        extra="allow",
+    )
+
+    router: SkipValidation[RouterSettings | None] = None
+    deployments: SkipValidation[list[Deployment] | None] = None
+    groups: SkipValidation[dict[str, GroupSettings] | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path, env = _LOAD.get()
+        return (
+            _MappingEnvSource(settings_cls, env),
+            _ShorthandEnvSource(settings_cls, env),
+            _VerbatimTomlSource(settings_cls, toml_file=path),
+        )
+
+
+def _toml_problem(exc: tomllib.TOMLDecodeError) -> str:
+    text = str(exc)
+    match = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", text, re.DOTALL)
+    if match:
+        return f"line {match[2]}, column {match[3]}: invalid TOML: {match[1]}"
+    return f"invalid TOML: {text}"
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
+) -> Config:
+    """Load and validate the config (see the module docstring for where values come from).
+
+    ``path`` defaults to ``$ROUTER_CONFIG``, else ``./providers.toml``. ``env`` replaces
+    ``os.environ`` for both the overrides and ``ROUTER_CONFIG``. Env references in keys are
+    not resolved here: use :func:`check_config` or resolve them at first use.
+
+    Raises :class:`ConfigError` listing every problem found.
+    """
+    environ: Mapping[str, str] = os.environ if env is None else env
+    given = os.fspath(path) if path is not None else environ.get(CONFIG_PATH_ENV) or ""
+    label = given or DEFAULT_CONFIG_PATH
+    file = Path(label).expanduser()
+    if file.is_dir():
+        raise ConfigError([f"{label}: is a directory, not a config file"])
+    if not file.is_file():
+        hint = "pass a path or set ROUTER_CONFIG"
+        raise ConfigError([f"{label}: file not found (looked for {file.absolute()}; {hint})"])
+    token = _LOAD.set((file, environ))
+    try:
+        settings = _SourcedConfig()
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{label}: {_toml_problem(exc)}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{label}: invalid TOML: the file is not UTF-8 text"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{label}: cannot read the file ({exc.strerror})"]) from None
+    except SettingsError as exc:
+        match = re.search(r'field "(\w+)"', str(exc))
+        var = _ENV_PREFIX + (match[1].upper() if match else "*")
+        raise ConfigError([f"{label}: (from env {var}): not valid JSON"]) from None
+    finally:
+        _LOAD.reset(token)
+    raw = {
+        n: getattr(settings, n)
+        for n in type(settings).model_fields
+        if n in settings.model_fields_set
+    }
+    raw.update(settings.model_extra or {})
+    return _validate(raw, label, _EnvOrigin(environ))
+
+
+def check_config(config: Config, *, env: Mapping[str, str] | None = None) -> list[str]:
+    """Findings that do not stop loading, one line each, ``error: ...`` or ``warning: ...``.
+
+    Errors: env references to variables that are unset or empty (the deployment will fail at
+    first use). Warnings: literal API keys or literal secrets in ``litellm_params``, and
+    deployments in no group (still addressable by name). Values are never included.
+    """
+    environ = os.environ if env is None else env
+    found: list[str] = []
+    for dep in config.deployments:
+        where = f"{config.source}: {dep.location}"
+        for key, var in dep.env_refs():
+            if not environ.get(var):
+                found.append(f"error: {dep.unset_env_message(key, var)}")
+        if dep.key_source() == "literal":
+            found.append(
+                f"warning: {where}.api_key: a literal key is in the file; prefer os.environ/NAME"
+            )
+        for key, value in dep.litellm_params.items():
+            if isinstance(value, str) and _env_ref(value) is None and _SECRET_PARAM.search(key):
+                found.append(
+                    f"warning: {where}.litellm_params.{key}: a literal secret is in the file;"
+                    " prefer os.environ/NAME"
+                )
+        if not dep.groups:
+            found.append(
+                f"warning: {where}.groups: in no group; callers can reach it only by its"
+                f" own name '{dep.name}'"
+            )
+    return found

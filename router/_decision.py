@@ -1,0 +1,98 @@
+"""The decision record: the whole story of one routed call, frozen.
+
+Spans, logs, metrics, reports and tests read this record; nothing recomputes it. Read it from a
+response, a stream or an exception with `get_decision`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One attempt of a call on one deployment."""
+
+    number: int
+    """1-based position among the call's attempts."""
+    deployment: str
+    model: str
+    outcome: str
+    """An `Outcome` value: success, failure, rate_limited, misconfigured, context_window,
+    caller_error."""
+    latency_s: float
+    timeout_s: float
+    """The timeout this attempt ran under: min(deployment timeout, deadline left)."""
+    error: str | None = None
+    """Error class and status, e.g. ``ServiceUnavailableError 503`` (never message text)."""
+    cost_usd: float = 0.0
+    first_chunk_s: float | None = None
+    """Streams: time to the first chunk."""
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """A candidate that was not tried, and why."""
+
+    deployment: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Why a call went where it went, and what happened there."""
+
+    group: str
+    """The model name the caller passed (a group, a deployment name, or a raw litellm model)."""
+    strategy: str
+    candidates: tuple[str, ...]
+    """Deployments considered, in the order the selector ranked them."""
+    skipped: tuple[Skip, ...]
+    attempts: tuple[AttemptRecord, ...]
+    deployment: str | None
+    """The deployment that served the call, or None if it failed."""
+    outcome: str
+    """success, caller_error, failed, no_deployment, deadline_exceeded, stream_interrupted,
+    or streaming (a stream still being read)."""
+    reason: str
+    """One human sentence: why this route, what failed over and why."""
+    cost_usd: float
+    elapsed_s: float
+    deadline_s: float
+    stream: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failovers(self) -> int:
+        """Attempts after the first that went to a different deployment than the one before."""
+        count = 0
+        for before, after in zip(self.attempts, self.attempts[1:], strict=False):
+            if before.deployment != after.deployment:
+                count += 1
+        return count
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome in ("success", "streaming")
+
+
+def get_decision(obj: object) -> Decision | None:
+    """The decision record of a routed response, stream or exception (None if it has none).
+
+    Responses carry it in ``response._hidden_params["router_decision"]``; streams as
+    ``stream.decision`` (final once the stream is exhausted); exceptions as
+    ``exc.router_decision``.
+    """
+    found = getattr(obj, "router_decision", None)
+    if isinstance(found, Decision):
+        return found
+    found = getattr(obj, "decision", None)
+    if isinstance(found, Decision):
+        return found
+    hidden = getattr(obj, "_hidden_params", None)
+    if isinstance(hidden, dict):
+        found = hidden.get("router_decision")
+        if isinstance(found, Decision):
+            return found
+    return None

@@ -1,0 +1,73 @@
+"""Sync entry points: run the async engine on one background event loop.
+
+A sync `completion()` submits its coroutine to a daemon thread's loop and waits. Reusing one
+loop keeps litellm's pooled HTTP clients alive across calls (a fresh `asyncio.run` per call
+would pay a new loop and new connections every time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    global _loop, _thread
+    loop = _loop
+    if loop is not None:
+        return loop
+    with _lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="router-sync-loop", daemon=True)
+            thread.start()
+            _loop, _thread = loop, thread
+        return _loop
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on the background loop and wait for its result (or exception)."""
+    loop = _background_loop()
+    if threading.current_thread() is _thread:
+        coro.close()
+        raise RuntimeError("router: a sync call was made from the router's own loop thread")
+    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    try:
+        return future.result()
+    except BaseException:
+        # KeyboardInterrupt while waiting: cancel the call instead of leaking it.
+        future.cancel()
+        raise
+
+
+class SyncStream:
+    """A sync iterator over a routed async stream (see `router._engine.RoutedStream`)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return run_sync(self._stream.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    @property
+    def decision(self) -> Any:
+        """The decision record so far; final once the stream is exhausted."""
+        return self._stream.decision
+
+    def close(self) -> None:
+        """Stop reading early and release the connection."""
+        run_sync(self._stream.aclose())

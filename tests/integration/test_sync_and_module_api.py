@@ -1,0 +1,86 @@
+"""The sync API and the module-level API (`ROUTER_CONFIG`) against a fleet in a thread."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import litellm
+import pytest
+
+from router import Router, StreamInterrupted, get_decision
+from router._fleet import Fleet
+
+from .conftest import fleet_config
+
+MSG = [{"role": "user", "content": "hello"}]
+
+
+def test_sync_completion_and_failover(threaded_fleet: Fleet) -> None:
+    router = Router(fleet_config(threaded_fleet))
+    response = router.completion("chat", MSG)
+    assert isinstance(response, litellm.ModelResponse)
+    assert get_decision(response).deployment == "a"  # type: ignore[union-attr]
+    threaded_fleet["a"].set(outage="refused")
+    assert get_decision(router.completion("chat", MSG)).deployment == "b"  # type: ignore[union-attr]
+
+
+def test_sync_stream(threaded_fleet: Fleet) -> None:
+    router = Router(fleet_config(threaded_fleet))
+    stream = router.completion("chat", MSG, stream=True)
+    text = "".join((c.choices[0].delta.content or "") for c in stream if c.choices)
+    assert text == "Hello from a."
+    assert stream.decision.outcome == "success"
+
+
+def test_sync_stream_cut_raises(threaded_fleet: Fleet) -> None:
+    router = Router(fleet_config(threaded_fleet))
+    threaded_fleet["a"].set(cut_stream_after=1)
+    stream = router.completion("chat", MSG, stream=True)
+    with pytest.raises(StreamInterrupted):
+        for _ in stream:
+            pass
+
+
+def toml_for(config: dict[str, object]) -> str:
+    lines = ["[router]", "deadline = 5.0", ""]
+    for dep in config["deployments"]:  # type: ignore[attr-defined]
+        lines.append("[[deployments]]")
+        for key, value in dep.items():
+            lines.append(f"{key} = {json.dumps(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def test_module_level_api_reads_router_config(threaded_fleet: Fleet, tmp_path: Path) -> None:
+    path = tmp_path / "fleet.toml"
+    path.write_text(toml_for(fleet_config(threaded_fleet)))
+    threaded_fleet["a"].set(outage="503")
+    script = textwrap.dedent("""
+        import sys, router
+        assert "litellm" not in sys.modules, "import router must not import litellm"
+        r = router.completion(model="chat", messages=[{"role": "user", "content": "hi"}])
+        d = router.get_decision(r)
+        print(d.deployment, r.choices[0].message.content)
+    """)
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {
+        **os.environ,
+        "ROUTER_CONFIG": str(path),
+        "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
+    }
+    env.pop("LITELLM_LOCAL_MODEL_COST_MAP", None)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "b Hello from b."
