@@ -37,6 +37,7 @@ This module must not import litellm (``router check`` has to answer in well unde
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -44,7 +45,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from types import NoneType, UnionType
-from typing import Annotated, Any, Final, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
 import annotated_types
 from pydantic import (
@@ -122,6 +123,39 @@ _Number = Annotated[float, BeforeValidator(_not_bool)]
 _Whole = Annotated[int, BeforeValidator(_not_bool)]
 
 
+def _strict_bool(value: object) -> object:
+    # pydantic's lax mode would read "yes" or 1 as true; TOML has real booleans.
+    if not isinstance(value, bool):
+        raise PydanticCustomError(_CUSTOM_ERROR, "must be true or false")
+    return value
+
+
+_Flag = Annotated[bool, BeforeValidator(_strict_bool)]
+
+
+def _hedge_delay(value: object) -> object:
+    if value == "p95":
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf:
+        return float(value)
+    raise PydanticCustomError(_CUSTOM_ERROR, 'must be a number > 0 or "p95"')
+
+
+_HedgeDelay = Annotated[float | str, BeforeValidator(_hedge_delay)]
+Strategy = Literal["balanced", "cost", "latency", "weighted", "ordered"]
+"""Selection strategies: see router._select."""
+
+
+class BalancedWeights(BaseModel):
+    """Weights of the ``balanced`` strategy's blend (``weights = {cost = 0.5, ...}``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cost: _Number = Field(default=0.5, ge=0, allow_inf_nan=False)
+    latency: _Number = Field(default=0.3, ge=0, allow_inf_nan=False)
+    health: _Number = Field(default=0.2, ge=0, allow_inf_nan=False)
+
+
 class RouterSettings(BaseModel):
     """Call-wide defaults: the ``[router]`` table, also the result of :meth:`Config.settings_for`.
 
@@ -134,6 +168,21 @@ class RouterSettings(BaseModel):
       U(0, min(backoff_max, backoff_base·2^(n−1))), "full jitter" as in botocore and Envoy.
     - ``first_chunk_timeout = None``: streaming, the time to the first chunk per attempt;
       None means the attempt timeout.
+    - ``strategy = "balanced"``: how candidates are ranked (``cost``, ``latency``,
+      ``balanced``, ``weighted``, ``ordered``; see router._select), ``weights`` the balanced
+      blend (cost 0.5, latency 0.3, health 0.2).
+    - Breaker (router._breaker): trips at ``breaker_failure_rate = 0.5`` over the last
+      ``breaker_window = 20`` results with at least ``breaker_min_calls = 10``, or after
+      ``breaker_consecutive_failures = 5`` (resilience4j, Hystrix; Envoy, Finagle); open for
+      ``breaker_open_base = 30`` s · 2^(k−1), at most ``breaker_open_max = 300`` s, +0–10%
+      jitter (Envoy ejection, Finagle jitter); ``misconfigured_open = 300`` s after 401/403/404.
+    - ``hedge = false``; when on, one hedge after ``hedge_delay`` (seconds, or ``"p95"``: the
+      first candidate's observed p95) to the next candidate (The Tail at Scale).
+    - Retry budget (router._budget): ``retry_budget_ratio = 0.2`` of calls over
+      ``retry_budget_window = 10`` s, plus ``retry_budget_floor = 3`` (Finagle, Linkerd, Envoy).
+      Per router, read from ``[router]``.
+    - ``wait_for_recovery = false``: when every candidate is unavailable, fail fast; when true,
+      wait for the soonest recovery if it comes within the deadline.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -144,6 +193,21 @@ class RouterSettings(BaseModel):
     backoff_base: _Number = Field(default=0.5, ge=0, allow_inf_nan=False)
     backoff_max: _Number = Field(default=10.0, ge=0, allow_inf_nan=False)
     first_chunk_timeout: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
+    strategy: Strategy = "balanced"
+    weights: BalancedWeights = Field(default_factory=lambda: BalancedWeights())
+    breaker_failure_rate: _Number = Field(default=0.5, gt=0, le=1, allow_inf_nan=False)
+    breaker_window: _Whole = Field(default=20, ge=1)
+    breaker_min_calls: _Whole = Field(default=10, ge=1)
+    breaker_consecutive_failures: _Whole = Field(default=5, ge=1)
+    breaker_open_base: _Number = Field(default=30.0, gt=0, allow_inf_nan=False)
+    breaker_open_max: _Number = Field(default=300.0, gt=0, allow_inf_nan=False)
+    misconfigured_open: _Number = Field(default=300.0, gt=0, allow_inf_nan=False)
+    hedge: _Flag = False
+    hedge_delay: _HedgeDelay = "p95"
+    retry_budget_ratio: _Number = Field(default=0.2, ge=0, allow_inf_nan=False)
+    retry_budget_window: _Number = Field(default=10.0, gt=0, allow_inf_nan=False)
+    retry_budget_floor: _Whole = Field(default=3, ge=0)
+    wait_for_recovery: _Flag = False
 
 
 class GroupSettings(BaseModel):
@@ -157,6 +221,21 @@ class GroupSettings(BaseModel):
     backoff_base: _Number | None = Field(default=None, ge=0, allow_inf_nan=False)
     backoff_max: _Number | None = Field(default=None, ge=0, allow_inf_nan=False)
     first_chunk_timeout: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
+    strategy: Strategy | None = None
+    weights: BalancedWeights | None = None
+    breaker_failure_rate: _Number | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
+    breaker_window: _Whole | None = Field(default=None, ge=1)
+    breaker_min_calls: _Whole | None = Field(default=None, ge=1)
+    breaker_consecutive_failures: _Whole | None = Field(default=None, ge=1)
+    breaker_open_base: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
+    breaker_open_max: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
+    misconfigured_open: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
+    hedge: _Flag | None = None
+    hedge_delay: _HedgeDelay | None = None
+    retry_budget_ratio: _Number | None = Field(default=None, ge=0, allow_inf_nan=False)
+    retry_budget_window: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
+    retry_budget_floor: _Whole | None = Field(default=None, ge=0)
+    wait_for_recovery: _Flag | None = None
 
 
 def _env_ref(value: object) -> str | None:
@@ -518,6 +597,8 @@ def _field_at(loc: Loc) -> FieldInfo | None:
 def _noun(annotation: Any) -> str:
     ann = _unwrap(annotation)
     origin, args = get_origin(ann), get_args(ann)
+    if origin is Literal:
+        return "one of " + ", ".join(f"'{a}'" for a in args)
     if ann is float:
         return "a number"
     if ann is int:

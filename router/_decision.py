@@ -7,7 +7,10 @@ response, a stream or an exception with `get_decision`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from router._breaker import Transition
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,18 @@ class AttemptRecord:
     cost_usd: float = 0.0
     first_chunk_s: float | None = None
     """Streams: time to the first chunk."""
+    hedge: bool = False
+    """This attempt was a hedge, started while an earlier one was still out."""
+    probe: bool = False
+    """This attempt was the half-open breaker's single probe."""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A deployment the strategy ranked, with its key (lower ranked first; see router._select)."""
+
+    deployment: str
+    score: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +61,8 @@ class Decision:
     group: str
     """The model name the caller passed (a group, a deployment name, or a raw litellm model)."""
     strategy: str
-    candidates: tuple[str, ...]
-    """Deployments considered, in the order the selector ranked them."""
+    candidates: tuple[Candidate, ...]
+    """Eligible deployments in the order the strategy ranked them, with their keys."""
     skipped: tuple[Skip, ...]
     attempts: tuple[AttemptRecord, ...]
     deployment: str | None
@@ -61,14 +76,26 @@ class Decision:
     elapsed_s: float
     deadline_s: float
     stream: bool = False
+    events: tuple[Transition, ...] = ()
+    """Breaker transitions this call caused or saw."""
+    notes: tuple[str, ...] = ()
+    """Anything else worth knowing: a hedge skipped, the retry budget spent, a recovery wait."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def candidate_names(self) -> tuple[str, ...]:
+        return tuple(c.deployment for c in self.candidates)
+
+    @property
+    def hedged(self) -> bool:
+        return any(a.hedge for a in self.attempts)
 
     @property
     def failovers(self) -> int:
         """Attempts after the first that went to a different deployment than the one before."""
         count = 0
         for before, after in zip(self.attempts, self.attempts[1:], strict=False):
-            if before.deployment != after.deployment:
+            if before.deployment != after.deployment and not after.hedge:
                 count += 1
         return count
 

@@ -1,21 +1,30 @@
-"""The attempt loop: failover under one deadline, bounded attempts, jittered retries.
+"""The attempt loop: failover under one deadline, breakers, a retry budget, hedges.
 
-One call has one deadline (`deadline` seconds) covering every attempt, failover, backoff and the
-stream. Each attempt runs under ``min(deployment timeout, time left)``. Attempts are bounded by
-`max_attempts` (failovers included). Failover to another deployment is immediate; a retry of a
-deployment already tried waits a full-jitter backoff ``U(0, min(backoff_max,
-backoff_base * 2**(n-1)))`` for its n-th retry, and never sleeps past the deadline.
+One call has one deadline (`deadline` seconds) covering every attempt, failover, backoff, hedge
+and the stream. Each attempt runs under ``min(deployment timeout, time left)``. Attempts are
+bounded by `max_attempts` (failovers and hedges included) and, across calls, by the retry
+budget (router._budget). Failover to another deployment is immediate; a retry of a deployment
+already tried waits a full-jitter backoff ``U(0, min(backoff_max, backoff_base * 2**(n-1)))``
+for its n-th retry, and never sleeps past the deadline.
 
-What happens after a failed attempt depends on its `Outcome`:
+Before a call, deployments that may not be tried are skipped with a reason: breaker open,
+half-open with its probe out, paused by a 429. The group's strategy ranks the rest
+(router._select). After a failed attempt, by its `Outcome`:
 
-- failure (timeout, connection, 5xx): try the next candidate;
+- failure (timeout, connection, 5xx): counted by health and breaker; try the next candidate;
 - rate_limited (429): pause the deployment until Retry-After (default 1 s), try the next;
-- misconfigured (401/403/404/402): pause it for `MISCONFIGURED_PAUSE_S`, log an error, try next;
+- misconfigured (401/403/404/402): open its breaker for `misconfigured_open`, log an error;
 - context_window: try only candidates with a larger known window, else raise the error;
 - caller_error: raise at once, as is (it would fail anywhere).
 
+With ``hedge = true`` a second attempt goes to the next candidate when the first has not
+answered after `hedge_delay` (or the first's observed p95); the first success wins and the other
+is cancelled; a hedge is paid from the retry budget. Streams race to the first chunk.
+
 When the attempts are used up, the last provider error is raised; when the deadline ran out,
-`DeadlineExceeded`; when no candidate is left, `NoDeploymentAvailable` listing each and why.
+`DeadlineExceeded`; when the retry budget is spent, the last error with a note saying so; when
+no candidate is left, `NoDeploymentAvailable` listing each and why (or, with
+``wait_for_recovery``, a wait for the soonest recovery if it comes before the deadline).
 """
 
 from __future__ import annotations
@@ -25,12 +34,14 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import litellm
 
+from router._breaker import Admission, BreakerPolicy, State, Transition
+from router._budget import RetryBudget
 from router._config import ConfigError
-from router._decision import AttemptRecord, Decision, Skip
+from router._decision import AttemptRecord, Candidate, Decision, Skip
 from router._errors import (
     DeadlineExceeded,
     NoDeploymentAvailable,
@@ -41,13 +52,13 @@ from router._errors import (
     describe,
     retry_after_of,
 )
+from router._select import REASONS, Selector
 
 if TYPE_CHECKING:
     from router._backend import Backend
     from router._clock import Clock
     from router._config import Deployment, RouterSettings
-    from router._select import Selector
-    from router._state import StateStore
+    from router._state import DeploymentState, StateStore
 
 log = logging.getLogger("router")
 
@@ -55,10 +66,11 @@ T = TypeVar("T")
 
 RATE_LIMIT_DEFAULT_PAUSE_S = 1.0
 """Pause after a 429 that carries no Retry-After header."""
-MISCONFIGURED_PAUSE_S = 300.0
-"""Pause after 401/403/404/402: a wrong key or model name does not fix itself in seconds."""
+HEDGE_FALLBACK_DELAY_S = 0.5
+"""Hedge delay with ``hedge_delay = "p95"`` before the first candidate has 10 samples."""
 _MIN_ATTEMPT_S = 0.001
 """Below this much time left, no attempt is started (it could not finish)."""
+_CANCELLED = "cancelled"
 
 
 class _Call:
@@ -69,7 +81,11 @@ class _Call:
         "candidates",
         "deadline",
         "deadline_at",
+        "events",
         "group",
+        "notes",
+        "policy",
+        "settings",
         "skipped",
         "started",
         "strategy",
@@ -77,26 +93,29 @@ class _Call:
     )
 
     def __init__(
-        self, group: str, strategy: str, deadline: float, started: float, stream: bool
+        self,
+        group: str,
+        settings: RouterSettings,
+        deadline: float,
+        started: float,
+        stream: bool,
+        policy: BreakerPolicy,
     ) -> None:
         self.group = group
-        self.strategy = strategy
+        self.settings = settings
+        self.strategy = settings.strategy
+        self.policy = policy
         self.deadline = deadline
         self.started = started
         self.deadline_at = started + deadline
         self.stream = stream
-        self.candidates: tuple[str, ...] = ()
+        self.candidates: tuple[Candidate, ...] = ()
         self.skipped: list[Skip] = []
         self.attempts: list[AttemptRecord] = []
+        self.events: list[Transition] = []
+        self.notes: list[str] = []
 
-    def decision(
-        self,
-        now: float,
-        outcome: str,
-        deployment: str | None,
-        cost: float,
-        reason: str | None = None,
-    ) -> Decision:
+    def decision(self, now: float, outcome: str, deployment: str | None, cost: float) -> Decision:
         return Decision(
             group=self.group,
             strategy=self.strategy,
@@ -105,29 +124,69 @@ class _Call:
             attempts=tuple(self.attempts),
             deployment=deployment,
             outcome=outcome,
-            reason=reason or self.reason(outcome, deployment),
+            reason=self.reason(outcome, deployment),
             cost_usd=cost,
             elapsed_s=now - self.started,
             deadline_s=self.deadline,
             stream=self.stream,
+            events=tuple(self.events),
+            notes=tuple(self.notes),
         )
 
     def reason(self, outcome: str, deployment: str | None) -> str:
-        failed = [a for a in self.attempts if a.outcome != Outcome.SUCCESS]
+        failed = [a for a in self.attempts if a.outcome not in (Outcome.SUCCESS, _CANCELLED)]
+        trail = ", ".join(f"{a.deployment} {a.error}" for a in failed)
         if deployment is not None:
-            first = self.candidates[0] if self.candidates else deployment
-            if not failed:
-                why = "first by cost" if deployment == first else "first available by cost"
-                text = f"served by {deployment} ({why})"
+            won = next(
+                (
+                    a
+                    for a in self.attempts
+                    if a.deployment == deployment and a.outcome == Outcome.SUCCESS
+                ),
+                None,
+            )
+            if won is not None and won.hedge:
+                lost = (
+                    ", ".join(a.deployment for a in self.attempts if a.outcome == _CANCELLED)
+                    or "the first attempt"
+                )
+                text = f"served by {deployment}: its hedge beat {lost}"
+            elif not failed:
+                text = f"served by {deployment} ({REASONS.get(self.strategy, self.strategy)})"
             else:
-                trail = ", ".join(f"{a.deployment} {a.error}" for a in failed)
                 text = f"served by {deployment} after {len(failed)} failed attempt(s): {trail}"
         else:
-            trail = ", ".join(f"{a.deployment} {a.error}" for a in failed) or "no attempt"
-            text = f"{outcome.replace('_', ' ')} after {len(self.attempts)} attempt(s): {trail}"
+            text = (
+                f"{outcome.replace('_', ' ')} after {len(self.attempts)} attempt(s): "
+                f"{trail or 'none failed'}"
+            )
         if self.skipped:
             text += "; " + "; ".join(f"{s.deployment} skipped: {s.why}" for s in self.skipped)
+        for event in self.events:
+            text += f"; breaker {event.deployment} {event.after.value}: {event.reason}"
+        if self.notes:
+            text += "; " + "; ".join(self.notes)
         return text
+
+
+class _Result(Generic[T]):
+    """How one attempt ended (the engine's internal currency between attempt and loop)."""
+
+    __slots__ = ("deployment", "exc", "index", "outcome", "value")
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        outcome: Outcome,
+        value: T | None = None,
+        exc: BaseException | None = None,
+        index: int = -1,
+    ) -> None:
+        self.deployment = deployment
+        self.outcome = outcome
+        self.value = value
+        self.exc = exc
+        self.index = index
 
 
 def _usage_cost(backend: Backend, deployment: Deployment, usage: Any) -> float:
@@ -146,14 +205,18 @@ class Engine:
         backend: Backend,
         clock: Clock,
         state: StateStore,
-        selector: Selector,
         rng: random.Random,
+        budget: RetryBudget,
     ) -> None:
         self.backend = backend
         self.clock = clock
         self.state = state
-        self.selector = selector
         self.rng = rng
+        self.budget = budget
+        self.selector = Selector(backend, state, rng)
+        self._policies: dict[int, tuple[RouterSettings, BreakerPolicy]] = {}
+
+    # -- entry points ------------------------------------------------------------------------
 
     async def complete(
         self,
@@ -170,13 +233,12 @@ class Engine:
         async def attempt(deployment: Deployment, timeout: float) -> Any:
             return await backend.complete(deployment, request, timeout)
 
-        deployment, response, records_at = await self._run(
-            call, deployments, settings, attempt, first_chunk=False
-        )
-        cost = _usage_cost(backend, deployment, getattr(response, "usage", None))
-        now = self.clock.now()
-        _set_cost(call, records_at, cost)
-        decision = call.decision(now, "success", deployment.name, cost)
+        result = await self._run(call, deployments, attempt, first_chunk=False, discard=None)
+        response = result.value
+        cost = _usage_cost(backend, result.deployment, getattr(response, "usage", None))
+        if cost:
+            call.attempts[result.index] = replace(call.attempts[result.index], cost_usd=cost)
+        decision = call.decision(self.clock.now(), "success", result.deployment.name, cost)
         hidden = getattr(response, "_hidden_params", None)
         if isinstance(hidden, dict):
             hidden["router_decision"] = decision
@@ -195,8 +257,7 @@ class Engine:
         backend = self.backend
 
         async def attempt(deployment: Deployment, timeout: float) -> tuple[Any, Any]:
-            iterator = await backend.stream(deployment, request, timeout)
-            iterator = iterator.__aiter__()
+            iterator = (await backend.stream(deployment, request, timeout)).__aiter__()
             try:
                 first = await iterator.__anext__()
             except StopAsyncIteration:
@@ -211,139 +272,416 @@ class Engine:
                 raise
             return iterator, first
 
-        deployment, (iterator, first), index = await self._run(
-            call, deployments, settings, attempt, first_chunk=True
-        )
-        return RoutedStream(self, call, deployment, iterator, first, index)
+        def discard(value: tuple[Any, Any]) -> None:
+            _fire_and_forget_close(value[0])
+
+        result = await self._run(call, deployments, attempt, first_chunk=True, discard=discard)
+        assert result.value is not None
+        iterator, first = result.value
+        return RoutedStream(self, call, result.deployment, iterator, first, result.index)
 
     def _start(
         self, group: str, settings: RouterSettings, deadline: float | None, stream: bool
     ) -> _Call:
         limit = settings.deadline if deadline is None else min(deadline, settings.deadline)
-        return _Call(group, self.selector.name, limit, self.clock.now(), stream)
+        return _Call(group, settings, limit, self.clock.now(), stream, self._policy(settings))
+
+    def _policy(self, settings: RouterSettings) -> BreakerPolicy:
+        cached = self._policies.get(id(settings))
+        if cached is not None and cached[0] is settings:
+            return cached[1]
+        policy = BreakerPolicy(
+            failure_rate=settings.breaker_failure_rate,
+            window=settings.breaker_window,
+            min_calls=settings.breaker_min_calls,
+            consecutive=settings.breaker_consecutive_failures,
+            open_base=settings.breaker_open_base,
+            open_max=settings.breaker_open_max,
+        )
+        self._policies[id(settings)] = (settings, policy)
+        return policy
+
+    # -- the loop ----------------------------------------------------------------------------
 
     async def _run(
         self,
         call: _Call,
         deployments: Sequence[Deployment],
-        settings: RouterSettings,
         attempt: Callable[[Deployment, float], Awaitable[T]],
         first_chunk: bool,
-    ) -> tuple[Deployment, T, int]:
+        discard: Callable[[T], None] | None,
+    ) -> _Result[T]:
         clock = self.clock
-        ranked = self.selector.rank(call.group, deployments)
-        call.candidates = tuple(d.name for d in ranked)
+        settings = call.settings
         now = clock.now()
-        available: list[Deployment] = []
-        for candidate in ranked:
-            why = self.state.unavailable(candidate.name, now)
-            if why is None:
-                available.append(candidate)
-            else:
-                call.skipped.append(Skip(candidate.name, why))
+        self.budget.deposit(now)
+        ranked = self._eligible(call, deployments, now)
         tries: dict[str, int] = {}
-        last_exc: BaseException | None = None
+        last: _Result[T] | None = None
         failures: dict[str, str] = {}
 
         while True:
-            deployment = _pick(available, tries)
-            if deployment is None:
-                raise self._no_deployment(call, failures, last_exc)
-            if len(call.attempts) >= settings.max_attempts and last_exc is not None:
-                raise self._exhausted(call, last_exc)
             now = clock.now()
+            pick = self._admit_next(call, ranked, tries, now)
+            if pick is None:
+                if settings.wait_for_recovery and await self._wait_for_recovery(
+                    call, deployments, ranked, now
+                ):
+                    ranked = self._eligible(call, deployments, clock.now(), again=True)
+                    continue
+                raise self._no_deployment(call, failures, last)
+            deployment, probe = pick
+            if len(call.attempts) >= settings.max_attempts and last is not None:
+                self._release(deployment, probe)
+                raise self._exhausted(call, last)
+            if call.attempts and not self.budget.withdraw(now):
+                self._release(deployment, probe)
+                assert last is not None and last.exc is not None
+                call.notes.append(self.budget.describe(now))
+                raise attach(last.exc, call.decision(now, "budget_exhausted", None, 0.0))
             n = tries.get(deployment.name, 0)
             if n:
                 delay = self.rng.uniform(
                     0.0, min(settings.backoff_max, settings.backoff_base * 2 ** (n - 1))
                 )
                 if now + delay + _MIN_ATTEMPT_S >= call.deadline_at:
-                    raise self._deadline(call, last_exc)
+                    self._release(deployment, probe)
+                    raise self._deadline(call, last)
                 await clock.sleep(delay)
                 now = clock.now()
-            left = call.deadline_at - now
-            if left < _MIN_ATTEMPT_S:
-                raise self._deadline(call, last_exc)
-            timeout = min(deployment.timeout or settings.timeout, left)
-            if first_chunk and settings.first_chunk_timeout is not None:
-                timeout = min(timeout, settings.first_chunk_timeout)
+            timeout = self._timeout(call, deployment, first_chunk, now)
+            if timeout < _MIN_ATTEMPT_S:
+                self._release(deployment, probe)
+                raise self._deadline(call, last)
             tries[deployment.name] = n + 1
-            started = now
-            try:
-                async with clock.timeout(timeout):
-                    result = await attempt(deployment, timeout)
-            except asyncio.CancelledError:
-                raise
-            except ConfigError as exc:
-                # A missing env var for this deployment's key: not an attempt, a skip.
-                available.remove(deployment)
-                tries.pop(deployment.name, None)
-                why = f"misconfigured: {exc}"
-                call.skipped.append(Skip(deployment.name, why))
-                failures[deployment.name] = why
-                log.error("router.deployment_misconfigured: %s", exc)
-                continue
-            except Exception as raw:
-                err = _as_timeout(raw, deployment, timeout)
-                now = clock.now()
-                outcome = classify(err)
-                label = describe(err)
-                call.attempts.append(
-                    AttemptRecord(
-                        number=len(call.attempts) + 1,
-                        deployment=deployment.name,
-                        model=deployment.model,
-                        outcome=outcome,
-                        latency_s=now - started,
-                        timeout_s=timeout,
-                        error=label,
-                    )
+            if settings.hedge:
+                result = await self._hedged(
+                    call, deployment, probe, timeout, ranked, tries, attempt, first_chunk, discard
                 )
-                failures[deployment.name] = f"failed: {label}"
-                last_exc = err
-                if outcome is Outcome.CALLER_ERROR:
-                    raise attach(err, call.decision(now, "caller_error", None, 0.0)) from None
-                if outcome is Outcome.CONTEXT_WINDOW:
-                    available = self._larger_windows(call, deployment, available)
-                    if not available:
-                        raise attach(err, call.decision(now, "caller_error", None, 0.0)) from None
-                elif outcome is Outcome.RATE_LIMITED:
-                    pause = retry_after_of(err)
-                    pause = RATE_LIMIT_DEFAULT_PAUSE_S if pause is None else pause
-                    self.state.pause(deployment.name, now + pause, f"rate-limited for {pause:g} s")
-                    available.remove(deployment)
-                elif outcome is Outcome.MISCONFIGURED:
-                    self.state.pause(
-                        deployment.name, now + MISCONFIGURED_PAUSE_S, f"misconfigured ({label})"
-                    )
-                    available.remove(deployment)
-                    log.error(
-                        "router.deployment_misconfigured: %s answered %s; paused for %g s",
-                        deployment.name,
-                        label,
-                        MISCONFIGURED_PAUSE_S,
-                    )
-                continue
-            now = clock.now()
+            else:
+                result = await self._attempt(call, deployment, probe, timeout, attempt, first_chunk)
+            if result.outcome is Outcome.SUCCESS:
+                return result
+            last = result
+            exc = result.exc
+            assert exc is not None
+            failures[result.deployment.name] = (
+                f"failed: {describe(exc)}" if result.index >= 0 else f"misconfigured: {exc}"
+            )
+            outcome = result.outcome
+            if outcome is Outcome.CALLER_ERROR:
+                raise attach(exc, call.decision(clock.now(), "caller_error", None, 0.0))
+            if outcome is Outcome.CONTEXT_WINDOW:
+                ranked = self._larger_windows(call, result.deployment, ranked)
+                if not ranked:
+                    raise attach(exc, call.decision(clock.now(), "caller_error", None, 0.0))
+            elif outcome in (Outcome.RATE_LIMITED, Outcome.MISCONFIGURED):
+                ranked = [d for d in ranked if d is not result.deployment]
+
+    def _timeout(self, call: _Call, deployment: Deployment, first_chunk: bool, now: float) -> float:
+        settings = call.settings
+        timeout = min(deployment.timeout or settings.timeout, call.deadline_at - now)
+        if first_chunk and settings.first_chunk_timeout is not None:
+            timeout = min(timeout, settings.first_chunk_timeout)
+        return timeout
+
+    def _eligible(
+        self, call: _Call, deployments: Sequence[Deployment], now: float, again: bool = False
+    ) -> list[Deployment]:
+        """Drop what may not be tried now (with a reason), rank the rest by the strategy."""
+        eligible: list[Deployment] = []
+        skipped = [] if again else call.skipped
+        for deployment in deployments:
+            state = self.state.get(deployment.name)
+            why = _unavailable(state, now)
+            if why is None:
+                eligible.append(deployment)
+            else:
+                skipped.append(Skip(deployment.name, why))
+        if again:
+            call.skipped = skipped
+        settings = call.settings
+        ranked = self.selector.rank(settings.strategy, eligible, now, settings.weights)
+        call.candidates = tuple(Candidate(d.name, key) for d, key in ranked)
+        return [d for d, _ in ranked]
+
+    def _admit_next(
+        self, call: _Call, ranked: list[Deployment], tries: Mapping[str, int], now: float
+    ) -> tuple[Deployment, bool] | None:
+        """The best-ranked candidate tried the fewest times that its breaker admits now."""
+        while True:
+            deployment = _fewest_tries(ranked, tries)
+            if deployment is None:
+                return None
+            state = self.state.get(deployment.name)
+            state.breaker.policy = call.policy
+            admission, transition = state.breaker.admit(now)
+            if transition is not None:
+                self._emit(call, transition)
+            if admission is not Admission.DENY and not state.health.paused(now):
+                return deployment, admission is Admission.PROBE
+            # Tripped or paused since the call began (another call saw it): skip it now.
+            call.skipped.append(Skip(deployment.name, _unavailable(state, now) or "unavailable"))
+            ranked.remove(deployment)
+
+    def _release(self, deployment: Deployment, probe: bool) -> None:
+        if probe:
+            self.state.get(deployment.name).breaker.release()
+
+    async def _attempt(
+        self,
+        call: _Call,
+        deployment: Deployment,
+        probe: bool,
+        timeout: float,
+        attempt: Callable[[Deployment, float], Awaitable[T]],
+        first_chunk: bool,
+        hedge: bool = False,
+    ) -> _Result[T]:
+        clock = self.clock
+        state = self.state.get(deployment.name)
+        health = state.health
+        health.in_flight += 1
+        started = clock.now()
+        try:
+            async with clock.timeout(timeout):
+                value = await attempt(deployment, timeout)
+        except asyncio.CancelledError:
+            self._release(deployment, probe)
             call.attempts.append(
                 AttemptRecord(
                     number=len(call.attempts) + 1,
                     deployment=deployment.name,
                     model=deployment.model,
-                    outcome=Outcome.SUCCESS,
-                    latency_s=now - started,
+                    outcome=_CANCELLED,
+                    latency_s=clock.now() - started,
                     timeout_s=timeout,
-                    first_chunk_s=(now - started) if first_chunk else None,
+                    hedge=hedge,
+                    probe=probe,
                 )
             )
-            return deployment, result, len(call.attempts) - 1
+            raise
+        except ConfigError as exc:
+            # A missing env var for this deployment's key: not an attempt, a skip.
+            self._release(deployment, probe)
+            call.skipped.append(Skip(deployment.name, f"misconfigured: {exc}"))
+            log.error("router.deployment_misconfigured: %s", exc)
+            return _Result(deployment, Outcome.MISCONFIGURED, exc=exc)
+        except Exception as raw:
+            return self._failed(
+                call,
+                state,
+                deployment,
+                probe,
+                timeout,
+                started,
+                hedge,
+                _as_timeout(raw, deployment, timeout),
+            )
+        finally:
+            health.in_flight -= 1
+        now = clock.now()
+        latency = now - started
+        health.observe_latency(latency, now, first_chunk=first_chunk)
+        health.record(True)
+        state.breaker.policy = call.policy
+        transition = state.breaker.record(True, now, probe=probe)
+        if transition is not None:
+            self._emit(call, transition)
+        call.attempts.append(
+            AttemptRecord(
+                number=len(call.attempts) + 1,
+                deployment=deployment.name,
+                model=deployment.model,
+                outcome=Outcome.SUCCESS,
+                latency_s=latency,
+                timeout_s=timeout,
+                first_chunk_s=latency if first_chunk else None,
+                hedge=hedge,
+                probe=probe,
+            )
+        )
+        return _Result(deployment, Outcome.SUCCESS, value, index=len(call.attempts) - 1)
+
+    def _failed(
+        self,
+        call: _Call,
+        state: DeploymentState,
+        deployment: Deployment,
+        probe: bool,
+        timeout: float,
+        started: float,
+        hedge: bool,
+        exc: Exception,
+    ) -> _Result[Any]:
+        now = self.clock.now()
+        latency = now - started
+        outcome = classify(exc)
+        label = describe(exc)
+        call.attempts.append(
+            AttemptRecord(
+                number=len(call.attempts) + 1,
+                deployment=deployment.name,
+                model=deployment.model,
+                outcome=outcome,
+                latency_s=latency,
+                timeout_s=timeout,
+                error=label,
+                hedge=hedge,
+                probe=probe,
+            )
+        )
+        breaker = state.breaker
+        breaker.policy = call.policy
+        transition: Transition | None = None
+        if outcome is Outcome.FAILURE:
+            state.health.record(False)
+            if isinstance(exc, litellm.Timeout):
+                state.health.observe_latency(latency, now)  # slowness is information
+            transition = breaker.record(False, now, probe=probe, why=label)
+        elif outcome is Outcome.RATE_LIMITED:
+            self._release(deployment, probe)
+            pause = retry_after_of(exc)
+            pause = RATE_LIMIT_DEFAULT_PAUSE_S if pause is None else pause
+            why = f"rate-limited for {pause:g} s"
+            state.health.pause(now + pause, why)
+            self.state.on_pause(deployment.name, pause, why)
+        elif outcome is Outcome.MISCONFIGURED:
+            transition = breaker.force_open(
+                now, call.settings.misconfigured_open, f"misconfigured: {label}"
+            )
+            log.error(
+                "router.deployment_misconfigured: %s answered %s; breaker open for %g s",
+                deployment.name,
+                label,
+                call.settings.misconfigured_open,
+            )
+        else:
+            self._release(deployment, probe)
+        if transition is not None:
+            self._emit(call, transition)
+        return _Result(deployment, outcome, exc=exc, index=len(call.attempts) - 1)
+
+    async def _hedged(
+        self,
+        call: _Call,
+        primary: Deployment,
+        probe: bool,
+        timeout: float,
+        ranked: list[Deployment],
+        tries: dict[str, int],
+        attempt: Callable[[Deployment, float], Awaitable[T]],
+        first_chunk: bool,
+        discard: Callable[[T], None] | None,
+    ) -> _Result[T]:
+        """Race the primary attempt against one delayed hedge; the first success wins."""
+        clock = self.clock
+        first = asyncio.ensure_future(
+            self._attempt(call, primary, probe, timeout, attempt, first_chunk)
+        )
+        settings = call.settings
+        delay: float
+        if isinstance(settings.hedge_delay, float):
+            delay = settings.hedge_delay
+        else:
+            delay = self.state.get(primary.name).health.p95() or HEDGE_FALLBACK_DELAY_S
+        now = clock.now()
+        try:
+            done, _ = await asyncio.wait({first}, timeout=min(delay, call.deadline_at - now))
+        except asyncio.CancelledError:
+            first.cancel()
+            raise
+        if done:
+            return first.result()
+        now = clock.now()
+        target = self._hedge_target(call, ranked, tries, now)
+        if target is None:
+            return await first
+        hedge_to, hedge_probe = target
+        if not self.budget.withdraw(now):
+            self._release(hedge_to, hedge_probe)
+            call.notes.append(f"no hedge: {self.budget.describe(now)}")
+            return await first
+        tries[hedge_to.name] = tries.get(hedge_to.name, 0) + 1
+        second = asyncio.ensure_future(
+            self._attempt(
+                call,
+                hedge_to,
+                hedge_probe,
+                self._timeout(call, hedge_to, first_chunk, now),
+                attempt,
+                first_chunk,
+                hedge=True,
+            )
+        )
+        pending: set[asyncio.Future[_Result[T]]] = {first, second}
+        done_set: set[asyncio.Future[_Result[T]]]
+        failed: list[_Result[T]] = []
+        try:
+            while pending:
+                done_set, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                winner: _Result[T] | None = None
+                for task in done_set:
+                    result = task.result()
+                    if result.outcome is Outcome.SUCCESS:
+                        if winner is None:
+                            winner = result
+                        elif discard is not None and result.value is not None:
+                            discard(result.value)  # both won at once: close the spare stream
+                    elif result.outcome is Outcome.CALLER_ERROR:
+                        winner = winner or result  # it would fail anywhere: stop racing
+                    else:
+                        failed.append(result)
+                if winner is not None:
+                    await _cancel(pending)
+                    return winner
+        except asyncio.CancelledError:
+            await _cancel(pending)
+            raise
+        return failed[-1]
+
+    def _hedge_target(
+        self, call: _Call, ranked: list[Deployment], tries: Mapping[str, int], now: float
+    ) -> tuple[Deployment, bool] | None:
+        for deployment in ranked:
+            if tries.get(deployment.name):
+                continue
+            state = self.state.get(deployment.name)
+            state.breaker.policy = call.policy
+            admission, transition = state.breaker.admit(now)
+            if transition is not None:
+                self._emit(call, transition)
+            if admission is not Admission.DENY and not state.health.paused(now):
+                return deployment, admission is Admission.PROBE
+        return None
+
+    async def _wait_for_recovery(
+        self, call: _Call, deployments: Sequence[Deployment], ranked: list[Deployment], now: float
+    ) -> bool:
+        """Sleep until the soonest pause or open period ends, if that is before the deadline."""
+        soonest: float | None = None
+        for deployment in deployments:
+            state = self.state.get(deployment.name)
+            times = []
+            if state.health.paused(now):
+                times.append(state.health.paused_until)
+            if state.breaker.state is State.OPEN and state.breaker.open_until > now:
+                times.append(max(state.breaker.open_until, state.health.paused_until))
+            for at in times:
+                if soonest is None or at < soonest:
+                    soonest = at
+        if soonest is None or soonest + _MIN_ATTEMPT_S >= call.deadline_at:
+            return False
+        call.notes.append(f"waited {soonest - now:.2f} s for the soonest recovery")
+        await self.clock.sleep(soonest - now)
+        return True
 
     def _larger_windows(
-        self, call: _Call, failed: Deployment, available: list[Deployment]
+        self, call: _Call, failed: Deployment, ranked: list[Deployment]
     ) -> list[Deployment]:
         window = self.backend.context_window(failed)
         kept: list[Deployment] = []
-        for deployment in available:
+        for deployment in ranked:
             if deployment is failed:
                 continue
             other = self.backend.context_window(deployment)
@@ -359,21 +697,37 @@ class Engine:
                 )
         return kept
 
-    def _exhausted(self, call: _Call, last_exc: BaseException) -> BaseException:
+    def _emit(self, call: _Call, transition: Transition) -> None:
+        call.events.append(transition)
+        self.state.on_transition(transition)
+        if transition.after is State.OPEN:
+            log.warning(
+                "router.breaker_opened: %s for %.1f s: %s",
+                transition.deployment,
+                transition.open_for or 0.0,
+                transition.reason,
+            )
+        elif transition.after is State.CLOSED:
+            log.info("router.breaker_closed: %s: %s", transition.deployment, transition.reason)
+        else:
+            log.info("router.breaker_half_open: %s: %s", transition.deployment, transition.reason)
+
+    def _exhausted(self, call: _Call, last: _Result[Any]) -> BaseException:
         now = self.clock.now()
         if call.deadline_at - now < _MIN_ATTEMPT_S:
-            return self._deadline(call, last_exc)
-        return attach(last_exc, call.decision(now, "failed", None, 0.0))
+            return self._deadline(call, last)
+        assert last.exc is not None
+        return attach(last.exc, call.decision(now, "failed", None, 0.0))
 
-    def _deadline(self, call: _Call, last_exc: BaseException | None) -> BaseException:
+    def _deadline(self, call: _Call, last: _Result[Any] | None) -> BaseException:
         decision = call.decision(self.clock.now(), "deadline_exceeded", None, 0.0)
-        trail = ", ".join(f"{a.deployment} {a.error}" for a in call.attempts)
+        trail = ", ".join(f"{a.deployment} {a.error or a.outcome}" for a in call.attempts)
         exc = DeadlineExceeded(call.group, call.deadline, trail)
-        exc.__cause__ = last_exc
+        exc.__cause__ = None if last is None else last.exc
         return attach(exc, decision)
 
     def _no_deployment(
-        self, call: _Call, failures: Mapping[str, str], last_exc: BaseException | None
+        self, call: _Call, failures: Mapping[str, str], last: _Result[Any] | None
     ) -> BaseException:
         reasons: dict[str, str] = {}
         for skip in call.skipped:
@@ -381,15 +735,28 @@ class Engine:
         reasons.update(failures)
         decision = call.decision(self.clock.now(), "no_deployment", None, 0.0)
         exc = NoDeploymentAvailable(call.group, reasons)
-        exc.__cause__ = last_exc
+        exc.__cause__ = None if last is None else last.exc
         return attach(exc, decision)
 
 
-def _pick(available: Sequence[Deployment], tries: Mapping[str, int]) -> Deployment | None:
+def _unavailable(state: DeploymentState, now: float) -> str | None:
+    """Why a deployment may not be tried now, or None."""
+    health = state.health
+    if health.paused(now):
+        return f"{health.paused_why} ({health.paused_until - now:.1f} s left)"
+    breaker = state.breaker
+    if breaker.state is State.OPEN and now < breaker.open_until:
+        return f"breaker open for {breaker.open_until - now:.1f} s more"
+    if breaker.state is State.HALF_OPEN and breaker.probe_out:
+        return "breaker half-open, its probe is in flight"
+    return None
+
+
+def _fewest_tries(ranked: Sequence[Deployment], tries: Mapping[str, int]) -> Deployment | None:
     """The best-ranked candidate tried the fewest times (untried ones first)."""
     best: Deployment | None = None
     best_tries = 0
-    for deployment in available:
+    for deployment in ranked:
         n = tries.get(deployment.name, 0)
         if n == 0:
             return deployment
@@ -411,8 +778,11 @@ def _as_timeout(exc: Exception, deployment: Deployment, timeout: float) -> Excep
     return exc
 
 
-def _set_cost(call: _Call, index: int, cost: float) -> None:
-    call.attempts[index] = replace(call.attempts[index], cost_usd=cost)
+async def _cancel(pending: set[asyncio.Future[Any]]) -> None:
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 async def _aclose(iterator: Any) -> None:
@@ -422,6 +792,20 @@ async def _aclose(iterator: Any) -> None:
             await close()
         except Exception:  # closing a broken stream may fail again; the first error matters
             log.debug("router: closing a failed stream raised", exc_info=True)
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _fire_and_forget_close(iterator: Any) -> None:
+    if getattr(iterator, "aclose", None) is None:
+        return
+    try:
+        task = asyncio.get_running_loop().create_task(_aclose(iterator))
+    except RuntimeError:
+        return
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
 
 
 class RoutedStream:
@@ -501,24 +885,29 @@ class RoutedStream:
     def _finish(self) -> None:
         self._done = True
         engine = self._engine
+        call = self._call
         cost = _usage_cost(engine.backend, self._deployment, self._usage)
-        _set_cost(self._call, self._index, cost)
-        self.decision = self._call.decision(
-            engine.clock.now(), "success", self._deployment.name, cost
-        )
+        if cost:
+            call.attempts[self._index] = replace(call.attempts[self._index], cost_usd=cost)
+        self.decision = call.decision(engine.clock.now(), "success", self._deployment.name, cost)
 
     def _fail(self, why: str, cause: BaseException | None) -> BaseException:
         self._done = True
         call = self._call
         engine = self._engine
         now = engine.clock.now()
-        attempt = call.attempts[self._index]
         call.attempts[self._index] = replace(
-            attempt,
+            call.attempts[self._index],
             outcome=Outcome.FAILURE,
             error=f"stream interrupted: {why}",
             latency_s=now - call.started,
         )
+        state = engine.state.get(self._deployment.name)
+        state.health.record(False)
+        state.breaker.policy = call.policy
+        transition = state.breaker.record(False, now, why="stream interrupted")
+        if transition is not None:
+            engine._emit(call, transition)
         exc = StreamInterrupted(call.group, self._deployment.name, why, self._chunks)
         exc.__cause__ = cause
         self.decision = call.decision(now, "stream_interrupted", None, 0.0)
@@ -529,18 +918,3 @@ class RoutedStream:
         """Stop reading early and release the connection."""
         self._done = True
         await _aclose(self._iterator)
-
-
-def _fire_and_forget_close(iterator: Any) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is None:
-        return
-    try:
-        task = asyncio.get_running_loop().create_task(_aclose(iterator))
-    except RuntimeError:
-        return
-    _closing.add(task)
-    task.add_done_callback(_closing.discard)
-
-
-_closing: set[asyncio.Task[None]] = set()

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from router._backend import Backend, LiteLLMBackend
+from router._budget import RetryBudget
 from router._clock import Clock, SystemClock
-from router._config import Config, Deployment, load_config
+from router._config import Config, Deployment, RouterSettings, load_config
 from router._engine import Engine, RoutedStream
-from router._select import CheapestFirst, Selector
-from router._state import MemoryState, StateStore
+from router._state import DeploymentHealth, MemoryState, StateStore
 from router._sync import SyncStream, run_sync
 
+# Routes are cached per model string; a caller passing endless distinct raw model strings must
+# not grow memory without bound.
+_MAX_ADHOC_ROUTES = 1024
 # Keywords that belong to the router, not to the provider call.
 _OURS = frozenset({"num_retries", "max_retries"})
 
@@ -30,8 +33,8 @@ class Router:
     - ``timeout``: caps the call's deadline (it never extends the configured one);
     - ``num_retries`` / ``max_retries``: ignored, the router is the only retry layer.
 
-    The collaborators are injectable seams: `backend` (default: litellm), `clock`, `state`,
-    `selector` and `seed` for the jitter's random source.
+    The collaborators are injectable seams: `backend` (default: litellm), `clock`, `state`
+    (where health and breakers live) and `seed` for every random draw (jitter, P2C, weights).
     """
 
     def __init__(
@@ -41,7 +44,6 @@ class Router:
         backend: Backend | None = None,
         clock: Clock | None = None,
         state: StateStore | None = None,
-        selector: Selector | None = None,
         seed: int | None = None,
     ) -> None:
         if config is None or isinstance(config, str | os.PathLike):
@@ -51,27 +53,30 @@ class Router:
         self.config: Config = config
         self.backend: Backend = backend if backend is not None else LiteLLMBackend()
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self.state: StateStore = state if state is not None else MemoryState()
-        self.selector: Selector = selector if selector is not None else CheapestFirst(self.backend)
-        self.engine = Engine(
-            self.backend, self.clock, self.state, self.selector, random.Random(seed)
+        self.state: StateStore = state if state is not None else MemoryState(seed)
+        base = config.router
+        self.budget = RetryBudget(
+            base.retry_budget_ratio, base.retry_budget_window, base.retry_budget_floor
         )
-        self._adhoc: dict[str, tuple[Deployment, ...]] = {}
+        self.engine = Engine(self.backend, self.clock, self.state, random.Random(seed), self.budget)
+        self._routes: dict[str, tuple[Sequence[Deployment], RouterSettings]] = {}
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], **kwargs: Any) -> Router:
         """A router over the config file at `path` (see `Router` for keyword arguments)."""
         return cls(load_config(path), **kwargs)
 
-    def _route(self, model: str) -> tuple[tuple[Deployment, ...] | list[Deployment], Any]:
-        config = self.config
-        if config.is_routable(model):
-            return config.deployments_in(model), config.settings_for(model)
-        adhoc = self._adhoc.get(model)
-        if adhoc is None:
-            adhoc = (Deployment(name=model, model=model),)
-            self._adhoc[model] = adhoc
-        return adhoc, config.router
+    def _route(self, model: str) -> tuple[Sequence[Deployment], RouterSettings]:
+        route = self._routes.get(model)
+        if route is None:
+            config = self.config
+            if config.is_routable(model):
+                route = (config.deployments_in(model), config.settings_for(model))
+            else:
+                route = ((Deployment(name=model, model=model),), config.router)
+            if len(self._routes) < _MAX_ADHOC_ROUTES:
+                self._routes[model] = route
+        return route
 
     async def acompletion(
         self,
@@ -92,6 +97,17 @@ class Router:
         if stream:
             return await self.engine.stream(model, deployments, settings, kwargs, cap)
         return await self.engine.complete(model, deployments, settings, kwargs, cap)
+
+    def health(self) -> list[DeploymentHealth]:
+        """A snapshot of every deployment's health and breaker, in config order."""
+        now = self.clock.now()
+        known = {h.deployment: h for h in self.state.snapshot(now)}
+        from router._state import snapshot_of
+
+        return [
+            known.get(d.name) or snapshot_of(self.state.get(d.name), now)
+            for d in self.config.deployments
+        ]
 
     def completion(
         self,

@@ -1,54 +1,155 @@
-"""The selection seam: which order a group's deployments are tried in.
+"""Selection strategies: in which order a call tries the eligible deployments of its group.
 
-For now one strategy, ``cost``: cheapest first by the configured (or litellm map) price of a
-reference request, then config order. Health, latency and blended scoring replace it behind the
-same `Selector` protocol.
+The engine first drops what may not be tried (breaker open, paused by a 429, misconfigured);
+a strategy ranks the rest. Each gives every candidate a *key*, lower ranking first, that the
+decision record keeps as the candidate's score:
+
+==========  =====================================================================  ==========
+strategy    key                                                                    source
+==========  =====================================================================  ==========
+cost        USD for a 1k-in/1k-out request (configured price, else litellm's map;   -
+            unknown prices rank last)
+latency     peak-EWMA latency × (in-flight + 1); the first pick is the better of    Finagle,
+            two drawn at random ("power of two choices"), the rest follow by key    Linkerd
+balanced    ``w_cost·cost/max_cost + w_latency·latency/max_latency +                -
+            w_health·(1 − health score)``, weights from ``weights`` (0.5/0.3/0.2)
+weighted    Efraimidis–Spirakis draw ``−ln(U)/weight``: a random order in which     -
+            each deployment comes first in proportion to its ``weight``
+ordered     position in the config (a priority list)                               -
+==========  =====================================================================  ==========
+
+A deployment with no latency sample yet is given the mean of the others (or 0): new and
+recovered deployments are tried rather than starved. All randomness comes from the router's
+seeded `random.Random`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+import math
+import random
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from router._backend import Backend
-    from router._config import Deployment
+    from router._config import BalancedWeights, Deployment
+    from router._state import StateStore
 
-# A reference request for ranking by price: 1k prompt and 1k completion tokens.
 _REF_TOKENS = 1000
 
+Ranked = list[tuple["Deployment", float]]
 
-class Selector(Protocol):
-    """Ranks a group's deployments for one call; the engine tries them in that order."""
+REASONS = {
+    "cost": "cheapest healthy",
+    "latency": "lowest latency × load of two random picks",
+    "balanced": "best balanced score of cost, latency and health",
+    "weighted": "weighted random pick",
+    "ordered": "first in priority order",
+}
+"""The phrase each strategy contributes to the decision's reason."""
 
-    name: str
 
-    def rank(self, group: str, deployments: Sequence[Deployment]) -> Sequence[Deployment]:
-        """The deployments in the order to try them (best first)."""
+class Selector:
+    """Ranks candidates with the strategy a group asks for."""
 
-
-class CheapestFirst:
-    """Cheapest first (configured price, else litellm's map), ties in config order.
-
-    Deployments whose price is unknown rank after every priced one. The ranking of a group is
-    static, so it is computed once per group and reused.
-    """
-
-    name = "cost"
-
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, state: StateStore, rng: random.Random) -> None:
         self._backend = backend
-        self._cache: dict[str, Sequence[Deployment]] = {}
+        self._state = state
+        self._rng = rng
+        self._prices: dict[str, float] = {}
+        self._strategies: dict[
+            str, Callable[[Sequence[Deployment], float, BalancedWeights], Ranked]
+        ] = {
+            "cost": self._cost,
+            "latency": self._latency,
+            "balanced": self._balanced,
+            "weighted": self._weighted,
+            "ordered": self._ordered,
+        }
 
-    def rank(self, group: str, deployments: Sequence[Deployment]) -> Sequence[Deployment]:
-        # A group's members are fixed for the life of a router, so the group name is the key.
-        ranked = self._cache.get(group)
-        if ranked is None:
-            ranked = tuple(sorted(deployments, key=self._price_key))
-            self._cache[group] = ranked
+    def rank(
+        self, strategy: str, candidates: Sequence[Deployment], now: float, weights: BalancedWeights
+    ) -> Ranked:
+        """The candidates, best first, each with its key (see the module docstring)."""
+        if len(candidates) <= 1:
+            return [(d, 0.0) for d in candidates]
+        return self._strategies[strategy](candidates, now, weights)
+
+    def price(self, deployment: Deployment) -> float:
+        """USD of a 1k-in/1k-out request on `deployment` (inf when unknown)."""
+        price = self._prices.get(deployment.name)
+        if price is None:
+            price = self._backend.cost(deployment, _REF_TOKENS, _REF_TOKENS) or math.inf
+            self._prices[deployment.name] = price
+        return price
+
+    def _cost(
+        self, candidates: Sequence[Deployment], now: float, weights: BalancedWeights
+    ) -> Ranked:
+        return sorted(((d, self.price(d)) for d in candidates), key=_key)
+
+    def _loads(self, candidates: Sequence[Deployment]) -> list[float]:
+        states = [self._state.get(d.name).health for d in candidates]
+        known = [h.latency for h in states if h.latency is not None]
+        fallback = sum(known) / len(known) if known else 0.0
+        return [
+            (h.latency if h.latency is not None else fallback) * (h.in_flight + 1) for h in states
+        ]
+
+    def _latency(
+        self, candidates: Sequence[Deployment], now: float, weights: BalancedWeights
+    ) -> Ranked:
+        loads = self._loads(candidates)
+        ranked = sorted(zip(candidates, loads, strict=True), key=_key)
+        i, j = self._rng.sample(range(len(candidates)), 2)
+        first = i if loads[i] <= loads[j] else j
+        pick = (candidates[first], loads[first])
+        return [pick, *(entry for entry in ranked if entry[0] is not pick[0])]
+
+    def _balanced(
+        self, candidates: Sequence[Deployment], now: float, weights: BalancedWeights
+    ) -> Ranked:
+        prices = [self.price(d) for d in candidates]
+        finite = [p for p in prices if p < math.inf]
+        top_price = max(finite) if finite else 0.0
+        states = [self._state.get(d.name) for d in candidates]
+        latencies = [s.health.latency for s in states]
+        known = [x for x in latencies if x is not None]
+        fallback = sum(known) / len(known) if known else 0.0
+        filled = [fallback if x is None else x for x in latencies]
+        top_latency = max(filled) if filled else 0.0
+        ranked: Ranked = []
+        for deployment, price, latency, state in zip(
+            candidates, prices, filled, states, strict=True
+        ):
+            cost_part = 1.0 if price == math.inf else (price / top_price if top_price else 0.0)
+            latency_part = latency / top_latency if top_latency else 0.0
+            health_part = 1.0 - state.score(now)
+            key = (
+                weights.cost * cost_part
+                + weights.latency * latency_part
+                + weights.health * health_part
+            )
+            ranked.append((deployment, round(key, 6)))
+        ranked.sort(key=_key)
         return ranked
 
-    def _price_key(self, deployment: Deployment) -> tuple[int, float]:
-        price = self._backend.cost(deployment, _REF_TOKENS, _REF_TOKENS)
-        # sorted() is stable, so equal keys keep config order.
-        return (0, price) if price > 0 else (1, 0.0)
+    def _weighted(
+        self, candidates: Sequence[Deployment], now: float, weights: BalancedWeights
+    ) -> Ranked:
+        rng = self._rng
+        keyed = [
+            (d, -math.log(1.0 - rng.random()) / d.weight if d.weight > 0 else math.inf)
+            for d in candidates
+        ]
+        keyed.sort(key=_key)
+        return keyed
+
+    def _ordered(
+        self, candidates: Sequence[Deployment], now: float, weights: BalancedWeights
+    ) -> Ranked:
+        return [(d, float(i)) for i, d in enumerate(candidates)]
+
+
+def _key(entry: tuple[Deployment, float]) -> float:
+    return entry[1]

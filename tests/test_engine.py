@@ -52,7 +52,7 @@ def config(deadline: float = 10.0, max_attempts: int = 3, **extra: Any) -> dict[
     for d in deployments:
         d.update(extra.get(str(d["name"]), {}))
     return {
-        "router": {"deadline": deadline, "max_attempts": max_attempts},
+        "router": {"deadline": deadline, "max_attempts": max_attempts, "strategy": "cost"},
         "deployments": deployments,
     }
 
@@ -70,7 +70,7 @@ async def test_cheapest_first_and_decision_on_response() -> None:
     decision = get_decision(response)
     assert decision is not None
     assert decision.deployment == "a"
-    assert decision.candidates == ("a", "b", "c")
+    assert decision.candidate_names == ("a", "b", "c")
     assert [a.outcome for a in decision.attempts] == ["success"]
     usage = response.usage
     assert decision.cost_usd == pytest.approx(

@@ -1,0 +1,225 @@
+"""A circuit breaker per deployment: closed, open, half-open with exactly one probe.
+
+Rules (defaults in `BreakerPolicy`, every one configurable per group in providers.toml):
+
+- **closed → open** when, over the last ``window`` (20) recorded results with at least
+  ``min_calls`` (10) of them, the failure share is ``>= failure_rate`` (50%), or after
+  ``consecutive`` (5) failures in a row (resilience4j/Hystrix; Envoy/Finagle for the streak).
+- **open** for ``open_base · 2^(k−1)`` seconds on the k-th consecutive trip, capped at
+  ``open_max``, plus 0–10% jitter, and never less than a Retry-After the provider gave.
+- **half-open**: the first caller after the open period becomes the single probe; while the
+  probe is out every other caller is refused (they fail over at once). A probe success closes
+  the breaker (and resets the trip count); a failure re-opens it for the next, longer period.
+  A probe that ends with an ignored outcome (a caller error) or is cancelled frees the slot.
+- ``force_open`` opens at once for a given time (auth and unknown-model errors).
+
+Only results that say something about the provider are recorded: successes and failures.
+Rate limits and caller errors are not failures of the deployment and never reach the breaker.
+The breaker is a plain state machine over an injected time (`now` arguments) and random source:
+it never reads a clock or sleeps, which keeps it exactly testable.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import deque
+from dataclasses import dataclass
+
+
+class State(enum.StrEnum):
+    """Breaker states."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """Trip and recovery parameters (see the module docstring for the rules)."""
+
+    failure_rate: float = 0.5
+    window: int = 20
+    min_calls: int = 10
+    consecutive: int = 5
+    open_base: float = 30.0
+    open_max: float = 300.0
+    jitter: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A breaker state change: carried by decision records, logs and spans."""
+
+    deployment: str
+    before: State
+    after: State
+    at: float
+    reason: str
+    open_for: float | None = None
+
+
+class Admission(enum.Enum):
+    """What the breaker says to one caller."""
+
+    ALLOW = "allow"
+    PROBE = "probe"
+    DENY = "deny"
+
+
+class Breaker:
+    """The breaker of one deployment. Not thread-safe: the engine runs on one event loop."""
+
+    __slots__ = (
+        "_results",
+        "consecutive_failures",
+        "deployment",
+        "failures_in_window",
+        "open_until",
+        "policy",
+        "probe_out",
+        "rng",
+        "state",
+        "trips",
+    )
+
+    def __init__(
+        self, deployment: str, policy: BreakerPolicy | None = None, rng: random.Random | None = None
+    ) -> None:
+        self.deployment = deployment
+        self.policy = policy or BreakerPolicy()
+        self.rng = rng or random.Random()
+        self.state = State.CLOSED
+        self.open_until = 0.0
+        self.trips = 0
+        self.probe_out = False
+        self.consecutive_failures = 0
+        self.failures_in_window = 0
+        self._results: deque[bool] = deque()
+
+    def admit(self, now: float) -> tuple[Admission, Transition | None]:
+        """May a call go to this deployment now? The first call after the open period probes."""
+        state = self.state
+        if state is State.CLOSED:
+            return Admission.ALLOW, None
+        if state is State.OPEN:
+            if now < self.open_until:
+                return Admission.DENY, None
+            self.state = State.HALF_OPEN
+            self.probe_out = True
+            return Admission.PROBE, Transition(
+                self.deployment,
+                State.OPEN,
+                State.HALF_OPEN,
+                now,
+                "open period over: one probe admitted",
+            )
+        if self.probe_out:
+            return Admission.DENY, None
+        self.probe_out = True
+        return Admission.PROBE, None
+
+    def peek(self, now: float) -> Admission:
+        """What `admit` would answer, without taking the probe slot."""
+        if self.state is State.CLOSED:
+            return Admission.ALLOW
+        if self.state is State.OPEN:
+            return Admission.DENY if now < self.open_until else Admission.PROBE
+        return Admission.DENY if self.probe_out else Admission.PROBE
+
+    def release(self) -> None:
+        """A probe ended without a verdict (caller error, cancelled): free the slot."""
+        self.probe_out = False
+
+    def record(
+        self,
+        success: bool,
+        now: float,
+        *,
+        probe: bool = False,
+        retry_after: float | None = None,
+        why: str = "",
+    ) -> Transition | None:
+        """Record a success or failure; returns the transition it caused, if any."""
+        if self.state is State.HALF_OPEN:
+            if not probe:
+                # A straggler admitted before the trip: its result is stale, the probe decides.
+                return None
+            self.probe_out = False
+            if success:
+                return self._close(now)
+            return self._open(now, f"probe failed: {why}" if why else "probe failed", retry_after)
+        if self.state is State.OPEN:
+            return None
+        self._remember(success)
+        if success:
+            return None
+        policy = self.policy
+        if self.consecutive_failures >= policy.consecutive:
+            return self._open(
+                now,
+                f"{self.consecutive_failures} consecutive failures"
+                + (f" (last: {why})" if why else ""),
+                retry_after,
+            )
+        count = len(self._results)
+        if count >= policy.min_calls and self.failures_in_window >= policy.failure_rate * count:
+            return self._open(
+                now,
+                f"{self.failures_in_window}/{count} recent calls failed"
+                + (f" (last: {why})" if why else ""),
+                retry_after,
+            )
+        return None
+
+    def force_open(self, now: float, duration: float, reason: str) -> Transition:
+        """Open at once for `duration` seconds (misconfiguration: auth, unknown model)."""
+        before = self.state
+        self.state = State.OPEN
+        self.trips += 1
+        self.probe_out = False
+        self.open_until = max(self.open_until, now + duration)
+        self._clear()
+        return Transition(self.deployment, before, State.OPEN, now, reason, self.open_until - now)
+
+    def _remember(self, success: bool) -> None:
+        results = self._results
+        if len(results) >= self.policy.window and not results.popleft():
+            self.failures_in_window -= 1
+        results.append(success)
+        if success:
+            self.consecutive_failures = 0
+        else:
+            self.failures_in_window += 1
+            self.consecutive_failures += 1
+
+    def _clear(self) -> None:
+        self._results.clear()
+        self.failures_in_window = 0
+        self.consecutive_failures = 0
+
+    def open_duration(self, trips: int, retry_after: float | None = None) -> float:
+        """Seconds to stay open on the `trips`-th consecutive trip (jitter drawn here)."""
+        policy = self.policy
+        base = min(policy.open_max, policy.open_base * 2.0 ** (trips - 1))
+        duration = base * (1.0 + self.rng.uniform(0.0, policy.jitter))
+        if retry_after is not None:
+            duration = max(duration, retry_after)
+        return duration
+
+    def _open(self, now: float, reason: str, retry_after: float | None) -> Transition:
+        before = self.state
+        self.trips += 1
+        duration = self.open_duration(self.trips, retry_after)
+        self.state = State.OPEN
+        self.open_until = now + duration
+        self._clear()
+        return Transition(self.deployment, before, State.OPEN, now, reason, duration)
+
+    def _close(self, now: float) -> Transition:
+        before = self.state
+        self.state = State.CLOSED
+        self.trips = 0
+        self._clear()
+        return Transition(self.deployment, before, State.CLOSED, now, "probe succeeded")

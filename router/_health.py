@@ -1,0 +1,115 @@
+"""Health of one deployment: peak-EWMA latency, error rate, 429 pressure, in-flight, a score.
+
+- **Latency** is a peak EWMA (Finagle, Linkerd): a sample above the average replaces it at once,
+  a sample below decays into it with weight ``exp(-Δt / decay)`` (decay 10 s), so a deployment
+  that turns slow is seen at once and one that recovers is trusted back gradually. Streams keep
+  a second EWMA for time to first token.
+- **Error rate** is the failure share of the last 20 recorded results (successes and failures;
+  rate limits and caller errors are not recorded).
+- **429 pressure**: a deployment that answered 429 is paused until its Retry-After has passed.
+- **In-flight**: attempts started and not yet ended.
+- **Score** in [0, 1]: ``(1 − error rate) × breaker factor`` (closed 1, half-open 0.5, open 0),
+  and 0 while paused by a 429.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+_ERROR_WINDOW = 20
+_SAMPLES = 128
+_P95_MIN_SAMPLES = 10
+
+
+class Health:
+    """Running health figures of one deployment; times on the engine clock's scale."""
+
+    __slots__ = (
+        "_errors",
+        "_failures",
+        "_p95",
+        "_p95_stale",
+        "_samples",
+        "decay",
+        "in_flight",
+        "latency",
+        "paused_until",
+        "paused_why",
+        "ttft",
+        "updated",
+    )
+
+    def __init__(self, decay: float = 10.0) -> None:
+        self.decay = decay
+        self.latency: float | None = None
+        self.ttft: float | None = None
+        self.updated = 0.0
+        self.in_flight = 0
+        self.paused_until = 0.0
+        self.paused_why = ""
+        self._errors: deque[bool] = deque()
+        self._failures = 0
+        self._samples: deque[float] = deque(maxlen=_SAMPLES)
+        self._p95: float | None = None
+        self._p95_stale = 0
+
+    def observe_latency(self, seconds: float, now: float, *, first_chunk: bool = False) -> None:
+        """Feed one latency sample (a success, or a timeout: slowness is information)."""
+        if first_chunk:
+            self.ttft = self._peak_ewma(self.ttft, seconds, now)
+        else:
+            self.latency = self._peak_ewma(self.latency, seconds, now)
+        self.updated = now
+        self._samples.append(seconds)
+        self._p95_stale += 1
+
+    def _peak_ewma(self, current: float | None, sample: float, now: float) -> float:
+        if current is None or sample > current:
+            return sample
+        weight = math.exp(-max(0.0, now - self.updated) / self.decay) if self.decay > 0 else 0.0
+        return current * weight + sample * (1.0 - weight)
+
+    def record(self, success: bool) -> None:
+        """Count one success or failure in the sliding error window."""
+        errors = self._errors
+        if len(errors) >= _ERROR_WINDOW and errors.popleft():
+            self._failures -= 1
+        failed = not success
+        errors.append(failed)
+        if failed:
+            self._failures += 1
+
+    @property
+    def error_rate(self) -> float:
+        return self._failures / len(self._errors) if self._errors else 0.0
+
+    @property
+    def calls(self) -> int:
+        """Results in the error window (at most 20)."""
+        return len(self._errors)
+
+    def pause(self, until: float, why: str) -> None:
+        """Skip the deployment until `until` (a 429's Retry-After)."""
+        if until > self.paused_until:
+            self.paused_until = until
+            self.paused_why = why
+
+    def paused(self, now: float) -> bool:
+        return now < self.paused_until
+
+    def p95(self) -> float | None:
+        """95th percentile of recent latency samples, once there are at least 10."""
+        if len(self._samples) < _P95_MIN_SAMPLES:
+            return None
+        if self._p95 is None or self._p95_stale >= 16:
+            ordered = sorted(self._samples)
+            self._p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+            self._p95_stale = 0
+        return self._p95
+
+    def score(self, breaker_factor: float, now: float) -> float:
+        """The health score in [0, 1] (see the module docstring)."""
+        if self.paused(now):
+            return 0.0
+        return (1.0 - self.error_rate) * breaker_factor
