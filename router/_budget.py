@@ -1,7 +1,7 @@
 """The retry budget: retries and hedges stay within a share of calls (Finagle, Linkerd, Envoy).
 
 Over a sliding window (10 s, in ten 1 s buckets) a router may spend on retries, failovers and
-hedges at most ``floor + ratio × calls`` (floor 3, ratio 20%). Every call deposits; every attempt
+hedges at most ``floor + ratio × calls`` (floor 10, ratio 20%). Every call deposits; every attempt
 after a call's first (and every hedge) withdraws one. When a provider fails hard, the budget
 caps how much extra load the router adds on top of its callers' own, so a failing fleet is not
 buried under retry storms. When spent, a call gets no further attempts and its error says so.
@@ -16,7 +16,7 @@ class RetryBudget:
     __slots__ = ("_calls", "_epochs", "_retries", "buckets", "floor", "ratio", "width")
 
     def __init__(
-        self, ratio: float = 0.2, window: float = 10.0, floor: int = 3, buckets: int = 10
+        self, ratio: float = 0.2, window: float = 10.0, floor: int = 10, buckets: int = 10
     ) -> None:
         self.ratio = ratio
         self.floor = floor

@@ -207,7 +207,9 @@ class Engine:
         state: StateStore,
         rng: random.Random,
         budget: RetryBudget,
+        classify: Callable[[BaseException], Outcome] = classify,
     ) -> None:
+        self.classify = classify
         self.backend = backend
         self.clock = clock
         self.state = state
@@ -516,7 +518,7 @@ class Engine:
     ) -> _Result[Any]:
         now = self.clock.now()
         latency = now - started
-        outcome = classify(exc)
+        outcome = self.classify(exc)
         label = describe(exc)
         call.attempts.append(
             AttemptRecord(

@@ -1,0 +1,69 @@
+"""Breakers and hedges through real litellm over real loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from router import Router, get_decision
+from router._fleet import Fleet
+
+from .conftest import fleet_config
+
+MSG = [{"role": "user", "content": "hello"}]
+
+
+def config(fleet: Fleet, **router: Any) -> dict[str, Any]:
+    cfg = fleet_config(fleet)
+    cfg["router"].update({"strategy": "cost", **router})
+    return cfg
+
+
+async def test_hard_down_provider_stops_receiving_traffic_and_recovers(fleet: Fleet) -> None:
+    router = Router(config(fleet, breaker_open_base=0.3, breaker_open_max=0.3), seed=0)
+    fleet["a"].set(outage="503")
+    for _ in range(20):
+        assert get_decision(await router.acompletion("chat", MSG)).deployment == "b"  # type: ignore[union-attr]
+    assert fleet["a"].stats.requests == 5  # then the breaker opened
+    health = {h.deployment: h for h in router.health()}
+    assert health["a"].state == "open" and health["a"].trips == 1
+    fleet["a"].set(outage=None)
+    await asyncio.sleep(0.45)  # past the open period (0.3 s + up to 10% jitter)
+    decision = get_decision(await router.acompletion("chat", MSG))
+    assert decision is not None and decision.deployment == "a"
+    assert decision.attempts[0].probe
+    assert [e.after.value for e in decision.events] == ["half_open", "closed"]
+    served = [
+        get_decision(await router.acompletion("chat", MSG)).deployment  # type: ignore[union-attr]
+        for _ in range(10)
+    ]
+    assert served == ["a"] * 10
+
+
+async def test_hedge_beats_a_slow_provider(fleet: Fleet) -> None:
+    router = Router(config(fleet, hedge=True, hedge_delay=0.05), seed=0)
+    fleet["a"].set(latency_ms=3000)
+    response = await router.acompletion("chat", MSG)
+    decision = get_decision(response)
+    assert decision is not None
+    assert decision.deployment == "b" and decision.hedged
+    assert response.choices[0].message.content == "Hello from b."
+    outcomes = {(a.deployment, a.outcome, a.hedge) for a in decision.attempts}
+    assert outcomes == {("a", "cancelled", False), ("b", "success", True)}
+    assert "hedge beat a" in decision.reason
+
+
+async def test_hedge_races_streams_to_the_first_chunk(fleet: Fleet) -> None:
+    router = Router(config(fleet, hedge=True, hedge_delay=0.05), seed=0)
+    fleet["a"].set(first_chunk_delay_ms=3000)
+    stream = await router.acompletion("chat", MSG, stream=True)
+    text = "".join([(c.choices[0].delta.content or "") async for c in stream if c.choices])
+    assert text == "Hello from b."
+    assert stream.decision.deployment == "b" and stream.decision.hedged
+
+
+async def test_no_hedge_when_the_first_answers_in_time(fleet: Fleet) -> None:
+    router = Router(config(fleet, hedge=True, hedge_delay=1.0), seed=0)
+    decision = get_decision(await router.acompletion("chat", MSG))
+    assert decision is not None and decision.deployment == "a" and not decision.hedged
+    assert fleet["b"].stats.requests == 0
