@@ -19,20 +19,27 @@ prepare_litellm_env()
 
 if TYPE_CHECKING:
     from router._config import Config, ConfigError, Deployment, RouterSettings, load_config
-    from router._decision import AttemptRecord, Decision, Skip, get_decision
+    from router._decision import AttemptRecord, Candidate, Decision, Skip, get_decision
     from router._default import acompletion, completion, configure, default_router
     from router._engine import RoutedStream
     from router._errors import DeadlineExceeded, NoDeploymentAvailable, StreamInterrupted
+    from router._pool import Pool, PoolSettings, Routed
     from router._router import Router
+    from router._state import DeploymentHealth
 
 __all__ = [
     "AttemptRecord",
+    "Candidate",
     "Config",
     "ConfigError",
     "DeadlineExceeded",
     "Decision",
     "Deployment",
+    "DeploymentHealth",
     "NoDeploymentAvailable",
+    "Pool",
+    "PoolSettings",
+    "Routed",
     "RoutedStream",
     "Router",
     "RouterSettings",
@@ -48,12 +55,17 @@ __all__ = [
 
 _WHERE = {
     "AttemptRecord": "router._decision",
+    "Candidate": "router._decision",
     "Config": "router._config",
     "ConfigError": "router._config",
     "DeadlineExceeded": "router._errors",
     "Decision": "router._decision",
     "Deployment": "router._config",
+    "DeploymentHealth": "router._state",
     "NoDeploymentAvailable": "router._errors",
+    "Pool": "router._pool",
+    "PoolSettings": "router._pool",
+    "Routed": "router._pool",
     "RoutedStream": "router._engine",
     "Router": "router._router",
     "RouterSettings": "router._config",

@@ -237,9 +237,7 @@ class Engine:
 
         result = await self._run(call, deployments, attempt, first_chunk=False, discard=None)
         response = result.value
-        cost = _usage_cost(backend, result.deployment, getattr(response, "usage", None))
-        if cost:
-            call.attempts[result.index] = replace(call.attempts[result.index], cost_usd=cost)
+        cost = call.attempts[result.index].cost_usd
         decision = call.decision(self.clock.now(), "success", result.deployment.name, cost)
         hidden = getattr(response, "_hidden_params", None)
         if isinstance(hidden, dict):
@@ -501,6 +499,9 @@ class Engine:
                 first_chunk_s=latency if first_chunk else None,
                 hedge=hedge,
                 probe=probe,
+                # A full response knows its cost now; a stream's is added when it ends.
+                cost_usd=0.0 if first_chunk else _usage_cost(
+                    self.backend, deployment, getattr(value, "usage", None)),
             )
         )
         return _Result(deployment, Outcome.SUCCESS, value, index=len(call.attempts) - 1)

@@ -9,6 +9,7 @@ so `except litellm.ServiceUnavailableError` keeps working after switching to the
     └── NoDeploymentAvailable        every candidate was skipped or failed; lists each and why
     litellm.Timeout                  (408)
     └── DeadlineExceeded             the call's one deadline ran out across its attempts
+                                     (also a built-in TimeoutError)
     litellm.APIConnectionError
     └── StreamInterrupted            a stream broke (or ended without finish_reason) after its
                                      first chunk; never a silent, truncated end
@@ -197,8 +198,11 @@ class NoDeploymentAvailable(litellm.ServiceUnavailableError):  # type: ignore[mi
         )
 
 
-class DeadlineExceeded(litellm.Timeout):  # type: ignore[misc]
-    """The call's deadline (all attempts, failovers and backoff together) ran out."""
+class DeadlineExceeded(litellm.Timeout, TimeoutError):  # type: ignore[misc]
+    """The call's deadline (all attempts, failovers and backoff together) ran out.
+
+    Also a built-in `TimeoutError`, so ``except TimeoutError`` (asyncio code) catches it.
+    """
 
     def __init__(self, group: str, deadline: float, attempts: str) -> None:
         self.group = group

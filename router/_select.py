@@ -30,6 +30,8 @@ import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from router._backend import configured_cost
+
 if TYPE_CHECKING:
     from router._backend import Backend
     from router._config import BalancedWeights, Deployment
@@ -79,7 +81,13 @@ class Selector:
         """USD of a 1k-in/1k-out request on `deployment` (inf when unknown)."""
         price = self._prices.get(deployment.name)
         if price is None:
-            price = self._backend.cost(deployment, _REF_TOKENS, _REF_TOKENS) or math.inf
+            # A configured price of 0 means free (ranked first); a backend price of 0 means
+            # litellm does not know the model (ranked last).
+            configured = configured_cost(deployment, _REF_TOKENS, _REF_TOKENS)
+            if configured is not None:
+                price = configured
+            else:
+                price = self._backend.cost(deployment, _REF_TOKENS, _REF_TOKENS) or math.inf
             self._prices[deployment.name] = price
         return price
 
