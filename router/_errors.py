@@ -207,7 +207,8 @@ class DeadlineExceeded(litellm.Timeout, TimeoutError):  # type: ignore[misc]
     def __init__(self, group: str, deadline: float, attempts: str) -> None:
         self.group = group
         self.deadline = deadline
-        super().__init__(
+        litellm.Timeout.__init__(
+            self,
             f"deadline of {deadline:g} s for '{group}' exceeded; attempts: {attempts or 'none'}",
             model=group,
             llm_provider="router",
