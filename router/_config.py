@@ -80,6 +80,7 @@ __all__ = [
     "Deployment",
     "GroupSettings",
     "RouterSettings",
+    "TelemetrySettings",
     "check_config",
     "load_config",
 ]
@@ -123,11 +124,17 @@ _Number = Annotated[float, BeforeValidator(_not_bool)]
 _Whole = Annotated[int, BeforeValidator(_not_bool)]
 
 
+_BOOL_WORDS: Final = {"true": True, "false": False, "1": True, "0": False}
+
+
 def _strict_bool(value: object) -> object:
-    # pydantic's lax mode would read "yes" or 1 as true; TOML has real booleans.
-    if not isinstance(value, bool):
-        raise PydanticCustomError(_CUSTOM_ERROR, "must be true or false")
-    return value
+    # pydantic's lax mode would read "yes" or 2 as true; TOML has real booleans, and from the
+    # environment (where everything is a string) only true/false/1/0 are accepted.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[value.strip().lower()]
+    raise PydanticCustomError(_CUSTOM_ERROR, "must be true or false")
 
 
 _Flag = Annotated[bool, BeforeValidator(_strict_bool)]
@@ -154,6 +161,33 @@ class BalancedWeights(BaseModel):
     cost: _Number = Field(default=0.5, ge=0, allow_inf_nan=False)
     latency: _Number = Field(default=0.3, ge=0, allow_inf_nan=False)
     health: _Number = Field(default=0.2, ge=0, allow_inf_nan=False)
+
+
+class TelemetrySettings(BaseModel):
+    """The ``[telemetry]`` table: spans, metrics and decision logs (see the telemetry package).
+
+    - ``enabled``: None (default) means on exactly when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set
+      and ``OTEL_SDK_DISABLED`` is not true; ``true``/``false`` decide outright.
+    - ``endpoint``, ``protocol`` (``"http/protobuf"`` or ``"grpc"``), ``service_name``: unset
+      values come from the standard ``OTEL_*`` variables, then the OTLP defaults.
+    - ``capture_content = false``: prompts and completions are never recorded unless this is
+      true (or ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``).
+    - ``metrics = true``, ``logs = true``: OTel metrics and structlog decision events.
+    - ``log_format = "auto"`` (JSON when stderr is not a terminal, console otherwise),
+      ``log_level = "info"``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: _Flag | None = None
+    endpoint: str | None = None
+    protocol: Literal["http/protobuf", "grpc"] | None = None
+    service_name: str | None = None
+    capture_content: _Flag = False
+    metrics: _Flag = True
+    logs: _Flag = True
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
 class RouterSettings(BaseModel):
@@ -397,6 +431,7 @@ class Config(BaseModel):
     router: RouterSettings = Field(default_factory=RouterSettings)
     deployments: list[Deployment] = Field(min_length=1)
     groups: dict[str, GroupSettings] = Field(default_factory=dict)
+    telemetry: TelemetrySettings = Field(default_factory=lambda: TelemetrySettings())
 
     _source: str = PrivateAttr("<dict>")
     _by_name: dict[str, Deployment] = PrivateAttr(default_factory=dict)
@@ -809,6 +844,7 @@ class _SourcedConfig(BaseSettings):
     router: SkipValidation[RouterSettings | None] = None
     deployments: SkipValidation[list[Deployment] | None] = None
     groups: SkipValidation[dict[str, GroupSettings] | None] = None
+    telemetry: SkipValidation[TelemetrySettings | None] = None
 
     @classmethod
     def settings_customise_sources(

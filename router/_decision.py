@@ -36,6 +36,34 @@ class AttemptRecord:
     """This attempt was a hedge, started while an earlier one was still out."""
     probe: bool = False
     """This attempt was the half-open breaker's single probe."""
+    started_s: float = 0.0
+    """When the attempt started, in seconds after the call started."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseInfo:
+    """What the served response said about itself (GenAI span attributes, reports)."""
+
+    id: str | None = None
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    finish_reasons: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, response: Any) -> ResponseInfo:
+        """Read a litellm `ModelResponse` (missing parts stay None)."""
+        usage = getattr(response, "usage", None)
+        choices = getattr(response, "choices", None) or ()
+        return cls(
+            id=getattr(response, "id", None),
+            model=getattr(response, "model", None),
+            input_tokens=getattr(usage, "prompt_tokens", None),
+            output_tokens=getattr(usage, "completion_tokens", None),
+            finish_reasons=tuple(
+                str(c.finish_reason) for c in choices if getattr(c, "finish_reason", None)
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +108,10 @@ class Decision:
     """Breaker transitions this call caused or saw."""
     notes: tuple[str, ...] = ()
     """Anything else worth knowing: a hedge skipped, the retry budget spent, a recovery wait."""
+    started_at: float = 0.0
+    """Wall-clock time (epoch seconds) the call started, for spans and logs."""
+    response: ResponseInfo | None = None
+    """What the served response said about itself (None unless served)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

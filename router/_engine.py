@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -41,7 +42,7 @@ import litellm
 from router._breaker import Admission, BreakerPolicy, State, Transition
 from router._budget import RetryBudget
 from router._config import ConfigError
-from router._decision import AttemptRecord, Candidate, Decision, Skip
+from router._decision import AttemptRecord, Candidate, Decision, ResponseInfo, Skip, get_decision
 from router._errors import (
     DeadlineExceeded,
     NoDeploymentAvailable,
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from router._backend import Backend
     from router._clock import Clock
     from router._config import Deployment, RouterSettings
+    from router._observe import Observer
     from router._state import DeploymentState, StateStore
 
 log = logging.getLogger("router")
@@ -90,6 +92,7 @@ class _Call:
         "started",
         "strategy",
         "stream",
+        "wall",
     )
 
     def __init__(
@@ -107,6 +110,7 @@ class _Call:
         self.policy = policy
         self.deadline = deadline
         self.started = started
+        self.wall = time.time()
         self.deadline_at = started + deadline
         self.stream = stream
         self.candidates: tuple[Candidate, ...] = ()
@@ -115,7 +119,14 @@ class _Call:
         self.events: list[Transition] = []
         self.notes: list[str] = []
 
-    def decision(self, now: float, outcome: str, deployment: str | None, cost: float) -> Decision:
+    def decision(
+        self,
+        now: float,
+        outcome: str,
+        deployment: str | None,
+        cost: float,
+        response: ResponseInfo | None = None,
+    ) -> Decision:
         return Decision(
             group=self.group,
             strategy=self.strategy,
@@ -131,6 +142,8 @@ class _Call:
             stream=self.stream,
             events=tuple(self.events),
             notes=tuple(self.notes),
+            started_at=self.wall,
+            response=response,
         )
 
     def reason(self, outcome: str, deployment: str | None) -> str:
@@ -208,8 +221,10 @@ class Engine:
         rng: random.Random,
         budget: RetryBudget,
         classify: Callable[[BaseException], Outcome] = classify,
+        observer: Observer | None = None,
     ) -> None:
         self.classify = classify
+        self.observer = observer
         self.backend = backend
         self.clock = clock
         self.state = state
@@ -235,14 +250,31 @@ class Engine:
         async def attempt(deployment: Deployment, timeout: float) -> Any:
             return await backend.complete(deployment, request, timeout)
 
-        result = await self._run(call, deployments, attempt, first_chunk=False, discard=None)
+        try:
+            result = await self._run(call, deployments, attempt, first_chunk=False, discard=None)
+        except BaseException as exc:
+            if self.observer is not None:
+                self._observe_failure(call, exc)
+            raise
         response = result.value
         cost = call.attempts[result.index].cost_usd
-        decision = call.decision(self.clock.now(), "success", result.deployment.name, cost)
+        decision = call.decision(
+            self.clock.now(), "success", result.deployment.name, cost, ResponseInfo.of(response)
+        )
         hidden = getattr(response, "_hidden_params", None)
         if isinstance(hidden, dict):
             hidden["router_decision"] = decision
+        if self.observer is not None:
+            self.observer.call_finished(decision, None)
         return response
+
+    def _observe_failure(self, call: _Call, exc: BaseException) -> None:
+        assert self.observer is not None
+        decision = get_decision(exc)
+        if decision is None:  # cancelled, or an error of our own making
+            outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
+            decision = call.decision(self.clock.now(), outcome, None, 0.0)
+        self.observer.call_finished(decision, exc)
 
     async def stream(
         self,
@@ -275,7 +307,12 @@ class Engine:
         def discard(value: tuple[Any, Any]) -> None:
             _fire_and_forget_close(value[0])
 
-        result = await self._run(call, deployments, attempt, first_chunk=True, discard=discard)
+        try:
+            result = await self._run(call, deployments, attempt, first_chunk=True, discard=discard)
+        except BaseException as exc:
+            if self.observer is not None:
+                self._observe_failure(call, exc)
+            raise
         assert result.value is not None
         iterator, first = result.value
         return RoutedStream(self, call, result.deployment, iterator, first, result.index)
@@ -499,9 +536,11 @@ class Engine:
                 first_chunk_s=latency if first_chunk else None,
                 hedge=hedge,
                 probe=probe,
+                started_s=started - call.started,
                 # A full response knows its cost now; a stream's is added when it ends.
-                cost_usd=0.0 if first_chunk else _usage_cost(
-                    self.backend, deployment, getattr(value, "usage", None)),
+                cost_usd=0.0
+                if first_chunk
+                else _usage_cost(self.backend, deployment, getattr(value, "usage", None)),
             )
         )
         return _Result(deployment, Outcome.SUCCESS, value, index=len(call.attempts) - 1)
@@ -532,6 +571,7 @@ class Engine:
                 error=label,
                 hedge=hedge,
                 probe=probe,
+                started_s=started - call.started,
             )
         )
         breaker = state.breaker
@@ -703,6 +743,8 @@ class Engine:
     def _emit(self, call: _Call, transition: Transition) -> None:
         call.events.append(transition)
         self.state.on_transition(transition)
+        if self.observer is not None:
+            self.observer.transition(transition)
         if transition.after is State.OPEN:
             log.warning(
                 "router.breaker_opened: %s for %.1f s: %s",
@@ -837,6 +879,9 @@ class RoutedStream:
         self._chunks = 0
         self._finished = False
         self._usage: Any = None
+        self._reasons: list[str] = []
+        self._id: str | None = getattr(first, "id", None)
+        self._model: str | None = getattr(first, "model", None)
         self._done = False
         self.decision: Decision = call.decision(
             engine.clock.now(), "streaming", deployment.name, 0.0
@@ -879,8 +924,10 @@ class RoutedStream:
         choices = getattr(chunk, "choices", None)
         if choices:
             for choice in choices:
-                if getattr(choice, "finish_reason", None):
+                reason = getattr(choice, "finish_reason", None)
+                if reason:
                     self._finished = True
+                    self._reasons.append(str(reason))
         usage = getattr(chunk, "usage", None)
         if usage is not None:
             self._usage = usage
@@ -889,21 +936,34 @@ class RoutedStream:
         self._done = True
         engine = self._engine
         call = self._call
-        cost = _usage_cost(engine.backend, self._deployment, self._usage)
+        usage = self._usage
+        cost = _usage_cost(engine.backend, self._deployment, usage)
         if cost:
             call.attempts[self._index] = replace(call.attempts[self._index], cost_usd=cost)
-        self.decision = call.decision(engine.clock.now(), "success", self._deployment.name, cost)
+        info = ResponseInfo(
+            id=self._id,
+            model=self._model,
+            input_tokens=getattr(usage, "prompt_tokens", None),
+            output_tokens=getattr(usage, "completion_tokens", None),
+            finish_reasons=tuple(self._reasons),
+        )
+        self.decision = call.decision(
+            engine.clock.now(), "success", self._deployment.name, cost, info
+        )
+        if engine.observer is not None:
+            engine.observer.call_finished(self.decision, None)
 
     def _fail(self, why: str, cause: BaseException | None) -> BaseException:
         self._done = True
         call = self._call
         engine = self._engine
         now = engine.clock.now()
+        attempt = call.attempts[self._index]
         call.attempts[self._index] = replace(
-            call.attempts[self._index],
+            attempt,
             outcome=Outcome.FAILURE,
             error=f"stream interrupted: {why}",
-            latency_s=now - call.started,
+            latency_s=now - call.started - attempt.started_s,
         )
         state = engine.state.get(self._deployment.name)
         state.health.record(False)
@@ -915,9 +975,19 @@ class RoutedStream:
         exc.__cause__ = cause
         self.decision = call.decision(now, "stream_interrupted", None, 0.0)
         _fire_and_forget_close(self._iterator)
-        return attach(exc, self.decision)
+        attach(exc, self.decision)
+        if engine.observer is not None:
+            engine.observer.call_finished(self.decision, exc)
+        return exc
 
     async def aclose(self) -> None:
         """Stop reading early and release the connection."""
-        self._done = True
+        if not self._done:
+            self._done = True
+            engine = self._engine
+            self.decision = self._call.decision(
+                engine.clock.now(), "closed_early", self._deployment.name, 0.0
+            )
+            if engine.observer is not None:
+                engine.observer.call_finished(self.decision, None)
         await _aclose(self._iterator)

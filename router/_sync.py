@@ -8,6 +8,8 @@ would pay a new loop and new connections every time).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import threading
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
@@ -34,17 +36,39 @@ def _background_loop() -> asyncio.AbstractEventLoop:
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` on the background loop and wait for its result (or exception)."""
+    """Run `coro` on the background loop and wait for its result (or exception).
+
+    The caller's context variables travel with it (copied, as `asyncio.to_thread` does), so
+    an OpenTelemetry span or a job opened around a sync call is the parent of what it records.
+    """
     loop = _background_loop()
     if threading.current_thread() is _thread:
         coro.close()
         raise RuntimeError("router: a sync call was made from the router's own loop thread")
-    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    context = contextvars.copy_context()
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+    holder: list[asyncio.Task[T]] = []
+
+    def finish(task: asyncio.Task[T]) -> None:
+        if task.cancelled():
+            done.cancel()
+        elif (error := task.exception()) is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(task.result())
+
+    def start() -> None:
+        task = loop.create_task(coro, context=context)
+        holder.append(task)
+        task.add_done_callback(finish)
+
+    loop.call_soon_threadsafe(start)
     try:
-        return future.result()
+        return done.result()
     except BaseException:
         # KeyboardInterrupt while waiting: cancel the call instead of leaking it.
-        future.cancel()
+        if holder:
+            loop.call_soon_threadsafe(holder[0].cancel)
         raise
 
 
