@@ -19,10 +19,25 @@ prepare_litellm_env()
 
 if TYPE_CHECKING:
     from router._config import Config, ConfigError, Deployment, RouterSettings, load_config
-    from router._decision import AttemptRecord, Candidate, Decision, Skip, get_decision
+    from router._decision import (
+        AttemptRecord,
+        Candidate,
+        Decision,
+        Escalation,
+        Skip,
+        get_decision,
+    )
     from router._default import acompletion, completion, configure, default_router
     from router._engine import RoutedStream
-    from router._errors import DeadlineExceeded, NoDeploymentAvailable, StreamInterrupted
+    from router._errors import (
+        DeadlineExceeded,
+        NeedsReview,
+        NoDeploymentAvailable,
+        StreamInterrupted,
+    )
+    from router._escalate import register_validator
+    from router._jobs import Job, JobRecord, current_job, job
+    from router._policy import register_classifier
     from router._pool import Pool, PoolSettings, Routed
     from router._router import Router
     from router._state import DeploymentHealth
@@ -36,6 +51,10 @@ __all__ = [
     "Decision",
     "Deployment",
     "DeploymentHealth",
+    "Escalation",
+    "Job",
+    "JobRecord",
+    "NeedsReview",
     "NoDeploymentAvailable",
     "Pool",
     "PoolSettings",
@@ -48,9 +67,13 @@ __all__ = [
     "acompletion",
     "completion",
     "configure",
+    "current_job",
     "default_router",
     "get_decision",
+    "job",
     "load_config",
+    "register_classifier",
+    "register_validator",
 ]
 
 _WHERE = {
@@ -62,6 +85,10 @@ _WHERE = {
     "Decision": "router._decision",
     "Deployment": "router._config",
     "DeploymentHealth": "router._state",
+    "Escalation": "router._decision",
+    "Job": "router._jobs",
+    "JobRecord": "router._jobs",
+    "NeedsReview": "router._errors",
     "NoDeploymentAvailable": "router._errors",
     "Pool": "router._pool",
     "PoolSettings": "router._pool",
@@ -74,9 +101,13 @@ _WHERE = {
     "acompletion": "router._default",
     "completion": "router._default",
     "configure": "router._default",
+    "current_job": "router._jobs",
     "default_router": "router._default",
     "get_decision": "router._decision",
+    "job": "router._jobs",
     "load_config": "router._config",
+    "register_classifier": "router._policy",
+    "register_validator": "router._escalate",
 }
 
 

@@ -75,10 +75,13 @@ __all__ = [
     "CONFIG_PATH_ENV",
     "DEFAULT_CONFIG_PATH",
     "ENV_REF_PREFIX",
+    "ClassifierSettings",
     "Config",
     "ConfigError",
     "Deployment",
     "GroupSettings",
+    "Match",
+    "Route",
     "RouterSettings",
     "TelemetrySettings",
     "check_config",
@@ -161,6 +164,104 @@ class BalancedWeights(BaseModel):
     cost: _Number = Field(default=0.5, ge=0, allow_inf_nan=False)
     latency: _Number = Field(default=0.3, ge=0, allow_inf_nan=False)
     health: _Number = Field(default=0.2, ge=0, allow_inf_nan=False)
+
+
+def _check_triggers(value: list[str]) -> list[str]:
+    for trigger in value:
+        if trigger not in TRIGGERS and not (
+            trigger.startswith("validator:") and len(trigger) > len("validator:")
+        ):
+            known = ", ".join(sorted(TRIGGERS))
+            raise PydanticCustomError(
+                _CUSTOM_ERROR,
+                f"unknown trigger '{trigger}'{_suggest(trigger, TRIGGERS)}; use {known} or "
+                "validator:NAME",
+            )
+    return value
+
+
+class Match(BaseModel):
+    """A route's ``when`` table: every condition given must hold (an empty table always does).
+
+    - ``keywords``: any of them appears (case-insensitive) in the user messages;
+    - ``regex``: the pattern matches the user messages (Python syntax);
+    - ``metadata``: each key equals the request's ``metadata`` value (a list: any of them);
+    - ``step``: shorthand for ``metadata.step``; ``tags``: any in ``metadata.tags``;
+    - ``min_prompt_tokens`` / ``max_prompt_tokens``: estimated prompt tokens (litellm's
+      token counter), bounds inclusive;
+    - ``has_tools`` / ``has_response_format``: the request carries tools / a response_format.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keywords: list[str] = Field(default_factory=list)
+    regex: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    step: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    min_prompt_tokens: _Whole | None = Field(default=None, ge=0)
+    max_prompt_tokens: _Whole | None = Field(default=None, ge=0)
+    has_tools: _Flag | None = None
+    has_response_format: _Flag | None = None
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise PydanticCustomError(_CUSTOM_ERROR, f"not a valid regex: {exc}") from None
+        return value
+
+
+class Route(BaseModel):
+    """One ``[[routes]]`` entry: first match wins; a route without ``when`` matches all.
+
+    Either ``group`` (the target) or ``classifier`` with ``classes`` (label → group) is set.
+    Rules apply to calls whose ``model`` is the router's ``auto_model`` (``"auto"``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    when: Match = Field(default_factory=lambda: Match())
+    group: str | None = None
+    classifier: str | None = None
+    classes: dict[str, str] = Field(default_factory=dict)
+
+
+class ClassifierSettings(BaseModel):
+    """A ``[classifiers.NAME]`` table.
+
+    - ``kind = "keywords"``: ``labels = {label = ["word", ...]}``, the label with most hits
+      (ties: first listed); no hit → uncertain.
+    - ``kind = "regex"``: ``labels = {label = ["pattern", ...]}``, the first label matching.
+    - ``kind = "llm"``: ``group`` answers with one of ``labels = ["a", "b"]``; an unparseable
+      answer, or a confidence (first-token probability, when logprobs come back) under
+      ``min_confidence``, is uncertain.
+    - ``kind = "python"``: ``callable = "package.module:function"`` or a name registered with
+      `router.register_classifier`; it gets the request and returns a label or (label,
+      confidence), sync or async.
+    Uncertain, failing or unknown labels fall through to the next route (the default last).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["keywords", "regex", "llm", "python"]
+    labels: dict[str, list[str]] | list[str] = Field(default_factory=list)
+    group: str | None = None
+    prompt: str | None = None
+    callable: str | None = None
+    min_confidence: _Number = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
+
+
+Trigger = str
+"""An escalation trigger: schema, invalid_json, length, empty, refusal, low_confidence, or
+``validator:NAME`` (a callable registered with `router.register_validator`)."""
+TRIGGERS: Final = frozenset(
+    {"schema", "invalid_json", "length", "empty", "refusal", "low_confidence"}
+)
 
 
 class TelemetrySettings(BaseModel):
@@ -246,6 +347,21 @@ class RouterSettings(BaseModel):
     retry_budget_window: _Number = Field(default=10.0, gt=0, allow_inf_nan=False)
     retry_budget_floor: _Whole = Field(default=10, ge=0)
     wait_for_recovery: _Flag = False
+    escalate_to: str | None = None
+    escalate_on: list[Trigger] = Field(default_factory=list)
+    min_logprob: _Number | None = Field(default=None, allow_inf_nan=False)
+    min_confidence: _Number | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    max_escalations: _Whole = Field(default=1, ge=0)
+    escalation_cost_cap: _Number | None = Field(default=None, ge=0, allow_inf_nan=False)
+    on_exhausted: Literal["review", "raise"] = "review"
+    long_context: str | None = None
+    auto_model: str = "auto"
+    record_file: str | None = None
+
+    @field_validator("escalate_on")
+    @classmethod
+    def _known_triggers(cls, value: list[str]) -> list[str]:
+        return _check_triggers(value)
 
 
 class GroupSettings(BaseModel):
@@ -274,6 +390,19 @@ class GroupSettings(BaseModel):
     retry_budget_window: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
     retry_budget_floor: _Whole | None = Field(default=None, ge=0)
     wait_for_recovery: _Flag | None = None
+    escalate_to: str | None = None
+    escalate_on: list[Trigger] | None = None
+    min_logprob: _Number | None = Field(default=None, allow_inf_nan=False)
+    min_confidence: _Number | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    max_escalations: _Whole | None = Field(default=None, ge=0)
+    escalation_cost_cap: _Number | None = Field(default=None, ge=0, allow_inf_nan=False)
+    on_exhausted: Literal["review", "raise"] | None = None
+    long_context: str | None = None
+
+    @field_validator("escalate_on")
+    @classmethod
+    def _known_triggers(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_triggers(value)
 
 
 def _env_ref(value: object) -> str | None:
@@ -432,6 +561,8 @@ class Config(BaseModel):
     deployments: list[Deployment] = Field(min_length=1)
     groups: dict[str, GroupSettings] = Field(default_factory=dict)
     telemetry: TelemetrySettings = Field(default_factory=lambda: TelemetrySettings())
+    routes: list[Route] = Field(default_factory=list)
+    classifiers: dict[str, ClassifierSettings] = Field(default_factory=dict)
 
     _source: str = PrivateAttr("<dict>")
     _by_name: dict[str, Deployment] = PrivateAttr(default_factory=dict)
@@ -442,6 +573,7 @@ class Config(BaseModel):
     @model_validator(mode="after")
     def _check_and_index(self, info: ValidationInfo) -> Config:
         problems = _relation_problems([(d.name, d.groups) for d in self.deployments], self.groups)
+        problems += _policy_problems(self)
         if problems:
             raise PydanticCustomError(
                 _RELATIONS_ERROR,
@@ -566,6 +698,72 @@ def _relation_problems(
         elif group not in used:
             msg = f"no deployment is in group '{group}'{_suggest(group, used)}"
             problems.append((("groups", group), msg))
+    return problems
+
+
+def _policy_problems(config: Config) -> list[tuple[Loc, str]]:
+    """Routes, classifiers and escalation settings must name things that exist."""
+    routable = {d.name for d in config.deployments}
+    routable.update(g for d in config.deployments for g in d.groups)
+    problems: list[tuple[Loc, str]] = []
+
+    def target(loc: Loc, name: str | None) -> None:
+        if name is not None and name not in routable:
+            problems.append(
+                (loc, f"no group or deployment named '{name}'{_suggest(name, routable)}")
+            )
+
+    seen: dict[str, int] = {}
+    for i, route in enumerate(config.routes):
+        if route.name in seen:
+            problems.append(
+                (
+                    ("routes", i, "name"),
+                    f"duplicate route name '{route.name}' (also routes[{seen[route.name]}])",
+                )
+            )
+        seen.setdefault(route.name, i)
+        if (route.group is None) == (route.classifier is None):
+            problems.append((("routes", i), "set exactly one of 'group' and 'classifier'"))
+        target(("routes", i, "group"), route.group)
+        if route.classifier is not None:
+            if route.classifier not in config.classifiers:
+                hint = _suggest(route.classifier, config.classifiers)
+                problems.append(
+                    (("routes", i, "classifier"), f"no classifier named '{route.classifier}'{hint}")
+                )
+            if not route.classes:
+                problems.append(
+                    (
+                        ("routes", i, "classes"),
+                        'a classifier route needs classes = {label = "group"}',
+                    )
+                )
+        for label, group in route.classes.items():
+            target(("routes", i, "classes", label), group)
+    for name, classifier in config.classifiers.items():
+        if classifier.kind == "llm":
+            if classifier.group is None:
+                problems.append((("classifiers", name, "group"), "an llm classifier needs a group"))
+            target(("classifiers", name, "group"), classifier.group)
+            if not classifier.labels:
+                problems.append((("classifiers", name, "labels"), "list the labels to choose from"))
+        elif classifier.kind == "python" and not classifier.callable:
+            problems.append(
+                (
+                    ("classifiers", name, "callable"),
+                    'a python classifier needs callable = "module:function" or a name',
+                )
+            )
+        elif classifier.kind in ("keywords", "regex") and not isinstance(classifier.labels, dict):
+            problems.append(
+                (("classifiers", name, "labels"), 'must be a table: label = ["word", ...]')
+            )
+    tables: list[tuple[Loc, RouterSettings | GroupSettings]] = [(("router",), config.router)]
+    tables += [(("groups", g), t) for g, t in config.groups.items()]
+    for loc, table in tables:
+        target((*loc, "escalate_to"), table.escalate_to)
+        target((*loc, "long_context"), table.long_context)
     return problems
 
 
@@ -845,6 +1043,8 @@ class _SourcedConfig(BaseSettings):
     deployments: SkipValidation[list[Deployment] | None] = None
     groups: SkipValidation[dict[str, GroupSettings] | None] = None
     telemetry: SkipValidation[TelemetrySettings | None] = None
+    routes: SkipValidation[list[Route] | None] = None
+    classifiers: SkipValidation[dict[str, ClassifierSettings] | None] = None
 
     @classmethod
     def settings_customise_sources(

@@ -67,6 +67,19 @@ class ResponseInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Escalation:
+    """An answer that was not good enough, and where the call went next."""
+
+    from_group: str
+    to_group: str | None
+    """None when escalation was exhausted (the call then needs human review)."""
+    trigger: str
+    detail: str
+    cost_usd: float
+    """What the rejected answer cost."""
+
+
+@dataclass(frozen=True, slots=True)
 class Candidate:
     """A deployment the strategy ranked, with its key (lower ranked first; see router._select)."""
 
@@ -112,11 +125,22 @@ class Decision:
     """Wall-clock time (epoch seconds) the call started, for spans and logs."""
     response: ResponseInfo | None = None
     """What the served response said about itself (None unless served)."""
+    route: str | None = None
+    """The ``[[routes]]`` entry that chose the group (None for an explicit group)."""
+    escalations: tuple[Escalation, ...] = ()
+    job: str | None = None
+    step: str | None = None
+    """The workflow job and step the call belonged to (see `router.job`)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def candidate_names(self) -> tuple[str, ...]:
         return tuple(c.deployment for c in self.candidates)
+
+    @property
+    def needs_review(self) -> bool:
+        """Escalation was exhausted and the answer still failed its checks."""
+        return self.outcome == "needs_review"
 
     @property
     def hedged(self) -> bool:

@@ -51,6 +51,12 @@ def default_router() -> Router:
         return _default
 
 
+def current_observer() -> Any:
+    """The default router's observer, if the default router has been built (no build here)."""
+    router = _default
+    return None if router is None else router.observer
+
+
 def completion(model: str, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> Any:
     """Drop-in for `litellm.completion` through the default router."""
     return default_router().completion(model, messages, **kwargs)

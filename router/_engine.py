@@ -34,7 +34,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import litellm
@@ -42,7 +42,15 @@ import litellm
 from router._breaker import Admission, BreakerPolicy, State, Transition
 from router._budget import RetryBudget
 from router._config import ConfigError
-from router._decision import AttemptRecord, Candidate, Decision, ResponseInfo, Skip, get_decision
+from router._decision import (
+    AttemptRecord,
+    Candidate,
+    Decision,
+    Escalation,
+    ResponseInfo,
+    Skip,
+    get_decision,
+)
 from router._errors import (
     DeadlineExceeded,
     NoDeploymentAvailable,
@@ -75,12 +83,37 @@ _MIN_ATTEMPT_S = 0.001
 _CANCELLED = "cancelled"
 
 
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """What the layers above the engine decided before this call (route, job, escalation)."""
+
+    route: str | None = None
+    reason: str | None = None
+    """The policy's sentence, put before the engine's in the decision's reason."""
+    skipped: tuple[Skip, ...] = ()
+    job: str | None = None
+    step: str | None = None
+    escalations: tuple[Escalation, ...] = ()
+    prior_attempts: tuple[AttemptRecord, ...] = ()
+    """Attempts of earlier escalation levels, kept in this call's record."""
+    prior_cost: float = 0.0
+    notify: bool = True
+    """Tell the observer when the call ends (False while an escalation may follow)."""
+    started: float | None = None
+    wall: float | None = None
+    """Clock and wall time of the logical call's start (escalations keep the first's)."""
+
+
+_NO_CONTEXT = CallContext()
+
+
 class _Call:
     """Mutable bookkeeping of one call; frozen into a `Decision` when the call ends."""
 
     __slots__ = (
         "attempts",
         "candidates",
+        "context",
         "deadline",
         "deadline_at",
         "events",
@@ -103,19 +136,22 @@ class _Call:
         started: float,
         stream: bool,
         policy: BreakerPolicy,
+        context: CallContext = _NO_CONTEXT,
     ) -> None:
+        self.context = context
         self.group = group
         self.settings = settings
         self.strategy = settings.strategy
         self.policy = policy
         self.deadline = deadline
-        self.started = started
-        self.wall = time.time()
-        self.deadline_at = started + deadline
+        # An escalation continues the logical call: same start, so one deadline for all levels.
+        self.started = started if context.started is None else context.started
+        self.deadline_at = self.started + deadline
+        self.wall = time.time() if context.wall is None else context.wall
         self.stream = stream
         self.candidates: tuple[Candidate, ...] = ()
-        self.skipped: list[Skip] = []
-        self.attempts: list[AttemptRecord] = []
+        self.skipped: list[Skip] = list(context.skipped)
+        self.attempts: list[AttemptRecord] = list(context.prior_attempts)
         self.events: list[Transition] = []
         self.notes: list[str] = []
 
@@ -144,6 +180,10 @@ class _Call:
             notes=tuple(self.notes),
             started_at=self.wall,
             response=response,
+            route=self.context.route,
+            escalations=self.context.escalations,
+            job=self.context.job,
+            step=self.context.step,
         )
 
     def reason(self, outcome: str, deployment: str | None) -> str:
@@ -179,7 +219,16 @@ class _Call:
             text += f"; breaker {event.deployment} {event.after.value}: {event.reason}"
         if self.notes:
             text += "; " + "; ".join(self.notes)
-        return text
+        context = self.context
+        if context.reason is None and not context.escalations:
+            return text
+        parts = [context.reason] if context.reason else []
+        for step in context.escalations:
+            parts.append(
+                f"{step.from_group} answer failed {step.trigger} ({step.detail}); "
+                f"escalated to {step.to_group}"
+            )
+        return "; ".join([*parts, text])
 
 
 class _Result(Generic[T]):
@@ -242,9 +291,10 @@ class Engine:
         settings: RouterSettings,
         request: Mapping[str, Any],
         deadline: float | None = None,
+        context: CallContext = _NO_CONTEXT,
     ) -> Any:
         """One non-streaming call: returns the litellm response with its decision attached."""
-        call = self._start(group, settings, deadline, stream=False)
+        call = self._start(group, settings, deadline, stream=False, context=context)
         backend = self.backend
 
         async def attempt(deployment: Deployment, timeout: float) -> Any:
@@ -257,16 +307,21 @@ class Engine:
                 self._observe_failure(call, exc)
             raise
         response = result.value
-        cost = call.attempts[result.index].cost_usd
+        cost = call.attempts[result.index].cost_usd + context.prior_cost
         decision = call.decision(
             self.clock.now(), "success", result.deployment.name, cost, ResponseInfo.of(response)
         )
         hidden = getattr(response, "_hidden_params", None)
         if isinstance(hidden, dict):
             hidden["router_decision"] = decision
-        if self.observer is not None:
+        if self.observer is not None and context.notify:
             self.observer.call_finished(decision, None)
         return response
+
+    def notify(self, decision: Decision, error: BaseException | None) -> None:
+        """Tell the observer a logical call ended (used by escalation, which calls quietly)."""
+        if self.observer is not None:
+            self.observer.call_finished(decision, error)
 
     def _observe_failure(self, call: _Call, exc: BaseException) -> None:
         assert self.observer is not None
@@ -283,9 +338,10 @@ class Engine:
         settings: RouterSettings,
         request: Mapping[str, Any],
         deadline: float | None = None,
+        context: CallContext = _NO_CONTEXT,
     ) -> RoutedStream:
         """One streaming call: fails over freely until a first chunk arrives, then commits."""
-        call = self._start(group, settings, deadline, stream=True)
+        call = self._start(group, settings, deadline, stream=True, context=context)
         backend = self.backend
 
         async def attempt(deployment: Deployment, timeout: float) -> tuple[Any, Any]:
@@ -318,10 +374,17 @@ class Engine:
         return RoutedStream(self, call, result.deployment, iterator, first, result.index)
 
     def _start(
-        self, group: str, settings: RouterSettings, deadline: float | None, stream: bool
+        self,
+        group: str,
+        settings: RouterSettings,
+        deadline: float | None,
+        stream: bool,
+        context: CallContext,
     ) -> _Call:
         limit = settings.deadline if deadline is None else min(deadline, settings.deadline)
-        return _Call(group, settings, limit, self.clock.now(), stream, self._policy(settings))
+        return _Call(
+            group, settings, limit, self.clock.now(), stream, self._policy(settings), context
+        )
 
     def _policy(self, settings: RouterSettings) -> BreakerPolicy:
         cached = self._policies.get(id(settings))
@@ -940,6 +1003,7 @@ class RoutedStream:
         cost = _usage_cost(engine.backend, self._deployment, usage)
         if cost:
             call.attempts[self._index] = replace(call.attempts[self._index], cost_usd=cost)
+        cost += call.context.prior_cost
         info = ResponseInfo(
             id=self._id,
             model=self._model,

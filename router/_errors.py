@@ -13,6 +13,9 @@ so `except litellm.ServiceUnavailableError` keeps working after switching to the
     litellm.APIConnectionError
     └── StreamInterrupted            a stream broke (or ended without finish_reason) after its
                                      first chunk; never a silent, truncated end
+    litellm.APIResponseValidationError
+    └── NeedsReview                  escalation was exhausted and the answer still fails its
+                                     checks (only with ``on_exhausted = "raise"``)
 
 Every exception that leaves a routed call carries the decision record of that call as
 ``exc.router_decision`` (read it with `router.get_decision(exc)`).
@@ -237,3 +240,18 @@ def attach(exc: BaseException, decision: Decision) -> BaseException:
         pass
     exc.add_note(f"router: {decision.reason}")
     return exc
+
+
+class NeedsReview(litellm.APIResponseValidationError):  # type: ignore[misc]
+    """Escalation was exhausted and the last answer still fails; ``response`` holds it."""
+
+    def __init__(self, group: str, trigger: str, detail: str, response: Any) -> None:
+        self.group = group
+        self.trigger = trigger
+        self.detail = detail
+        self.response = response
+        super().__init__(
+            f"answer for '{group}' needs human review: {trigger} ({detail})",
+            llm_provider="router",
+            model=group,
+        )

@@ -5,15 +5,26 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from router._backend import Backend, LiteLLMBackend
 from router._budget import RetryBudget
 from router._clock import Clock, SystemClock
 from router._config import Config, Deployment, RouterSettings, load_config
-from router._engine import Engine, RoutedStream
+from router._decision import Escalation, get_decision
+from router._engine import _NO_CONTEXT, CallContext, Engine, RoutedStream
+from router._escalate import first_failure
+from router._jobs import Job, current_job
+from router._observe import Fanout, JobAccounting
+from router._policy import Policy
 from router._state import DeploymentHealth, MemoryState, StateStore
 from router._sync import SyncStream, run_sync
+
+if TYPE_CHECKING:
+    from router._escalate import Validator
+    from router._observe import Observer
+    from router._policy import ClassifierFn
 
 # Routes are cached per model string; a caller passing endless distinct raw model strings must
 # not grow memory without bound.
@@ -35,6 +46,11 @@ class Router:
 
     The collaborators are injectable seams: `backend` (default: litellm), `clock`, `state`
     (where health and breakers live) and `seed` for every random draw (jitter, P2C, weights).
+
+    Telemetry: `observer` receives every decision record and breaker transition (e.g. a
+    ``telemetry.Telemetry``). Without one, and unless ``telemetry=False``, the ``[telemetry]``
+    table and the ``OTEL_*`` variables decide (``telemetry.observer_for``); when they leave it
+    off, no observer is attached and the OpenTelemetry SDK is never imported.
     """
 
     def __init__(
@@ -45,6 +61,10 @@ class Router:
         clock: Clock | None = None,
         state: StateStore | None = None,
         seed: int | None = None,
+        observer: Observer | None = None,
+        telemetry: bool = True,
+        classifiers: Mapping[str, ClassifierFn] | None = None,
+        validators: Mapping[str, Validator] | None = None,
     ) -> None:
         if config is None or isinstance(config, str | os.PathLike):
             config = load_config(config)
@@ -58,7 +78,31 @@ class Router:
         self.budget = RetryBudget(
             base.retry_budget_ratio, base.retry_budget_window, base.retry_budget_floor
         )
-        self.engine = Engine(self.backend, self.clock, self.state, random.Random(seed), self.budget)
+        if observer is None and telemetry:
+            from telemetry import observer_for
+
+            observer = observer_for(config.telemetry)
+        outer: list[Observer] = [] if observer is None else [observer]
+        record_file = os.environ.get("ROUTER_RECORD_FILE") or base.record_file
+        if record_file:
+            from router._records import Recorder
+
+            outer.append(Recorder(record_file))
+        self.observer: Observer | None = (
+            None if not outer else outer[0] if len(outer) == 1 else Fanout(outer)
+        )
+        # Job accounting always listens (one contextvar read per call when no job is open).
+        self.engine = Engine(
+            self.backend,
+            self.clock,
+            self.state,
+            random.Random(seed),
+            self.budget,
+            observer=Fanout([JobAccounting(self.observer), *outer]),
+        )
+        self.validators: dict[str, Validator] = dict(validators or {})
+        self.policy = Policy(config, self.backend, self._classify_call, dict(classifiers or {}))
+        self._policy_free: dict[str, bool] = {}
         self._routes: dict[str, tuple[Sequence[Deployment], RouterSettings]] = {}
 
     @classmethod
@@ -87,16 +131,134 @@ class Router:
         **kwargs: Any,
     ) -> Any:
         """Async drop-in for `litellm.acompletion`: a `ModelResponse`, or a `RoutedStream`."""
-        deployments, settings = self._route(model)
         deadline = kwargs.pop("timeout", None)
         if _OURS.intersection(kwargs):
             for key in _OURS:
                 kwargs.pop(key, None)
         kwargs["messages"] = messages if messages is not None else []
         cap = float(deadline) if isinstance(deadline, int | float) else None
+        job = current_job()
+        if job is None and self._is_policy_free(model):
+            deployments, settings = self._route(model)
+            if stream:
+                return await self.engine.stream(model, deployments, settings, kwargs, cap)
+            if not settings.escalate_on:
+                return await self.engine.complete(model, deployments, settings, kwargs, cap)
+            return await self._escalating(model, kwargs, cap, CallContext(), None)
+        choice = await self.policy.choose(model, kwargs)
+        metadata = kwargs.get("metadata")
+        step = metadata.get("step") if isinstance(metadata, Mapping) else None
+        context = CallContext(
+            route=choice.route,
+            reason=choice.reason,
+            skipped=choice.skipped,
+            job=None if job is None else job.id,
+            step=None if step is None else str(step),
+        )
+        group = choice.group
+        deployments, settings = self._route(group)
+        if choice.deployments is not None:
+            deployments = choice.deployments
         if stream:
-            return await self.engine.stream(model, deployments, settings, kwargs, cap)
-        return await self.engine.complete(model, deployments, settings, kwargs, cap)
+            return await self.engine.stream(group, deployments, settings, kwargs, cap, context)
+        if not settings.escalate_on:
+            return await self.engine.complete(group, deployments, settings, kwargs, cap, context)
+        return await self._escalating(group, kwargs, cap, context, choice.deployments)
+
+    def _is_policy_free(self, model: str) -> bool:
+        """True when neither rules nor a context check can change where `model` goes."""
+        free = self._policy_free.get(model)
+        if free is None:
+            config = self.config
+            routed = model == config.router.auto_model and bool(config.routes)
+            windows = config.is_routable(model) and any(
+                self.backend.context_window(d) is not None for d in config.deployments_in(model)
+            )
+            free = self._policy_free[model] = not routed and not windows
+        return free
+
+    async def _escalating(
+        self,
+        group: str,
+        request: dict[str, Any],
+        cap: float | None,
+        context: CallContext,
+        subset: Sequence[Deployment] | None,
+    ) -> Any:
+        """A call whose group checks its answers and escalates the ones that fail."""
+        config = self.config
+        origin = config.settings_for(group) if config.is_routable(group) else config.router
+        if "low_confidence" in origin.escalate_on and origin.min_logprob is not None:
+            request.setdefault("logprobs", True)
+        quiet = replace(context, notify=False)
+        deployments, settings = self._route(group)
+        response = await self.engine.complete(
+            group, subset or deployments, settings, request, cap, quiet
+        )
+        escalations: list[Escalation] = []
+        while True:
+            decision = get_decision(response)
+            assert decision is not None
+            failure = await first_failure(
+                response,
+                request,
+                origin.escalate_on,
+                min_logprob=origin.min_logprob,
+                min_confidence=origin.min_confidence,
+                validators=self.validators,
+            )
+            if failure is None:
+                self.engine.notify(decision, None)
+                return response
+            trigger, detail = failure
+            spent = decision.cost_usd - sum(e.cost_usd for e in escalations)
+            target = config.settings_for(group).escalate_to if config.is_routable(group) else None
+            limit = origin.escalation_cost_cap
+            if limit is not None and decision.cost_usd >= limit:
+                detail += f"; escalation cost cap ${limit:g} reached"
+                target = None
+            if target is None or len(escalations) >= origin.max_escalations:
+                step = Escalation(group, None, trigger, detail, spent)
+                final = replace(
+                    decision,
+                    outcome="needs_review",
+                    escalations=(*escalations, step),
+                    reason=f"{decision.reason}; needs human review: {trigger} ({detail})",
+                )
+                hidden = getattr(response, "_hidden_params", None)
+                if isinstance(hidden, dict):
+                    hidden["router_decision"] = final
+                self.engine.notify(final, None)
+                if origin.on_exhausted == "raise":
+                    from router._errors import NeedsReview, attach
+
+                    raise attach(NeedsReview(group, trigger, detail, response), final)
+                return response
+            escalations.append(Escalation(group, target, trigger, detail, spent))
+            group = target
+            deployments, settings = self._route(group)
+            level = replace(
+                quiet,
+                skipped=(),
+                escalations=tuple(escalations),
+                prior_attempts=decision.attempts,
+                prior_cost=decision.cost_usd,
+                started=self.clock.now() - decision.elapsed_s,
+                wall=decision.started_at,
+            )
+            response = await self.engine.complete(group, deployments, settings, request, cap, level)
+
+    async def _classify_call(self, group: str, messages: list[dict[str, Any]]) -> Any:
+        """The llm classifier's call: a plain routed call on `group`, short and cold."""
+        deployments, settings = self._route(group)
+        request: dict[str, Any] = {"messages": messages, "max_tokens": 8, "temperature": 0}
+        return await self.engine.complete(
+            group, deployments, settings, request, None, replace(_NO_CONTEXT, notify=False)
+        )
+
+    def job(self, name: str, **metadata: Any) -> Job:
+        """A job whose span and records go to this router's observers (see `router.job`)."""
+        return Job(name, observer=self.observer, **metadata)
 
     def health(self) -> list[DeploymentHealth]:
         """A snapshot of every deployment's health and breaker, in config order."""

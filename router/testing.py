@@ -71,6 +71,7 @@ class Step:
     finish: bool = True
     """Streams: send a final chunk with finish_reason (False = end silently, truncated)."""
     chunk_latency: float = 0.0
+    finish_reason: str = "stop"
 
 
 def ok(content: str = "ok", *, latency: float = 0.0, **kwargs: Any) -> Step:
@@ -216,7 +217,7 @@ class FakeBackend:
             choices=[
                 {
                     "index": 0,
-                    "finish_reason": "stop",
+                    "finish_reason": step.finish_reason,
                     "message": {"role": "assistant", "content": step.content},
                 }
             ],

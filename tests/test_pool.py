@@ -492,5 +492,21 @@ def test_settings_reach_the_engine() -> None:
 
 def test_pool_settings_track_router_settings() -> None:
     # PoolSettings spells out RouterSettings for type checkers; a new field must be added there.
-    expected = set(RouterSettings.model_fields) - {"strategy", "weights", "first_chunk_timeout"}
+    # Model routing (rules, escalation, context, records) is for LLM calls, not tools.
+    llm_only = {
+        "strategy",
+        "weights",
+        "first_chunk_timeout",
+        "escalate_to",
+        "escalate_on",
+        "min_logprob",
+        "min_confidence",
+        "max_escalations",
+        "escalation_cost_cap",
+        "on_exhausted",
+        "long_context",
+        "auto_model",
+        "record_file",
+    }
+    expected = set(RouterSettings.model_fields) - llm_only
     assert set(PoolSettings.__optional_keys__) == expected | {"balanced_weights"}

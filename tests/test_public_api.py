@@ -8,10 +8,37 @@ import sys
 import router
 
 EXPECTED = [
-    "AttemptRecord", "Candidate", "Config", "ConfigError", "DeadlineExceeded", "Decision",
-    "Deployment", "DeploymentHealth", "NoDeploymentAvailable", "Pool", "PoolSettings", "Routed",
-    "RoutedStream", "Router", "RouterSettings", "Skip", "StreamInterrupted", "acompletion",
-    "completion", "configure", "default_router", "get_decision", "load_config",
+    "AttemptRecord",
+    "Candidate",
+    "Config",
+    "ConfigError",
+    "DeadlineExceeded",
+    "Decision",
+    "Deployment",
+    "DeploymentHealth",
+    "Escalation",
+    "Job",
+    "JobRecord",
+    "NeedsReview",
+    "NoDeploymentAvailable",
+    "Pool",
+    "PoolSettings",
+    "Routed",
+    "RoutedStream",
+    "Router",
+    "RouterSettings",
+    "Skip",
+    "StreamInterrupted",
+    "acompletion",
+    "completion",
+    "configure",
+    "current_job",
+    "default_router",
+    "get_decision",
+    "job",
+    "load_config",
+    "register_classifier",
+    "register_validator",
 ]
 
 
@@ -38,8 +65,10 @@ def test_import_is_cheap_and_offline_by_default() -> None:
 
 
 def test_a_value_the_user_set_is_respected() -> None:
-    code = "import os; os.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'False'; import router;" \
-           "print(os.environ['LITELLM_LOCAL_MODEL_COST_MAP'])"
+    code = (
+        "import os; os.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'False'; import router;"
+        "print(os.environ['LITELLM_LOCAL_MODEL_COST_MAP'])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False"
 

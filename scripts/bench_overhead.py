@@ -1,0 +1,766 @@
+"""Per-call overhead of `router.Router.acompletion` over raw `litellm.acompletion`.
+
+    python scripts/bench_overhead.py                 # defaults: about 2 minutes on 2 cores
+    python scripts/bench_overhead.py --quick         # a few rounds, for smoke use
+    python scripts/bench_overhead.py --json out.json # also write every figure as JSON
+
+What is measured
+----------------
+One simulated OpenAI-compatible provider (``scripts/fleet.py``) is set to answer with zero
+added latency, so what a call costs is almost entirely client-side work: litellm building the
+request, the HTTP round trip on loopback, litellm parsing the answer, plus whatever a routing
+layer adds. Three modes call that same provider with the same messages, non-streaming:
+
+- ``raw``: ``litellm.acompletion(...)`` with retries off and an explicit timeout (the baseline);
+- ``router``: this project's ``Router.acompletion("bench", ...)`` over a one-deployment group;
+- ``litellm-router``: LiteLLM's own ``litellm.Router`` (the alternative people compare with).
+
+Sections:
+
+1. Sequential: one call at a time. Per mode, the median and p99 of every call; the *added*
+   cost of a mode is, per round, its median minus raw's median in that same round, summarised
+   over rounds (median, IQR and min-max). p99 added is the pooled p99 of the mode minus the
+   pooled p99 of raw (a tail needs every call, so it is not taken per round).
+2. Concurrency 32: 32 workers making calls back to back; throughput = calls / wall time, and
+   the ratio mode / raw per round (median, IQR, min-max).
+3. In-process: no network at all. A backend whose ``complete`` returns one prebuilt
+   ``ModelResponse`` at once is given to the router; ``router.acompletion`` is compared with
+   awaiting that backend's ``complete`` directly. The difference is the router's own code
+   (config lookup, ranking, deadline scope, decision record, cost), measured in µs with none of
+   the millisecond noise of an HTTP round trip.
+
+Why interleaved rounds
+----------------------
+A 2-core machine drifts: CPU frequency, other processes, litellm's background logging tasks
+and the garbage collector move absolute timings by more than the overhead being measured. So
+each round runs every mode once, in a freshly shuffled (seeded) order, and differences are
+taken within a round, where the drift is shared; the spread over rounds shows how much is
+noise. The baseline is always measured in the same run, never remembered from another one.
+After warm-up the heap that lives for the whole run (litellm's import, clients, routers) is
+frozen out of the garbage collector (``gc.freeze()``), and a ``gc.collect()`` between blocks
+keeps one mode's garbage from being collected on another mode's clock.
+
+Why the provider runs in another process
+----------------------------------------
+A server on the client's event loop would put its request handling on the same core and in
+the same loop turns as the client, so the client's overhead would be diluted (or inflated) by
+server work scheduled in between. In a separate process the server uses the other core and the
+client's loop only runs client code, which is what the figures are about.
+
+The goals printed beside the figures are the project's: median added ≤ 0.25 ms, p99 added
+≤ 0.5 ms, throughput ≥ 95 % of raw litellm at concurrency 32. A benchmark reports; it exits 0
+whether or not the goals are met (non-zero only if it crashed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+# Before anything can import litellm: keep its import off the network (bundled price map).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+try:
+    import router
+except ImportError:
+    # Run from a checkout without `pip install -e .`: the package sits next to scripts/.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import router
+
+if TYPE_CHECKING:
+    from router._config import Deployment
+
+Call = Callable[[], Awaitable[Any]]
+
+ROOT = Path(__file__).resolve().parent.parent
+FLEET_SCRIPT = ROOT / "scripts" / "fleet.py"
+PROVIDER = "bench"
+MODEL = "openai/sim-bench"
+API_KEY = "sk-sim"
+TIMEOUT_S = 10.0
+MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "Say hello in one word."}]
+EXPECTED_REPLY = f"Hello from {PROVIDER}."
+MODES = ("raw", "router", "litellm-router")
+
+GOAL_MEDIAN_ADDED_MS = 0.25
+GOAL_P99_ADDED_MS = 0.5
+GOAL_THROUGHPUT_RATIO = 0.95
+
+# Seconds to wait for the provider process to answer; its import of aiohttp is quick, but a
+# loaded CI machine is not.
+_PROVIDER_START_S = 30.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How much to measure (see `parse_args` for the defaults and `--quick`)."""
+
+    rounds: int
+    calls: int
+    concurrency: int
+    per_worker: int
+    inproc_calls: int
+    warmup: int
+    seed: int
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The q-quantile with linear interpolation between order statistics (numpy's default)."""
+    if not values:
+        raise ValueError("quantile of no values")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Median, interquartile range and min-max of per-round figures."""
+    return {
+        "median": statistics.median(values),
+        "q25": quantile(values, 0.25),
+        "q75": quantile(values, 0.75),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+# --- the provider process -------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    # Another process could take the port before the provider binds it; `Provider` retries.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the benchmark dies, even by SIGKILL."""
+    # A killed benchmark (say a test timeout) must not leave a server running. Linux only;
+    # elsewhere the `finally` in `Provider` is the only guard.
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _http_json(url: str, body: Mapping[str, Any] | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+class Provider:
+    """The simulated provider in its own process: started, tuned, and always stopped."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def root(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL litellm calls."""
+        return f"{self.root}/v1"
+
+    def start(self) -> None:
+        """Run ``scripts/fleet.py`` on a free port, wait until it answers, zero its latency."""
+        last_error = "did not start"
+        for _ in range(3):  # a lost race for the free port is retried on another one
+            self.port = _free_port()
+            # Outlives this method (read on failure, closed in stop()), so no `with` here.
+            self._log = tempfile.TemporaryFile()  # noqa: SIM115
+            self._proc = subprocess.Popen(
+                [sys.executable, str(FLEET_SCRIPT), "--provider", f"{PROVIDER}:{self.port}"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self._log,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+            if self._wait_ready():
+                # Zero server-side delay: the figures are about what the client spends.
+                _http_json(f"{self.root}/_sim/knobs", {"latency_ms": 0, "latency_jitter_ms": 0})
+                return
+            last_error = self._stderr() or f"exited with status {self._proc.returncode}"
+            self.stop()
+        raise RuntimeError(f"the simulated provider ({FLEET_SCRIPT.name}) failed: {last_error}")
+
+    def _wait_ready(self) -> bool:
+        assert self._proc is not None
+        give_up = time.monotonic() + _PROVIDER_START_S
+        while time.monotonic() < give_up:
+            if self._proc.poll() is not None:
+                return False
+            try:
+                _http_json(f"{self.root}/_sim/stats")
+                return True
+            except (OSError, ValueError):
+                time.sleep(0.05)
+        return False
+
+    def _stderr(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace").strip()[-2000:]
+
+    def stats(self) -> dict[str, Any]:
+        """The provider's request counters."""
+        result: dict[str, Any] = _http_json(f"{self.root}/_sim/stats")
+        return result
+
+    def stop(self) -> None:
+        """Terminate the process (SIGTERM, then SIGKILL after 5 s). Idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log, self._log = self._log, None
+        if log is not None:
+            log.close()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Provider]:
+        """``with Provider().running() as provider:``; stops it on errors and Ctrl-C too."""
+        try:
+            self.start()
+            yield self
+        finally:
+            self.stop()
+
+
+# --- the three modes ------------------------------------------------------------------------
+
+
+def router_config(base_url: str) -> dict[str, Any]:
+    """A one-deployment config; the group ``bench`` routes to the deployment ``sim``.
+
+    (A group may not share its deployment's name, so the deployment is called ``sim``.)
+    """
+    return {
+        "router": {"deadline": TIMEOUT_S},
+        "deployments": [
+            {
+                "name": "sim",
+                "model": MODEL,
+                "api_base": base_url,
+                "api_key": API_KEY,
+                "timeout": TIMEOUT_S,
+                "groups": [PROVIDER],
+                "input_cost_per_token": 1e-7,
+                "output_cost_per_token": 4e-7,
+            }
+        ],
+    }
+
+
+def build_modes(litellm: Any, base_url: str) -> dict[str, Call]:
+    """One zero-argument coroutine function per mode, all calling the same provider."""
+    params: dict[str, Any] = {
+        "model": MODEL,
+        "api_base": base_url,
+        "api_key": API_KEY,
+        "num_retries": 0,
+        "max_retries": 0,
+        "timeout": TIMEOUT_S,
+    }
+    ours = router.Router(router_config(base_url))
+    theirs = litellm.Router(
+        model_list=[{"model_name": PROVIDER, "litellm_params": dict(params)}], num_retries=0
+    )
+    acompletion = litellm.acompletion
+
+    async def raw() -> Any:
+        return await acompletion(messages=MESSAGES, **params)
+
+    async def routed() -> Any:
+        return await ours.acompletion(PROVIDER, MESSAGES)
+
+    async def litellm_routed() -> Any:
+        return await theirs.acompletion(model=PROVIDER, messages=MESSAGES)
+
+    return {"raw": raw, "router": routed, "litellm-router": litellm_routed}
+
+
+async def timed_calls(call: Call, n: int) -> list[float]:
+    """Latency in seconds of each of `n` sequential calls."""
+    latencies: list[float] = []
+    clock = time.perf_counter
+    for _ in range(n):
+        started = clock()
+        await call()
+        latencies.append(clock() - started)
+    return latencies
+
+
+async def burst(call: Call, workers: int, per_worker: int) -> float:
+    """Wall seconds for `workers` concurrent workers to make `per_worker` calls each."""
+
+    async def worker() -> None:
+        for _ in range(per_worker):
+            await call()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return time.perf_counter() - started
+
+
+async def warm_up(modes: Mapping[str, Call], settings: Settings) -> None:
+    """Open connection pools and pay first-call costs before anything is timed."""
+    for name, call in modes.items():
+        response = await call()
+        content = response.choices[0].message.content
+        if content != EXPECTED_REPLY:
+            raise RuntimeError(f"{name}: unexpected reply {content!r} (want {EXPECTED_REPLY!r})")
+        await timed_calls(call, settings.warmup)
+        await burst(call, settings.concurrency, 2)
+
+
+def _blocks(rng: random.Random) -> list[str]:
+    order = list(MODES)
+    rng.shuffle(order)
+    return order
+
+
+async def run_sequential(
+    modes: Mapping[str, Call], settings: Settings, rng: random.Random
+) -> dict[str, Any]:
+    """Interleaved rounds of `calls` sequential calls per mode; see the module docstring."""
+    samples: dict[str, list[float]] = {m: [] for m in MODES}
+    round_medians: dict[str, list[float]] = {m: [] for m in MODES}
+    for _ in range(settings.rounds):
+        for mode in _blocks(rng):
+            gc.collect()
+            latencies = await timed_calls(modes[mode], settings.calls)
+            samples[mode].extend(latencies)
+            round_medians[mode].append(statistics.median(latencies))
+    per_mode = {
+        m: {
+            "median_ms": statistics.median(samples[m]) * 1e3,
+            "p99_ms": quantile(samples[m], 0.99) * 1e3,
+            "mean_ms": statistics.fmean(samples[m]) * 1e3,
+            "calls": len(samples[m]),
+        }
+        for m in MODES
+    }
+    added: dict[str, Any] = {}
+    for m in MODES[1:]:
+        deltas = [
+            (mine - base) * 1e3
+            for mine, base in zip(round_medians[m], round_medians["raw"], strict=True)
+        ]
+        added[m] = {
+            "median_added_ms": spread(deltas),
+            "p99_added_ms": per_mode[m]["p99_ms"] - per_mode["raw"]["p99_ms"],
+        }
+    return {"modes": per_mode, "added": added}
+
+
+async def run_concurrent(
+    modes: Mapping[str, Call], settings: Settings, rng: random.Random
+) -> dict[str, Any]:
+    """Interleaved rounds of one burst per mode; throughput and its ratio to raw per round."""
+    throughput: dict[str, list[float]] = {m: [] for m in MODES}
+    calls = settings.concurrency * settings.per_worker
+    for _ in range(settings.rounds):
+        for mode in _blocks(rng):
+            gc.collect()
+            wall = await burst(modes[mode], settings.concurrency, settings.per_worker)
+            throughput[mode].append(calls / wall)
+    per_mode = {
+        m: {"median_calls_per_s": statistics.median(throughput[m]), "rounds": throughput[m]}
+        for m in MODES
+    }
+    ratio = {
+        m: spread([a / b for a, b in zip(throughput[m], throughput["raw"], strict=True)])
+        for m in MODES[1:]
+    }
+    return {
+        "concurrency": settings.concurrency,
+        "calls_per_round": calls,
+        "modes": per_mode,
+        "ratio_to_raw": ratio,
+    }
+
+
+# --- in-process: the router's own work ------------------------------------------------------
+
+
+class InstantBackend:
+    """A `router._backend.Backend` answering every call at once with one prebuilt response."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+
+    async def complete(
+        self, deployment: Deployment, request: Mapping[str, Any], timeout: float
+    ) -> Any:
+        return self._response
+
+    async def stream(
+        self, deployment: Deployment, request: Mapping[str, Any], timeout: float
+    ) -> AsyncIterator[Any]:
+        raise NotImplementedError("the benchmark measures non-streaming calls only")
+
+    def cost(self, deployment: Deployment, prompt_tokens: int, completion_tokens: int) -> float:
+        # The configured prices, as the real backend uses them when a deployment has them.
+        cin = deployment.input_cost_per_token or 0.0
+        cout = deployment.output_cost_per_token or 0.0
+        return prompt_tokens * cin + completion_tokens * cout
+
+    def context_window(self, deployment: Deployment) -> int | None:
+        return deployment.max_context_tokens
+
+    def count_tokens(self, deployment: Deployment, messages: Any) -> int:
+        return 8
+
+
+def prebuilt_response(litellm: Any) -> Any:
+    """The answer the in-process backend returns, shaped like the provider's."""
+    return litellm.ModelResponse(
+        id="chatcmpl-bench",
+        model="sim-bench",
+        choices=[
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": EXPECTED_REPLY},
+                "finish_reason": "stop",
+            }
+        ],
+        usage=litellm.Usage(prompt_tokens=6, completion_tokens=4, total_tokens=10),
+    )
+
+
+async def _loop_seconds(call: Call, n: int) -> float:
+    # One clock read per block, not per call: a per-call perf_counter() would cost about as
+    # much as the direct backend call being measured.
+    started = time.perf_counter()
+    for _ in range(n):
+        await call()
+    return time.perf_counter() - started
+
+
+async def run_in_process(litellm: Any, settings: Settings, rng: random.Random) -> dict[str, Any]:
+    """`router.acompletion` vs the backend's `complete` alone, interleaved rounds."""
+    backend = InstantBackend(prebuilt_response(litellm))
+    ours = router.Router(router_config("http://unused.invalid/v1"), backend=backend)
+    deployment = ours.config.deployment("sim")
+    request = {"messages": MESSAGES}
+
+    async def direct() -> Any:
+        return await backend.complete(deployment, request, TIMEOUT_S)
+
+    async def routed() -> Any:
+        return await ours.acompletion(PROVIDER, MESSAGES)
+
+    calls = {"direct": direct, "router": routed}
+    per_round = max(1, settings.inproc_calls // settings.rounds)
+    for call in calls.values():
+        await _loop_seconds(call, min(per_round, 500))
+    us: dict[str, list[float]] = {"direct": [], "router": []}
+    for _ in range(settings.rounds):
+        order = list(calls)
+        rng.shuffle(order)
+        for name in order:
+            gc.collect()
+            us[name].append(await _loop_seconds(calls[name], per_round) / per_round * 1e6)
+    added = [r - d for r, d in zip(us["router"], us["direct"], strict=True)]
+    return {
+        "calls_per_mode": per_round * settings.rounds,
+        "direct_us": statistics.median(us["direct"]),
+        "router_us": statistics.median(us["router"]),
+        "added_us": spread(added),
+    }
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def machine_facts() -> dict[str, Any]:
+    """What the figures depend on: interpreter, litellm, cores."""
+    cpu_model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "litellm": importlib.metadata.version("litellm"),
+        "router": importlib.metadata.version("router"),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "cpu_model": cpu_model or platform.processor() or "unknown",
+        "platform": platform.platform(),
+        # Other work on the machine moves every figure; the load says whether there was any.
+        "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def goals(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each goal with the router's figure, PASS/MISS, and LiteLLM Router's figure beside it."""
+    added = results["sequential"]["added"]
+    ratio = results["concurrent"]["ratio_to_raw"]
+
+    def row(name: str, unit: str, target: float, at_most: bool, pick: Any) -> dict[str, Any]:
+        value = float(pick("router"))
+        return {
+            "goal": name,
+            "unit": unit,
+            "target": target,
+            "comparison": "<=" if at_most else ">=",
+            "router": value,
+            "litellm_router": float(pick("litellm-router")),
+            "pass": value <= target if at_most else value >= target,
+        }
+
+    return [
+        row(
+            "median added, sequential",
+            "ms",
+            GOAL_MEDIAN_ADDED_MS,
+            True,
+            lambda m: added[m]["median_added_ms"]["median"],
+        ),
+        row(
+            "p99 added, sequential",
+            "ms",
+            GOAL_P99_ADDED_MS,
+            True,
+            lambda m: added[m]["p99_added_ms"],
+        ),
+        row(
+            f"throughput vs raw, concurrency {results['concurrent']['concurrency']}",
+            "ratio",
+            GOAL_THROUGHPUT_RATIO,
+            False,
+            lambda m: ratio[m]["median"],
+        ),
+    ]
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f} ms"
+
+
+def _range(s: Mapping[str, float], fmt: str) -> str:
+    return f"IQR {s['q25']:{fmt}}..{s['q75']:{fmt}}, min-max {s['min']:{fmt}}..{s['max']:{fmt}}"
+
+
+def report(results: Mapping[str, Any]) -> str:
+    """The human-readable table."""
+    m, s = results["machine"], results["settings"]
+    seq, conc, inproc = results["sequential"], results["concurrent"], results["in_process"]
+    lines = [
+        "router: per-call overhead vs raw litellm (same provider, same run, interleaved rounds)",
+        f"python {m['python']} ({m['implementation']}) | litellm {m['litellm']} | "
+        f"router {m['router']} | {m['cpu_count']} CPUs ({m['cpus_usable']} usable) | "
+        f"{m['cpu_model']}",
+        f"provider: scripts/fleet.py in its own process at {results['provider']['base_url']}, "
+        "latency 0 ms",
+        f"settings: {s['rounds']} rounds (seed {s['seed']}); sequential {s['calls']} calls/mode/"
+        f"round; concurrency {s['concurrency']} x {s['per_worker']} calls/mode/round; "
+        f"in-process {inproc['calls_per_mode']} calls/mode",
+        "",
+        f"Sequential, {seq['modes']['raw']['calls']} calls per mode "
+        "(added = per-round median minus raw's, over rounds)",
+        f"  {'mode':<15}{'median':>11}{'p99':>11}   {'added median':>12}   "
+        f"{'spread of added over rounds (ms)':<44}{'p99 added':>11}",
+    ]
+    for mode in MODES:
+        figures = seq["modes"][mode]
+        head = f"  {mode:<15}{_ms(figures['median_ms']):>11}{_ms(figures['p99_ms']):>11}"
+        if mode == "raw":
+            lines.append(f"{head}   {'(baseline)':>12}")
+            continue
+        a = seq["added"][mode]
+        med = a["median_added_ms"]
+        lines.append(
+            f"{head}   {_ms(med['median']):>12}   {_range(med, '+.3f'):<44}"
+            f"{_ms(a['p99_added_ms']):>11}"
+        )
+    lines += [
+        "",
+        f"Concurrency {conc['concurrency']}, {conc['calls_per_round']} calls per mode per round",
+        f"  {'mode':<15}{'calls/s':>10}   {'ratio to raw':>12}   spread of the ratio over rounds",
+    ]
+    for mode in MODES:
+        rps = conc["modes"][mode]["median_calls_per_s"]
+        if mode == "raw":
+            lines.append(f"  {mode:<15}{rps:>10.0f}   {'(baseline)':>12}")
+            continue
+        r = conc["ratio_to_raw"][mode]
+        lines.append(f"  {mode:<15}{rps:>10.0f}   {r['median']:>12.3f}   {_range(r, '.3f')}")
+    added_us = inproc["added_us"]
+    lines += [
+        "",
+        "In-process (no network): router.acompletion vs the backend's complete() alone",
+        f"  backend.complete   {inproc['direct_us']:8.2f} µs/call",
+        f"  router.acompletion {inproc['router_us']:8.2f} µs/call",
+        f"  added              {added_us['median']:8.2f} µs/call   ({_range(added_us, '.2f')})",
+        "",
+        f"  {'goal (router vs raw litellm)':<38}{'target':>12}{'router':>12}{'result':>8}"
+        f"{'LiteLLM Router':>17}",
+    ]
+    for g in results["goals"]:
+        if g["unit"] == "ms":
+            target, ours, theirs = _ms(g["target"]), _ms(g["router"]), _ms(g["litellm_router"])
+        else:
+            target = f"{g['target']:.0%}"
+            ours, theirs = f"{g['router']:.1%}", f"{g['litellm_router']:.1%}"
+        lines.append(
+            f"  {g['goal']:<38}{g['comparison'] + ' ' + target:>12}{ours:>12}"
+            f"{'PASS' if g['pass'] else 'MISS':>8}{theirs:>17}"
+        )
+    stats = results["provider"]["stats"]
+    lines += [
+        "",
+        f"provider served {stats['ok']} of {stats['requests']} requests OK; "
+        f"run took {results['runtime_s']:.0f} s",
+    ]
+    if m.get("load_avg") and m.get("load_avg_end"):
+        lines.append(
+            f"load average (1 min) {m['load_avg'][0]:.2f} at start, "
+            f"{m['load_avg_end'][0]:.2f} at end (above ~0.5 means other work shared the cores)"
+        )
+    return "\n".join(lines)
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+async def measure(litellm: Any, provider: Provider, settings: Settings) -> dict[str, Any]:
+    """Every section, against the running provider."""
+    rng = random.Random(settings.seed)
+    modes = build_modes(litellm, provider.base_url)
+    await warm_up(modes, settings)
+    # Everything alive now (litellm's import, the clients, the routers) stays alive for the
+    # run; freezing it out of the collector's view makes the gc.collect() between blocks cost
+    # milliseconds instead of ~0.2 s each, and keeps full collections of that static heap from
+    # landing in some block's timings. Garbage made by the calls is still collected as usual.
+    gc.collect()
+    gc.freeze()
+    sequential = await run_sequential(modes, settings, rng)
+    concurrent = await run_concurrent(modes, settings, rng)
+    in_process = await run_in_process(litellm, settings, rng)
+    # Close litellm's cached HTTP clients on this loop, not at interpreter exit after it closed.
+    close = getattr(litellm, "close_litellm_async_clients", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            await close()
+    return {"sequential": sequential, "concurrent": concurrent, "in_process": in_process}
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
+    """Command-line settings; `--quick` lowers every default, explicit values still win."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, help="interleaved rounds per section (default 20)")
+    parser.add_argument("--calls", type=int, help="sequential calls per mode per round (100)")
+    parser.add_argument("--concurrency", type=int, default=32, help="concurrent workers (32)")
+    parser.add_argument("--per-worker", type=int, help="calls per worker per round (6)")
+    parser.add_argument("--inproc-calls", type=int, help="in-process calls per mode (20000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the mode order shuffle")
+    parser.add_argument("--quick", action="store_true", help="a few small rounds (smoke use)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write figures as JSON")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    settings = Settings(
+        rounds=args.rounds or (3 if quick else 20),
+        calls=args.calls or (20 if quick else 100),
+        concurrency=args.concurrency,
+        per_worker=args.per_worker or (2 if quick else 6),
+        inproc_calls=args.inproc_calls or (1500 if quick else 20000),
+        warmup=10 if quick else 50,
+        seed=args.seed,
+    )
+    for name in ("rounds", "calls", "concurrency", "per_worker", "inproc_calls"):
+        if getattr(settings, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return settings, args.json
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    # SIGTERM would end the process without running `finally`; make it unwind like Ctrl-C so
+    # the provider process is stopped.
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; 0 whether or not the goals are met."""
+    settings, json_path = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    started = time.perf_counter()
+    provider = Provider()
+    try:
+        with provider.running():
+            # The provider starts first (before threads exist, for the fork) and boots while
+            # litellm imports, which takes seconds.
+            import litellm
+
+            litellm.suppress_debug_info = True
+            results: dict[str, Any] = {"machine": machine_facts()}
+            results["settings"] = {
+                "rounds": settings.rounds,
+                "calls": settings.calls,
+                "concurrency": settings.concurrency,
+                "per_worker": settings.per_worker,
+                "inproc_calls": settings.inproc_calls,
+                "warmup": settings.warmup,
+                "seed": settings.seed,
+            }
+            results.update(asyncio.run(measure(litellm, provider, settings)))
+            results["provider"] = {"base_url": provider.base_url, "stats": provider.stats()}
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    results["goals"] = goals(results)
+    if hasattr(os, "getloadavg"):
+        results["machine"]["load_avg_end"] = list(os.getloadavg())
+    results["runtime_s"] = time.perf_counter() - started
+    print(report(results))
+    if json_path is not None:
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,440 @@
+"""Added cost per call of telemetry (spans, decision logs, metrics) versus telemetry off.
+
+    python scripts/bench_telemetry.py                  # defaults: about a minute on 2 cores
+    python scripts/bench_telemetry.py --quick          # a few rounds, for smoke use
+    python scripts/bench_telemetry.py --json out.json  # also write every figure as JSON
+
+What is measured
+----------------
+In-process, no network: the router is given a backend whose ``complete`` returns one prebuilt
+``litellm.ModelResponse`` at once, so a call costs only the router's own work and, when on,
+the telemetry built from its decision record. Modes, each its own `Router` over the same
+backend and config:
+
+- ``off``: telemetry off the way production has it off (no ``[telemetry]``, no
+  ``OTEL_EXPORTER_OTLP_ENDPOINT``: no observer, the SDK never imported). The baseline.
+- ``tracing+logs``: the OpenTelemetry SDK ``TracerProvider`` with a ``BatchSpanProcessor``
+  feeding an exporter that drops every batch (export cost is the collector's, and happens on
+  the processor's thread), and the JSON decision log written to ``/dev/null``.
+- ``all``: the same plus metrics on an SDK ``MeterProvider`` (an in-memory reader that is
+  never collected during the run).
+- ``direct``: awaiting the backend's ``complete`` alone, to show the router's own cost.
+
+Two scenarios: ``served`` (one attempt: a call span and one attempt span) and ``failover``
+(the first deployment raises a prebuilt 503 at once, the second serves: three spans).
+
+Why interleaved rounds
+----------------------
+Absolute timings drift on a shared 2-core machine by more than the figure being measured. Each
+round runs every mode once, in a freshly shuffled (seeded) order, and the *added* cost of a
+mode is taken within the round (its µs per call minus ``off``'s in the same round), then
+summarised over rounds: median, interquartile range, min-max. The baseline is always measured
+in the same run. After warm-up the long-lived heap is frozen out of the garbage collector and
+a collection runs between blocks, so one mode's garbage is not collected on another's clock.
+
+The goal printed beside the figures is the project's: tracing and logging on add at most
+0.1 ms per call; with telemetry off, no measurable cost (the engine holds no observer). A
+benchmark reports; it exits 0 whether or not the goal is met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+# Before anything can import litellm: keep its import off the network (bundled price map).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# The baseline must be "off" as production has it: no OTLP variables from the shell.
+for _name in [n for n in os.environ if n.startswith("OTEL_")]:
+    del os.environ[_name]
+
+try:
+    import router
+    import telemetry
+except ImportError:
+    # Run from a checkout without `pip install -e .`: the packages sit next to scripts/.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import router
+    import telemetry
+
+if TYPE_CHECKING:
+    from router._config import Deployment
+
+Call = Callable[[], Awaitable[Any]]
+
+GROUP = "bench"
+MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "Say hello in one word."}]
+GOAL_ADDED_US = 100.0
+MODES = ("off", "tracing+logs", "all")
+SCENARIOS = ("served", "failover")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How much to measure (see `parse_args` for the defaults and `--quick`)."""
+
+    rounds: int
+    calls: int
+    warmup: int
+    seed: int
+
+
+# --- statistics -------------------------------------------------------------------------------
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The q-quantile with linear interpolation between order statistics (numpy's default)."""
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Median, interquartile range and min-max of per-round figures."""
+    return {
+        "median": statistics.median(values),
+        "q25": quantile(values, 0.25),
+        "q75": quantile(values, 0.75),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+# --- the in-process router --------------------------------------------------------------------
+
+
+class InstantBackend:
+    """A `router._backend.Backend` that answers at once: a prebuilt response, or (for the
+    deployments in `failing`) a prebuilt 503."""
+
+    def __init__(self, response: Any, error: BaseException, failing: frozenset[str]) -> None:
+        self._response = response
+        self._error = error
+        self._failing = failing
+
+    async def complete(
+        self, deployment: Deployment, request: Mapping[str, Any], timeout: float
+    ) -> Any:
+        if deployment.name in self._failing:
+            raise self._error
+        return self._response
+
+    async def stream(
+        self, deployment: Deployment, request: Mapping[str, Any], timeout: float
+    ) -> AsyncIterator[Any]:
+        raise NotImplementedError("the benchmark measures non-streaming calls only")
+
+    def cost(self, deployment: Deployment, prompt_tokens: int, completion_tokens: int) -> float:
+        cin = deployment.input_cost_per_token or 0.0
+        cout = deployment.output_cost_per_token or 0.0
+        return prompt_tokens * cin + completion_tokens * cout
+
+    def context_window(self, deployment: Deployment) -> int | None:
+        return deployment.max_context_tokens
+
+    def count_tokens(self, deployment: Deployment, messages: Any) -> int:
+        return 8
+
+
+def prebuilt(litellm: Any) -> tuple[Any, BaseException]:
+    """The answer and the 503 the backend gives, shaped like a provider's."""
+    import httpx
+
+    response = litellm.ModelResponse(
+        id="chatcmpl-bench",
+        model="sim-bench",
+        choices=[
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello."},
+                "finish_reason": "stop",
+            }
+        ],
+        usage=litellm.Usage(prompt_tokens=6, completion_tokens=4, total_tokens=10),
+    )
+    request = httpx.Request("POST", "http://unused.invalid/v1/chat/completions")
+    error = litellm.ServiceUnavailableError(
+        "simulated outage",
+        llm_provider="openai",
+        model="sim-a",
+        response=httpx.Response(503, request=request),
+    )
+    return response, error
+
+
+def config() -> dict[str, Any]:
+    """Two deployments, ranked a then b; breakers and the retry budget never interfere (the
+    failover scenario fails over on every call, by design)."""
+    return {
+        "router": {
+            "strategy": "ordered",
+            "deadline": 30.0,
+            "breaker_consecutive_failures": 1_000_000_000,
+            "breaker_min_calls": 21,  # more than the window: the rate rule never trips
+            "breaker_window": 20,
+            "retry_budget_floor": 1_000_000_000,
+        },
+        "deployments": [
+            {
+                "name": name,
+                "model": f"openai/sim-{name}",
+                "api_key": "sk-bench-unused",
+                "input_cost_per_token": 1e-7,
+                "output_cost_per_token": 4e-7,
+                "groups": [GROUP],
+            }
+            for name in ("a", "b")
+        ],
+    }
+
+
+class _DropSpans:
+    """A span exporter that accepts every batch and keeps nothing."""
+
+    def export(self, spans: Sequence[Any]) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def observers(devnull: TextIO) -> tuple[dict[str, Any], list[Any]]:
+    """The observer of each mode (None: off), and the providers to shut down after."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(_DropSpans()))  # type: ignore[arg-type]
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    # Off exactly as production decides it: from the (empty) [telemetry] table and the env.
+    off = telemetry.observer_for(None, {})
+    assert off is None
+    modes = {
+        "off": off,
+        "tracing+logs": telemetry.Telemetry(
+            tracer_provider=tracer_provider, metrics=False, log_file=devnull, log_format="json"
+        ),
+        "all": telemetry.Telemetry(
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            log_file=devnull,
+            log_format="json",
+        ),
+    }
+    return modes, [tracer_provider, meter_provider]
+
+
+async def _loop_seconds(call: Call, n: int) -> float:
+    # One clock read per block: a per-call perf_counter() would blur figures this small.
+    started = time.perf_counter()
+    for _ in range(n):
+        await call()
+    return time.perf_counter() - started
+
+
+async def run_scenario(
+    litellm: Any, scenario: str, settings: Settings, rng: random.Random, devnull: TextIO
+) -> dict[str, Any]:
+    """Every mode (and the direct backend call) in interleaved rounds; µs per call."""
+    response, error = prebuilt(litellm)
+    failing = frozenset({"a"}) if scenario == "failover" else frozenset()
+    backend = InstantBackend(response, error, failing)
+    modes, providers = observers(devnull)
+    calls: dict[str, Call] = {}
+    routers: dict[str, Any] = {}
+    for mode, observer in modes.items():
+        built = router.Router(config(), backend=backend, observer=observer, seed=settings.seed)
+        routers[mode] = built
+
+        async def routed(r: Any = built) -> Any:
+            return await r.acompletion(GROUP, MESSAGES)
+
+        calls[mode] = routed
+    deployment = routers["off"].config.deployment("b")
+    request = {"messages": MESSAGES}
+
+    async def direct() -> Any:
+        return await backend.complete(deployment, request, 10.0)
+
+    calls["direct"] = direct
+    assert routers["off"].observer is None  # the baseline really is off
+    for call in calls.values():
+        await _loop_seconds(call, settings.warmup)
+    gc.collect()
+    gc.freeze()
+    us: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(settings.rounds):
+        order = list(calls)
+        rng.shuffle(order)
+        for name in order:
+            gc.collect()
+            seconds = await _loop_seconds(calls[name], settings.calls)
+            us[name].append(seconds / settings.calls * 1e6)
+    gc.unfreeze()
+    for provider in providers:
+        provider.shutdown()
+    result: dict[str, Any] = {
+        "calls_per_mode": settings.calls * settings.rounds,
+        "us_per_call": {name: spread(values) for name, values in us.items()},
+        "added_us": {},
+    }
+    for mode in MODES[1:]:
+        added = [m - o for m, o in zip(us[mode], us["off"], strict=True)]
+        result["added_us"][mode] = spread(added)
+    result["router_own_us"] = spread([o - d for o, d in zip(us["off"], us["direct"], strict=True)])
+    return result
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def machine_facts() -> dict[str, Any]:
+    """What the figures depend on: interpreter, packages, cores, and how busy the machine was."""
+    import importlib.metadata
+
+    cpu_model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "python": platform.python_version(),
+        "litellm": importlib.metadata.version("litellm"),
+        "opentelemetry_sdk": importlib.metadata.version("opentelemetry-sdk"),
+        "structlog": importlib.metadata.version("structlog"),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model or platform.processor() or "unknown",
+        "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def _fmt(s: Mapping[str, float]) -> str:
+    return (
+        f"{s['median']:7.1f}   IQR {s['q25']:6.1f} .. {s['q75']:6.1f}   "
+        f"range {s['min']:6.1f} .. {s['max']:6.1f}"
+    )
+
+
+def report(results: Mapping[str, Any]) -> str:
+    lines = [
+        "Telemetry cost per routed call (in-process, instant backend; µs per call)",
+        f"machine: {results['machine']['cpu_model']}, {results['machine']['cpu_count']} cores, "
+        f"load {results['machine']['load_avg']}",
+        f"rounds: {results['settings']['rounds']} x {results['settings']['calls']} calls "
+        "per mode, interleaved; added = mode - off in the same round",
+        "",
+    ]
+    for scenario in SCENARIOS:
+        r = results[scenario]
+        per = r["us_per_call"]
+        lines.append(f"[{scenario}]")
+        lines.append(f"  direct backend call     {_fmt(per['direct'])}")
+        lines.append(f"  off (baseline)          {_fmt(per['off'])}")
+        for mode in MODES[1:]:
+            lines.append(f"  {mode:<23} {_fmt(per[mode])}")
+        lines.append(f"  router's own work       {_fmt(r['router_own_us'])}   (off - direct)")
+        for mode in MODES[1:]:
+            lines.append(f"  added by {mode:<14} {_fmt(r['added_us'][mode])}")
+        lines.append("")
+    goal = results["goal"]
+    verdict = "PASS" if goal["pass"] else "MISS"
+    lines.append(
+        f"goal: tracing+logs adds <= {GOAL_ADDED_US:g} µs per call (served, median): "
+        f"{goal['added_us']:.1f} µs  {verdict}"
+    )
+    lines.append(
+        "telemetry off: no observer is attached (the engine's one `is None` test per call); "
+        "the SDK is not imported: " + ("yes" if results["sdk_not_imported_when_off"] else "NO")
+    )
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (15; --quick: 3)")
+    parser.add_argument("--calls", type=int, help="calls per mode per round (3000; --quick: 300)")
+    parser.add_argument("--warmup", type=int, help="warm-up calls per mode (1000; --quick: 100)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="a few short rounds (smoke use)")
+    parser.add_argument("--json", type=Path, default=None, help="also write figures here")
+    args = parser.parse_args(argv)
+    rounds, calls, warmup = (3, 300, 100) if args.quick else (15, 3000, 1000)
+    settings = Settings(
+        rounds=args.rounds or rounds,
+        calls=args.calls or calls,
+        warmup=args.warmup if args.warmup is not None else warmup,
+        seed=args.seed,
+    )
+    return settings, args.json
+
+
+def sdk_stays_unimported_when_off() -> bool:
+    """In a fresh interpreter: a router with telemetry off never imports the OTel SDK."""
+    import subprocess
+
+    code = (
+        "import sys, router, telemetry\n"
+        "r = router.Router({'deployments': [{'name': 'a', 'model': 'openai/x', "
+        "'groups': ['g']}]})\n"
+        "assert r.observer is None\n"
+        "print('opentelemetry.sdk' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    return out.returncode == 0 and out.stdout.strip() == "False"
+
+
+async def main_async(settings: Settings) -> dict[str, Any]:
+    import litellm
+
+    litellm.suppress_debug_info = True
+    rng = random.Random(settings.seed)
+    results: dict[str, Any] = {"settings": settings.__dict__, "machine": machine_facts()}
+    with open(os.devnull, "w") as devnull:
+        for scenario in SCENARIOS:
+            results[scenario] = await run_scenario(litellm, scenario, settings, rng, devnull)
+    added = results["served"]["added_us"]["tracing+logs"]["median"]
+    results["goal"] = {"added_us": added, "target_us": GOAL_ADDED_US, "pass": added <= 100.0}
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings, json_path = parse_args(argv)
+    results = asyncio.run(main_async(settings))
+    results["sdk_not_imported_when_off"] = sdk_stays_unimported_when_off()
+    print(report(results))
+    if json_path is not None:
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

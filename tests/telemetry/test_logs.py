@@ -1,0 +1,123 @@
+"""structlog decision events: trace correlation, formats, levels, redaction."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import structlog
+
+from router.testing import fail
+from telemetry import Telemetry
+from telemetry._logs import REDACTED, redact
+
+from .conftest import MSG, Fake, Otel, attrs_of, call_span, make_fake, make_otel
+
+
+async def test_decision_event_carries_the_call_spans_ids(fake: Fake, otel: Otel) -> None:
+    fake.backend.script("a", fail(503, latency=0.1))
+    await fake.router.acompletion("chat", MSG)
+    (event,) = otel.logs()
+    call = call_span(otel.spans())
+    assert call.context is not None
+    assert event["event"] == "router.call_completed" and event["level"] == "info"
+    assert event["trace_id"] == format(call.context.trace_id, "032x")
+    assert event["span_id"] == format(call.context.span_id, "016x")
+    assert event["group"] == "chat" and event["deployment"] == "b"
+    assert event["outcome"] == "success"
+    assert event["reason"] == attrs_of(call)["router.route.reason"]
+    assert event["attempts"] == 2 and event["tried"] == ["a", "b"]
+    assert event["failovers"] == 1 and event["hedged"] is False
+    assert event["latency_s"] == pytest.approx(0.1)
+    assert event["cost_usd"] > 0
+    assert event["timestamp"].endswith("Z")
+
+
+async def test_failed_call_event_names_the_error_not_its_message(fake: Fake, otel: Otel) -> None:
+    for name in "abc":
+        fake.backend.script(name, fail(503))
+    with pytest.raises(Exception, match="fake 503"):
+        await fake.router.acompletion("chat", MSG)
+    (event,) = otel.logs()
+    assert event["event"] == "router.call_failed" and event["level"] == "warning"
+    assert event["error"] == "ServiceUnavailableError 503"
+    assert event["error_type"] == "ServiceUnavailableError"
+    assert event["deployment"] is None and event["outcome"] == "failed"
+    assert "fake 503" not in json.dumps(event)
+
+
+async def test_breaker_transitions_are_logged(otel: Otel) -> None:
+    fake = make_fake(otel.telemetry, breaker_consecutive_failures=1)
+    fake.backend.script("a", fail(503))
+    tracer = otel.tracer_provider.get_tracer("app")
+    with tracer.start_as_current_span("request") as parent:
+        await fake.router.acompletion("chat", MSG)
+    opened, completed = otel.logs()
+    assert opened["event"] == "router.breaker_opened" and opened["level"] == "warning"
+    assert opened["deployment"] == "a" and opened["from"] == "closed" and opened["to"] == "open"
+    assert opened["open_for_s"] >= 30.0
+    assert "ServiceUnavailableError 503" in opened["why"]
+    # Logged as it happens, inside the caller's trace (the call's own span comes at the end).
+    assert opened["trace_id"] == completed["trace_id"]
+    assert opened["span_id"] == format(parent.get_span_context().span_id, "016x")
+    fake.clock.advance(40.0)
+    await fake.router.acompletion("chat", MSG)
+    events = [line["event"] for line in otel.logs()]
+    assert events[2:] == [
+        "router.breaker_half_open",
+        "router.breaker_closed",
+        "router.call_completed",
+    ]
+
+
+async def test_console_format_for_terminals() -> None:
+    otel = make_otel(log_format="console")
+    fake = make_fake(otel.telemetry)
+    await fake.router.acompletion("chat", MSG)
+    line = otel.log.getvalue()
+    assert "router.call_completed" in line and "deployment=a" in line
+    assert not line.lstrip().startswith("{")
+
+
+async def test_auto_format_is_json_when_not_a_terminal() -> None:
+    log = io.StringIO()
+    fake = make_fake(Telemetry(tracing=False, metrics=False, log_file=log))
+    await fake.router.acompletion("chat", MSG)
+    assert json.loads(log.getvalue())["event"] == "router.call_completed"
+
+
+async def test_log_level_filters() -> None:
+    log = io.StringIO()
+    fake = make_fake(Telemetry(tracing=False, metrics=False, log_file=log, log_level="warning"))
+    await fake.router.acompletion("chat", MSG)
+    assert log.getvalue() == ""
+    fake.backend.script("a", fail(400))
+    with pytest.raises(Exception, match="fake 400"):
+        await fake.router.acompletion("chat", MSG)
+    assert json.loads(log.getvalue())["event"] == "router.call_failed"
+
+
+def test_redaction_masks_secret_fields_and_key_shaped_strings() -> None:
+    event = {
+        "event": "x",
+        "api_key": "anything",
+        "Authorization": "Bearer abc.def",
+        "note": "called with sk-live-1234567890abcdef by mistake",
+        "list": ["fine", "Bearer tok_123"],
+        "count": 3,
+    }
+    out = redact(None, "info", dict(event))
+    assert out["api_key"] == REDACTED and out["Authorization"] == REDACTED
+    assert out["note"] == f"called with {REDACTED} by mistake"
+    assert out["list"] == ["fine", REDACTED]
+    assert out["count"] == 3
+    clean = {"event": "router.call_completed", "reason": "served by a (cheapest)"}
+    assert redact(None, "info", dict(clean)) == clean
+
+
+def test_the_global_structlog_configuration_is_left_alone() -> None:
+    before = structlog.get_config()
+    Telemetry(tracing=False, metrics=False, log_file=io.StringIO())
+    assert structlog.get_config() == before
+    assert not structlog.is_configured() or before == structlog.get_config()
