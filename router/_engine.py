@@ -513,16 +513,24 @@ class Engine:
             deployment = _fewest_tries(ranked, tries)
             if deployment is None:
                 return None
-            state = self.state.get(deployment.name)
-            state.breaker.policy = call.policy
-            admission, transition = state.breaker.admit(now)
-            if transition is not None:
-                self._emit(call, transition)
-            if admission is not Admission.DENY and not state.health.paused(now):
-                return deployment, admission is Admission.PROBE
+            probe = self._admit(call, deployment, now)
+            if probe is not None:
+                return deployment, probe
             # Tripped or paused since the call began (another call saw it): skip it now.
+            state = self.state.get(deployment.name)
             call.skipped.append(Skip(deployment.name, _unavailable(state, now) or "unavailable"))
             ranked.remove(deployment)
+
+    def _admit(self, call: _Call, deployment: Deployment, now: float) -> bool | None:
+        """None if the deployment may not be tried now; else whether the attempt is a probe."""
+        state = self.state.get(deployment.name)
+        if state.health.paused(now):
+            return None  # checked first, so a probe slot is never taken and then abandoned
+        state.breaker.policy = call.policy
+        admission, transition = state.breaker.admit(now)
+        if transition is not None:
+            self._emit(call, transition)
+        return None if admission is Admission.DENY else admission is Admission.PROBE
 
     def _release(self, deployment: Deployment, probe: bool) -> None:
         if probe:
@@ -752,13 +760,9 @@ class Engine:
         for deployment in ranked:
             if tries.get(deployment.name):
                 continue
-            state = self.state.get(deployment.name)
-            state.breaker.policy = call.policy
-            admission, transition = state.breaker.admit(now)
-            if transition is not None:
-                self._emit(call, transition)
-            if admission is not Admission.DENY and not state.health.paused(now):
-                return deployment, admission is Admission.PROBE
+            probe = self._admit(call, deployment, now)
+            if probe is not None:
+                return deployment, probe
         return None
 
     async def _wait_for_recovery(
