@@ -11,6 +11,11 @@ few tiny requests through a fresh `Router` and prints its health and breaker sna
 
 ``router demo`` runs the local simulated fleet through the router (see router._demo).
 
+``router report FILE [--json] [--by route|step|group|deployment ...]`` summarises a JSONL record
+file (``[router] record_file``): success, failure, escalation and review rates, cost and latency,
+overall, per job, per route and step, per escalation trigger (see router._report). It exits 0,
+or 1 when the file is missing or has a malformed line. Like ``check`` it never imports litellm.
+
 Subcommands are rows of :data:`COMMANDS`; adding one is a :class:`Command` and two functions.
 """
 
@@ -40,10 +45,20 @@ from router._config import (
 
 if TYPE_CHECKING:
     from router._decision import Decision
+    from router._report import Section
     from router._router import Router
     from router._state import DeploymentHealth
 
-__all__ = ["COMMANDS", "Command", "build_parser", "main", "run_check", "run_demo", "run_health"]
+__all__ = [
+    "COMMANDS",
+    "Command",
+    "build_parser",
+    "main",
+    "run_check",
+    "run_demo",
+    "run_health",
+    "run_report",
+]
 
 
 @dataclass(frozen=True)
@@ -481,6 +496,83 @@ def run_demo(args: argparse.Namespace) -> int:
         return 1
 
 
+# --- router report --------------------------------------------------------------------------
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    from router._report import DEFAULT_GROUPINGS, GROUPINGS
+
+    parser.add_argument("file", metavar="FILE", help="a JSONL record file ([router] record_file)")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.add_argument(
+        "--by",
+        nargs="+",
+        action="extend",
+        choices=GROUPINGS,
+        default=None,
+        metavar="FIELD",
+        help=f"group the calls by {', '.join(GROUPINGS)} (repeatable; "
+        f"default: {' and '.join(DEFAULT_GROUPINGS)})",
+    )
+
+
+def _print_report_rich(sections: Sequence[Section]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(file=sys.stdout)
+    for section in sections:
+        table = Table(title=escape(section.title), title_justify="left", title_style="bold")
+        for column in section.columns:
+            table.add_column(column, justify="left" if column in section.left else "right")
+        for row in section.rows:
+            table.add_row(*(escape(row[c]) for c in section.columns))
+        if section.rows:
+            console.print(table)
+        else:
+            console.print(f"[bold]{escape(section.title)}[/]: none")
+        if section.note and section.rows:
+            console.print(escape(section.note), style="dim", highlight=False)
+
+
+def _print_report_plain(sections: Sequence[Section]) -> None:
+    for section in sections:
+        if not section.rows:
+            print(f"{section.title}: none")
+            print()
+            continue
+        print(section.title)
+        for line in _aligned(section.columns, section.rows):
+            print("  " + line)
+        if section.note:
+            print("  " + section.note)
+        print()
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """``router report``: 0 with the report printed; 1 if the file is missing or malformed."""
+    # router._report uses the standard library only: no litellm, so the report answers at once.
+    from router._report import DEFAULT_GROUPINGS, ReportError, headline, load, sections, summarise
+
+    try:
+        records = load(args.file)
+    except ReportError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    report = summarise(records, args.file, args.by or DEFAULT_GROUPINGS)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(headline(report))
+    print()
+    if sys.stdout.isatty():
+        _print_report_rich(sections(report))
+    else:
+        _print_report_plain(sections(report))
+    return 0
+
+
 # --- the command table ----------------------------------------------------------------------
 
 COMMANDS: tuple[Command, ...] = (
@@ -499,6 +591,13 @@ COMMANDS: tuple[Command, ...] = (
         "a probe and the recovery",
         _demo_arguments,
         run_demo,
+    ),
+    Command(
+        "report",
+        "summarise a JSONL record file: success, failure, escalation and review rates, "
+        "cost and latency, per route, step and job",
+        _report_arguments,
+        run_report,
     ),
     # To add a subcommand: write _<name>_arguments(parser) and run_<name>(args) -> exit code,
     # then add Command("<name>", "<help>", _<name>_arguments, run_<name>) here.
