@@ -6,6 +6,12 @@ rate-limit rates, outages (503 or connection refused), hangs, slow or cut stream
 bodies, auth failures and context-window limits. Every provider also serves a small control
 plane (``/_sim/stats``, ``/_sim/knobs``, ``/_sim/reset``) so knobs can be changed over HTTP.
 
+What a provider *says* can be scripted too (``Behavior.scripts``, a list of :class:`Script`):
+per prompt pattern, the reply text (valid or invalid JSON, wrong totals, ...), the finish
+reason (``length`` for a cut answer), OpenAI-shaped token logprobs and a ``refusal``, so the
+router's output checks (schema, validators, refusal, low confidence, length) run end to end
+through real litellm.
+
 A :class:`Fleet` runs either on the caller's event loop (``async with Fleet(...)``) or on its
 own loop in a daemon thread (``with Fleet(...).threaded()``) for synchronous callers.
 """
@@ -19,6 +25,7 @@ import dataclasses
 import json
 import math
 import random
+import re
 import socket
 import struct
 import threading
@@ -32,11 +39,13 @@ from aiohttp import web
 
 __all__ = [
     "DEFAULT_FLEET",
+    "FINISH_REASONS",
     "KNOBS",
     "Behavior",
     "Fleet",
     "ProviderSpec",
     "ProviderStats",
+    "Script",
     "SimProvider",
     "StatsSnapshot",
     "default_fleet",
@@ -54,14 +63,72 @@ _THREAD_HOP_TIMEOUT_S = 30.0
 _SHUTDOWN_TIMEOUT_S = 1.0
 
 
+FINISH_REASONS: frozenset[str] = frozenset(
+    {"stop", "length", "content_filter", "tool_calls", "function_call"}
+)
+"""The ``finish_reason`` values OpenAI sends, the ones a :class:`Script` may choose."""
+
+_SCRIPT_KEYS: frozenset[str] = frozenset(
+    {"pattern", "reply", "finish_reason", "logprobs", "refusal"}
+)
+
+
+@dataclass(frozen=True)
+class Script:
+    """What a provider answers to prompts matching ``pattern`` (see ``Behavior.scripts``).
+
+    ``pattern`` is a Python regex searched (``re.search``, case-sensitive unless the pattern
+    says ``(?i)``) in the request's message contents, every role, joined with newlines.
+    ``reply`` is the answer's content (``{provider}`` becomes the provider's name); with a
+    ``refusal`` and an empty ``reply`` the content is ``null``, as OpenAI sends a refusal.
+    ``finish_reason`` is sent as given (``"length"`` plays an answer cut at max_tokens).
+    ``logprobs``, when set and the request asks ``logprobs: true``, is the mean of the
+    per-token logprobs returned in ``choices[0].logprobs.content`` (must be <= 0).
+    ``refusal`` fills the OpenAI ``message.refusal`` field.
+    """
+
+    pattern: str
+    reply: str
+    finish_reason: str = "stop"
+    logprobs: float | None = None
+    refusal: str | None = None
+
+    def __post_init__(self) -> None:
+        # Checked here so that a bad script fails where it is written, not on a request.
+        if not isinstance(self.pattern, str):
+            raise ValueError(f"script pattern must be a string, got {self.pattern!r}")
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(
+                f"script pattern {self.pattern!r} is not a valid regex: {exc}"
+            ) from None
+        if not isinstance(self.reply, str):
+            raise ValueError(f"script reply must be a string, got {self.reply!r}")
+        if self.finish_reason not in FINISH_REASONS:
+            known = ", ".join(sorted(FINISH_REASONS))
+            raise ValueError(
+                f"script finish_reason must be one of {known}, got {self.finish_reason!r}"
+            )
+        if self.logprobs is not None:
+            _number("logprobs", self.logprobs, low=-math.inf, high=0.0)
+        if self.refusal is not None and not isinstance(self.refusal, str):
+            raise ValueError(f"script refusal must be a string or None, got {self.refusal!r}")
+
+    def matches(self, text: str) -> bool:
+        """Whether this script answers a request whose joined message contents are `text`."""
+        return re.search(self.pattern, text) is not None
+
+
 @dataclass
 class Behavior:
     """Run-time knobs of one simulated provider (all may be changed while it serves).
 
     Checks are applied in this order: ``hang``, then latency, then ``outage="503"``,
     ``auth_fail``, request validation, ``context_window``, ``rate_limit_rate``,
-    ``error_rate``, ``malformed``; otherwise a normal answer. Latency applies to every answer,
-    errors included, so a failing provider is not unrealistically fast.
+    ``error_rate``, ``malformed``; otherwise a normal answer: the first of ``scripts`` whose
+    pattern matches the prompt, else ``reply``. Latency applies to every answer, errors
+    included, so a failing provider is not unrealistically fast.
     """
 
     latency_ms: float = 5.0
@@ -96,6 +163,13 @@ class Behavior:
     """Answer 400 ``context_length_exceeded`` when prompt + max_tokens estimates exceed it."""
     reply: str = "Hello from {provider}."
     """Answer text; ``{provider}`` becomes the provider's name."""
+    scripts: list[Script] = field(default_factory=list)
+    """Scripted answers by prompt pattern, first match wins (else ``reply``); plain and
+    streamed. Dicts with :class:`Script`'s fields are accepted (the control plane sends JSON)."""
+
+    def __post_init__(self) -> None:
+        # A Behavior built with dicts (as from JSON) holds Scripts like one set through knobs.
+        self.scripts = _scripts("scripts", self.scripts)
 
 
 KNOBS: frozenset[str] = frozenset(f.name for f in dataclasses.fields(Behavior))
@@ -144,6 +218,31 @@ def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     return lambda name, value: None if value is None else check(name, value)
 
 
+def _script(name: str, value: Any) -> Script:
+    if isinstance(value, Script):
+        return value
+    if not isinstance(value, Mapping):
+        raise ValueError(f"knob {name!r}: each script must be a Script or an object, got {value!r}")
+    unknown = sorted(set(value) - _SCRIPT_KEYS)
+    if unknown:
+        known = ", ".join(sorted(_SCRIPT_KEYS))
+        raise ValueError(f"knob {name!r}: unknown script key(s) {', '.join(unknown)} ({known})")
+    missing = sorted({"pattern", "reply"} - set(value))
+    if missing:
+        raise ValueError(f"knob {name!r}: a script needs {' and '.join(missing)}")
+    try:
+        return Script(**value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"knob {name!r}: {exc}") from None
+
+
+def _scripts(name: str, value: Any) -> list[Script]:
+    # A fresh list: the provider's copy must not change when the caller's list does.
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise ValueError(f"knob {name!r} must be a list of scripts, got {value!r}")
+    return [_script(name, item) for item in value]
+
+
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "latency_ms": _number,
     "latency_jitter_ms": _number,
@@ -161,6 +260,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "auth_fail": _flag,
     "context_window": _optional(lambda n, v: _integer(n, v, low=1)),
     "reply": _text,
+    "scripts": _scripts,
 }
 assert set(_CHECKS) == KNOBS, "every Behavior field needs a validator"
 
@@ -231,7 +331,7 @@ def estimate_tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
 
 
-def _prompt_text(messages: list[Any]) -> str:
+def _prompt_parts(messages: list[Any]) -> list[str]:
     parts: list[str] = []
     for message in messages:
         content = message.get("content") if isinstance(message, dict) else None
@@ -242,12 +342,93 @@ def _prompt_text(messages: list[Any]) -> str:
             parts.extend(
                 p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
             )
-    return "".join(parts)
+    return parts
+
+
+def _prompt_text(messages: list[Any]) -> str:
+    return "".join(_prompt_parts(messages))
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What one request is answered with: the reply or the script that matched it."""
+
+    content: str | None
+    finish_reason: str = "stop"
+    logprobs: float | None = None
+    refusal: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The text the answer is billed for (content, else the refusal)."""
+        return self.content or self.refusal or ""
+
+
+def _answer(b: Behavior, messages: list[Any], provider: str) -> _Answer:
+    if b.scripts:
+        # Joined with newlines (unlike the token estimate) so ^/$ with (?m) see each message.
+        text = "\n".join(_prompt_parts(messages))
+        for script in b.scripts:
+            if script.matches(text):
+                reply = script.reply.replace("{provider}", provider)
+                return _Answer(
+                    # OpenAI sends content null with a refusal; an explicit reply is kept.
+                    None if script.refusal is not None and not reply else reply,
+                    script.finish_reason,
+                    script.logprobs,
+                    script.refusal,
+                )
+    return _Answer(b.reply.replace("{provider}", provider))
+
+
+def _tokens(text: str) -> list[str]:
+    """The reply cut into the simulator's tokens: 4 characters each, as `estimate_tokens`."""
+    return [text[i : i + 4] for i in range(0, len(text), 4)]
+
+
+class _Logprobs:
+    """Per-token logprobs whose mean over the whole answer is exactly `mean`.
+
+    Tokens alternate mean ± spread (spread = |mean| / 2, so values stay <= 0) and an odd
+    last token gets the mean itself: however the tokens are split into stream chunks, the
+    values average to `mean`, while not being suspiciously constant.
+    """
+
+    def __init__(self, mean: float, total: int, top: int) -> None:
+        self._mean = mean
+        self._spread = abs(mean) / 2
+        self._total = total
+        self._top = top
+        self._index = 0
+
+    def entries(self, tokens: list[str]) -> list[dict[str, Any]]:
+        out = []
+        for token in tokens:
+            i = self._index
+            self._index += 1
+            if i == self._total - 1 and self._total % 2 == 1:
+                value = self._mean
+            else:
+                value = self._mean + (self._spread if i % 2 == 0 else -self._spread)
+            encoded = list(token.encode())
+            top = [{"token": token, "logprob": value, "bytes": encoded}] if self._top else []
+            out.append({"token": token, "logprob": value, "bytes": encoded, "top_logprobs": top})
+        return out
 
 
 def _split(text: str, parts: int) -> list[str]:
     size = len(text)
     return [text[i * size // parts : (i + 1) * size // parts] for i in range(parts)]
+
+
+def _split_list(items: list[str], parts: int) -> list[list[str]]:
+    size = len(items)
+    return [items[i * size // parts : (i + 1) * size // parts] for i in range(parts)]
+
+
+def _top_logprobs(body: Mapping[str, Any]) -> int:
+    top = body.get("top_logprobs")
+    return top if isinstance(top, int) and not isinstance(top, bool) and top > 0 else 0
 
 
 def _error_type(status: int) -> str:
@@ -594,14 +775,20 @@ class SimProvider:
                 b.error_status, f"Simulated error {b.error_status} from provider {self.name}."
             )
 
-        reply = b.reply.replace("{provider}", self.name)
+        answer = _answer(b, body["messages"], self.name)
         created = int(time.time())
+        # Logprobs only when asked for and scripted, as a provider returns them only when asked.
+        logprobs = (
+            _Logprobs(answer.logprobs, len(_tokens(answer.text)), _top_logprobs(body))
+            if answer.logprobs is not None and body.get("logprobs") is True
+            else None
+        )
         if body.get("stream") is True:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
-            usage = self._usage(prompt_tokens, reply)
+            usage = self._usage(prompt_tokens, answer.text)
             return await self._stream(
-                request, b, completion_id, created, model, reply, usage, include_usage
+                request, b, completion_id, created, model, answer, usage, include_usage, logprobs
             )
         if b.malformed:
             self.stats.malformed += 1
@@ -609,20 +796,27 @@ class SimProvider:
             text = f'{{"id": "{completion_id}", "object": "chat.completion", "choices": [{{'
             return web.Response(status=200, text=text, content_type="application/json")
         self.stats.ok += 1
+        message: dict[str, Any] = {"role": "assistant", "content": answer.content}
+        if answer.refusal is not None:
+            message["refusal"] = answer.refusal
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": message,
+            "finish_reason": answer.finish_reason,
+        }
+        if logprobs is not None:
+            choice["logprobs"] = {
+                "content": logprobs.entries(_tokens(answer.text)),
+                "refusal": None,
+            }
         return web.json_response(
             {
                 "id": completion_id,
                 "object": "chat.completion",
                 "created": created,
                 "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": reply},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": self._usage(prompt_tokens, reply),
+                "choices": [choice],
+                "usage": self._usage(prompt_tokens, answer.text),
             }
         )
 
@@ -642,9 +836,10 @@ class SimProvider:
         completion_id: str,
         created: int,
         model: str,
-        reply: str,
+        answer: _Answer,
         usage: dict[str, int],
         include_usage: bool,
+        logprobs: _Logprobs | None = None,
     ) -> web.StreamResponse:
         def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
             return _sse(
@@ -673,17 +868,28 @@ class SimProvider:
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
             return response
-        parts = _split(reply, b.stream_chunks)
+        # A refusal with no content streams in delta.refusal, as OpenAI streams one.
+        key = "content" if answer.content is not None else "refusal"
+        # With logprobs, chunks are cut on token boundaries so every token is sent once.
+        groups = _split_list(_tokens(answer.text), b.stream_chunks) if logprobs else None
+        parts = ["".join(g) for g in groups] if groups else _split(answer.text, b.stream_chunks)
         for index, part in enumerate(parts):
             if b.cut_stream_after is not None and index >= b.cut_stream_after:
                 return await self._cut(request, response)
             if index:
                 await asyncio.sleep(b.chunk_delay_ms / 1000.0)
-            delta = {"role": "assistant", "content": part} if index == 0 else {"content": part}
-            await response.write(chunk([{"index": 0, "delta": delta, "finish_reason": None}]))
+            delta: dict[str, Any] = {"role": "assistant", key: part} if index == 0 else {key: part}
+            if index == 0 and key == "content" and answer.refusal is not None:
+                delta["refusal"] = answer.refusal
+            piece: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
+            if logprobs is not None and groups is not None:
+                piece["logprobs"] = {"content": logprobs.entries(groups[index]), "refusal": None}
+            await response.write(chunk([piece]))
         if b.cut_stream_after is not None:
             return await self._cut(request, response)
-        await response.write(chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}]))
+        await response.write(
+            chunk([{"index": 0, "delta": {}, "finish_reason": answer.finish_reason}])
+        )
         if include_usage:
             await response.write(chunk([], usage=usage))
         await response.write(b"data: [DONE]\n\n")

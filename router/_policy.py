@@ -107,8 +107,8 @@ class Policy:
 
     config: Config
     backend: Backend
-    classify_with_llm: Callable[[str, list[dict[str, Any]]], Awaitable[Any]]
-    """Calls a group for the llm classifier (the router's own `acompletion`)."""
+    classify_with_llm: Callable[[str, list[dict[str, Any]], str, bool], Awaitable[Any]]
+    """Calls a group for the llm classifier: (group, messages, classifier name, logprobs)."""
     classifiers: Mapping[str, ClassifierFn] = field(default_factory=dict)
     _regex: dict[str, re.Pattern[str]] = field(default_factory=dict)
 
@@ -212,7 +212,9 @@ class Policy:
         assert route.classifier is not None
         settings = self.config.classifiers[route.classifier]
         try:
-            label, confidence = await self._run_classifier(settings, request, text)
+            label, confidence = await self._run_classifier(
+                route.classifier, settings, request, text
+            )
         except Exception as exc:  # a classifier failure never fails the request
             return None, f"failed ({type(exc).__name__}: {exc})"
         if label is None:
@@ -224,7 +226,7 @@ class Policy:
         return label, f"(confidence {confidence:.2f})" if confidence is not None else ""
 
     async def _run_classifier(
-        self, settings: ClassifierSettings, request: Mapping[str, Any], text: _Text
+        self, name: str, settings: ClassifierSettings, request: Mapping[str, Any], text: _Text
     ) -> tuple[str | None, float | None]:
         if settings.kind == "keywords":
             assert isinstance(settings.labels, dict)
@@ -252,10 +254,10 @@ class Policy:
             if isinstance(result, tuple):
                 return (None if result[0] is None else str(result[0])), float(result[1])
             return (None if result is None else str(result)), None
-        return await self._llm(settings, text)
+        return await self._llm(name, settings, text)
 
     async def _llm(
-        self, settings: ClassifierSettings, text: _Text
+        self, name: str, settings: ClassifierSettings, text: _Text
     ) -> tuple[str | None, float | None]:
         labels = list(settings.labels) if isinstance(settings.labels, dict) else settings.labels
         assert settings.group is not None
@@ -269,6 +271,8 @@ class Policy:
                 {"role": "system", "content": prompt},
                 {"role": "user", "content": text.text},
             ],
+            name,
+            settings.min_confidence > 0,  # confidence comes from the first token's logprob
         )
         choice = response.choices[0]
         answer = (choice.message.content or "").strip().strip(".").lower()

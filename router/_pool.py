@@ -33,6 +33,7 @@ from router._config import BalancedWeights, ConfigError, Deployment, RouterSetti
 from router._decision import Decision, get_decision
 from router._engine import Engine
 from router._errors import Outcome, classify, status_code_of
+from router._observe import JobAccounting
 from router._state import DeploymentHealth, MemoryState, StateStore, snapshot_of
 from router._sync import run_sync
 
@@ -314,6 +315,8 @@ class Pool(Generic[P, R]):
             random.Random(seed),
             budget,
             classify=_tool_classifier(caller_errors),
+            # Tool calls inside a `router.job` are part of the job's steps and cost.
+            observer=JobAccounting(),
         )
 
     async def call_routed(self, *args: P.args, **kwargs: P.kwargs) -> Routed[R]:

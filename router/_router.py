@@ -13,7 +13,7 @@ from router._budget import RetryBudget
 from router._clock import Clock, SystemClock
 from router._config import Config, Deployment, RouterSettings, load_config
 from router._decision import Escalation, get_decision
-from router._engine import _NO_CONTEXT, CallContext, Engine, RoutedStream
+from router._engine import CallContext, Engine, RoutedStream
 from router._escalate import first_failure
 from router._jobs import Job, current_job
 from router._observe import Fanout, JobAccounting
@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 _MAX_ADHOC_ROUTES = 1024
 # Keywords that belong to the router, not to the provider call.
 _OURS = frozenset({"num_retries", "max_retries"})
+
+
+def _first(*values: float | None) -> float | None:
+    return next((v for v in values if v is not None), None)
 
 
 class Router:
@@ -199,12 +203,15 @@ class Router:
         while True:
             decision = get_decision(response)
             assert decision is not None
+            # The origin's checks are the task's; a level's own checks apply on top of them.
+            level_settings = config.settings_for(group) if config.is_routable(group) else origin
+            triggers = list(dict.fromkeys([*origin.escalate_on, *level_settings.escalate_on]))
             failure = await first_failure(
                 response,
                 request,
-                origin.escalate_on,
-                min_logprob=origin.min_logprob,
-                min_confidence=origin.min_confidence,
+                triggers,
+                min_logprob=_first(level_settings.min_logprob, origin.min_logprob),
+                min_confidence=_first(level_settings.min_confidence, origin.min_confidence),
                 validators=self.validators,
             )
             if failure is None:
@@ -212,7 +219,7 @@ class Router:
                 return response
             trigger, detail = failure
             spent = decision.cost_usd - sum(e.cost_usd for e in escalations)
-            target = config.settings_for(group).escalate_to if config.is_routable(group) else None
+            target = level_settings.escalate_to
             limit = origin.escalation_cost_cap
             if limit is not None and decision.cost_usd >= limit:
                 detail += f"; escalation cost cap ${limit:g} reached"
@@ -229,7 +236,8 @@ class Router:
                 if isinstance(hidden, dict):
                     hidden["router_decision"] = final
                 self.engine.notify(final, None)
-                if origin.on_exhausted == "raise":
+                exhausted = (level_settings if level_settings.escalate_on else origin).on_exhausted
+                if exhausted == "raise":
                     from router._errors import NeedsReview, attach
 
                     raise attach(NeedsReview(group, trigger, detail, response), final)
@@ -248,13 +256,22 @@ class Router:
             )
             response = await self.engine.complete(group, deployments, settings, request, cap, level)
 
-    async def _classify_call(self, group: str, messages: list[dict[str, Any]]) -> Any:
-        """The llm classifier's call: a plain routed call on `group`, short and cold."""
+    async def _classify_call(
+        self, group: str, messages: list[dict[str, Any]], name: str, logprobs: bool
+    ) -> Any:
+        """The llm classifier's call: short and cold, recorded (and paid) as its own call."""
         deployments, settings = self._route(group)
         request: dict[str, Any] = {"messages": messages, "max_tokens": 8, "temperature": 0}
-        return await self.engine.complete(
-            group, deployments, settings, request, None, replace(_NO_CONTEXT, notify=False)
+        if logprobs:
+            request["logprobs"] = True
+        job = current_job()
+        context = CallContext(
+            route=f"classifier:{name}",
+            reason=f"classifier {name}",
+            job=None if job is None else job.id,
+            step="classify",
         )
+        return await self.engine.complete(group, deployments, settings, request, None, context)
 
     def job(self, name: str, **metadata: Any) -> Job:
         """A job whose span and records go to this router's observers (see `router.job`)."""

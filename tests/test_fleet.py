@@ -1,8 +1,10 @@
-"""Tests of the simulated provider fleet itself, over plain HTTP (httpx), never litellm."""
+"""Tests of the simulated provider fleet itself, over plain HTTP (httpx); scripted content is
+also checked once through real litellm, since that is the path the router's checks read."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +18,7 @@ from router._fleet import (
     KNOBS,
     Behavior,
     Fleet,
+    Script,
     SimProvider,
     default_fleet,
     estimate_tokens,
@@ -471,3 +474,192 @@ def test_default_fleet() -> None:
     f["alpha"].set(error_rate=1.0)
     assert DEFAULT_FLEET["alpha"][1].error_rate == 0.0
     assert [p.port for p in default_fleet()] == [4101, 4102, 4103]
+
+
+# --- scripted content -------------------------------------------------------------------------
+
+SCRIPTS = [
+    Script(r"(?i)invoice", '{"total": 12.5, "vendor": "{provider}"}', logprobs=-1.5),
+    Script(r"(?i)invoice", "never reached: the first match wins"),
+    Script(r"refund", "", refusal="I can't help with refunds."),
+    Script(r"essay", "It was a dark and", finish_reason="length"),
+    Script(r"(?m)^SYSTEM-ONLY$", "matched the system message"),
+]
+
+
+def user(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+async def test_scripts_first_match_wins_else_reply(fleet: Fleet, client: httpx.AsyncClient) -> None:
+    alpha = fleet["alpha"]
+    alpha.set(scripts=SCRIPTS)
+    body = (await chat(client, alpha, messages=user("Extract this INVOICE"))).json()
+    choice = body["choices"][0]
+    assert choice["message"] == {
+        "role": "assistant",
+        "content": '{"total": 12.5, "vendor": "alpha"}',
+    }
+    assert choice["finish_reason"] == "stop"
+    assert "logprobs" not in choice  # scripted, but the request did not ask for them
+    assert body["usage"]["completion_tokens"] == estimate_tokens(choice["message"]["content"])
+    plain = (await chat(client, alpha, messages=user("hello"))).json()["choices"][0]
+    assert plain["message"]["content"] == "Hello from alpha."
+    cut = (await chat(client, alpha, messages=user("write an essay"))).json()["choices"][0]
+    assert (cut["message"]["content"], cut["finish_reason"]) == ("It was a dark and", "length")
+    # Every role's content is searched, one message per line.
+    messages = [{"role": "system", "content": "SYSTEM-ONLY"}, {"role": "user", "content": "hi"}]
+    r = await chat(client, alpha, messages=messages)
+    assert r.json()["choices"][0]["message"]["content"] == "matched the system message"
+    assert fleet["beta"].behavior.scripts == []  # per provider
+
+
+async def test_refusal_is_the_openai_field(fleet: Fleet, client: httpx.AsyncClient) -> None:
+    alpha = fleet["alpha"]
+    alpha.set(scripts=SCRIPTS)
+    body = (await chat(client, alpha, messages=user("I want a refund"))).json()
+    message = body["choices"][0]["message"]
+    assert message == {
+        "role": "assistant",
+        "content": None,
+        "refusal": "I can't help with refunds.",
+    }
+    assert body["usage"]["completion_tokens"] == estimate_tokens("I can't help with refunds.")
+    # A reply given with a refusal is kept as the content.
+    alpha.set(scripts=[Script("x", "Partial answer.", refusal="No more.")])
+    message = (await chat(client, alpha, messages=user("x"))).json()["choices"][0]["message"]
+    assert (message["content"], message["refusal"]) == ("Partial answer.", "No more.")
+
+
+def mean_logprob(entries: list[dict[str, Any]]) -> float:
+    return float(sum(e["logprob"] for e in entries)) / len(entries)
+
+
+@pytest.mark.parametrize("mean", [-1.5, -0.2, 0.0])
+async def test_logprobs_average_the_scripted_value(
+    fleet: Fleet, client: httpx.AsyncClient, mean: float
+) -> None:
+    alpha = fleet["alpha"]
+    reply = "An answer long enough to span a dozen simulated tokens."
+    alpha.set(scripts=[Script("q", reply, logprobs=mean)])
+    choice = (await chat(client, alpha, messages=user("q"), logprobs=True)).json()["choices"][0]
+    entries = choice["logprobs"]["content"]
+    assert "".join(e["token"] for e in entries) == reply
+    assert len(entries) == estimate_tokens(reply)
+    assert mean_logprob(entries) == pytest.approx(mean)
+    assert all(e["logprob"] <= 0 for e in entries)
+    assert all(e["bytes"] == list(e["token"].encode()) and e["top_logprobs"] == [] for e in entries)
+    assert choice["logprobs"]["refusal"] is None
+    top = (await chat(client, alpha, messages=user("q"), logprobs=True, top_logprobs=2)).json()
+    first = top["choices"][0]["logprobs"]["content"][0]
+    assert first["top_logprobs"] == [
+        {"token": first["token"], "logprob": first["logprob"], "bytes": first["bytes"]}
+    ]
+    # Not scripted with logprobs: none come back even when asked (null, as OpenAI may send).
+    alpha.set(scripts=[])
+    plain = (await chat(client, alpha, logprobs=True)).json()["choices"][0]
+    assert "logprobs" not in plain
+
+
+async def test_streams_use_the_scripted_answer(fleet: Fleet, client: httpx.AsyncClient) -> None:
+    alpha = fleet["alpha"]
+    alpha.set(scripts=SCRIPTS, stream_chunks=3)
+    data = await stream_data(client, alpha, messages=user("invoice"), logprobs=True)
+    chunks = [json.loads(d) for d in data[:-1]]
+    content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert content == '{"total": 12.5, "vendor": "alpha"}'
+    entries = [e for c in chunks[:3] for e in c["choices"][0]["logprobs"]["content"]]
+    assert "".join(e["token"] for e in entries) == content
+    assert mean_logprob(entries) == pytest.approx(-1.5)
+    assert chunks[3]["choices"][0]["finish_reason"] == "stop"
+    data = await stream_data(client, alpha, messages=user("an essay"))
+    chunks = [json.loads(d) for d in data[:-1]]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == (
+        "It was a dark and"
+    )
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    assert all("logprobs" not in c["choices"][0] for c in chunks)
+    data = await stream_data(client, alpha, messages=user("refund"))
+    deltas = [json.loads(d)["choices"][0]["delta"] for d in data[:-1]]
+    assert "".join(d.get("refusal", "") for d in deltas) == "I can't help with refunds."
+    assert not any(d.get("content") for d in deltas)
+    assert fleet.stats()["alpha"]["ok"] == 3
+
+
+async def test_scripts_are_knobs(fleet: Fleet, client: httpx.AsyncClient) -> None:
+    alpha = fleet["alpha"]
+    before = dataclasses.replace(alpha.behavior)
+    bad: list[Any] = [
+        "not a list",
+        [{"pattern": "("}],
+        [{"pattern": "(", "reply": "x"}],
+        [{"pattern": "x", "reply": "y", "colour": "red"}],
+        [{"pattern": "x", "reply": "y", "finish_reason": "done"}],
+        [{"pattern": "x", "reply": "y", "logprobs": 0.5}],
+        [{"pattern": "x", "reply": "y", "logprobs": "low"}],
+        [{"pattern": "x", "reply": 3}],
+        [42],
+    ]
+    for scripts in bad:
+        with pytest.raises(ValueError, match="script"):
+            alpha.set(scripts=scripts)
+    assert alpha.behavior == before
+    # JSON over the control plane: a list of objects in, the same objects back.
+    sim = alpha.base_url.removesuffix("/v1") + "/_sim"
+    wanted = {
+        "pattern": "(?i)hello",
+        "reply": "scripted",
+        "finish_reason": "stop",
+        "logprobs": -3.0,
+        "refusal": None,
+    }
+    r = await client.post(
+        f"{sim}/knobs",
+        json={"scripts": [{"pattern": "(?i)hello", "reply": "scripted", "logprobs": -3}]},
+    )
+    assert r.status_code == 200 and r.json()["scripts"] == [wanted]
+    assert alpha.behavior.scripts == [Script("(?i)hello", "scripted", logprobs=-3.0)]
+    assert (await chat(client, alpha)).json()["choices"][0]["message"]["content"] == "scripted"
+    r = await client.post(f"{sim}/knobs", json={"scripts": [{"reply": "no pattern"}]})
+    assert r.status_code == 400 and "pattern" in r.json()["error"]["message"]
+    assert (await client.get(f"{sim}/knobs")).json()["scripts"] == [wanted]
+    alpha.reset()
+    assert alpha.behavior.scripts == []
+
+
+async def test_initial_scripts_survive_reset_and_callers_list() -> None:
+    mine = [{"pattern": "a", "reply": "first"}]
+    async with Fleet({"alpha": Behavior(latency_ms=1.0, scripts=mine)}) as f:  # type: ignore[arg-type]
+        alpha = f["alpha"]
+        assert alpha.behavior.scripts == [Script("a", "first")]
+        mine.append({"pattern": "b", "reply": "second"})
+        alpha.set(scripts=[Script("a", "changed")])
+        alpha.reset()
+        assert alpha.behavior.scripts == [Script("a", "first")]
+
+
+async def test_scripted_content_through_litellm(fleet: Fleet) -> None:
+    import litellm
+
+    alpha = fleet["alpha"]
+    alpha.set(scripts=SCRIPTS)
+    common: dict[str, Any] = {
+        "model": "openai/sim-alpha",
+        "api_base": alpha.base_url,
+        "api_key": "sk-sim-test",
+    }
+    response = await litellm.acompletion(messages=user("invoice"), logprobs=True, **common)
+    choice = response.choices[0]
+    assert choice.message.content == '{"total": 12.5, "vendor": "alpha"}'
+    logprobs = choice.logprobs
+    assert logprobs is not None and logprobs.content
+    values = [token.logprob for token in logprobs.content]
+    assert sum(values) / len(values) == pytest.approx(-1.5)
+    refused = await litellm.acompletion(messages=user("refund"), **common)
+    assert refused.choices[0].message.content is None
+    assert refused.choices[0].message.refusal == "I can't help with refunds."
+    cut = await litellm.acompletion(messages=user("essay"), **common)
+    assert cut.choices[0].finish_reason == "length"
+    stream = await litellm.acompletion(messages=user("invoice"), stream=True, **common)
+    text = "".join([chunk.choices[0].delta.content or "" async for chunk in stream])
+    assert text == '{"total": 12.5, "vendor": "alpha"}'

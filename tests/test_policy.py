@@ -399,3 +399,44 @@ def test_module_level_job_is_exported() -> None:
     with router_pkg.job("x") as job:
         assert router_pkg.current_job() is job
     assert router_pkg.current_job() is None
+
+
+async def test_llm_classifier_asks_for_logprobs_and_is_accounted_in_the_job() -> None:
+    config = base_config(**CLASSIFIED, classifiers={
+        "kind": {"kind": "llm", "group": "cheap", "labels": ["billing", "shipping"],
+                 "min_confidence": 0.5}})
+    router, backend = make(config)
+    backend.script("small", ok("billing"), ok("answer"))
+    async with router.job("t-1") as job:
+        await router.acompletion("auto", USER)
+    assert backend.calls[0].request["logprobs"] is True
+    assert job.record is not None
+    assert [(s.step, s.route) for s in job.record.steps] == [
+        ("classify", "classifier:kind"), (None, "by-kind")]
+    assert job.record.cost_usd == pytest.approx(sum(s.cost_usd for s in job.record.steps))
+
+
+async def test_an_escalated_answer_also_meets_the_target_groups_checks() -> None:
+    config = base_config(groups={
+        "cheap": {"escalate_to": "strong", "escalate_on": ["refusal"]},
+        "strong": {"escalate_on": ["validator:approval"]},
+    })
+    router, backend = make(config, validators={"approval": lambda r, q: "needs a human"})
+    backend.script("small", ok("I can't help with that."))
+    decision = get_decision(await router.acompletion("cheap", USER))
+    assert decision is not None and decision.outcome == "needs_review"
+    assert [(e.trigger, e.to_group) for e in decision.escalations] == [
+        ("refusal", "strong"), ("validator:approval", None)]
+
+
+async def test_pool_calls_inside_a_job_are_part_of_it() -> None:
+    from router import Pool
+
+    async def search(query: str) -> str:
+        return f"hits for {query}"
+
+    pool = Pool({"search": search}, costs={"search": 0.002})
+    with router_pkg.job("research") as job:
+        await pool.call("llm routing")
+    assert job.record is not None and len(job.record.steps) == 1
+    assert job.record.cost_usd == pytest.approx(0.002)

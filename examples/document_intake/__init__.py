@@ -1,0 +1,1 @@
+"""The document intake example: see run.py."""

@@ -1,0 +1,1 @@
+"""The research agent example: see run.py."""

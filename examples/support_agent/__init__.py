@@ -1,0 +1,1 @@
+"""The support agent example: see run.py."""
