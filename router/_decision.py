@@ -6,6 +6,7 @@ response, a stream or an exception with `get_decision`.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -150,8 +151,9 @@ class Decision:
     def failovers(self) -> int:
         """Attempts after the first that went to a different deployment than the one before."""
         count = 0
-        for before, after in zip(self.attempts, self.attempts[1:], strict=False):
-            if before.deployment != after.deployment and not after.hedge:
+        tried = [a for a in self.attempts if a.outcome != "cancelled" and not a.hedge]
+        for before, after in itertools.pairwise(tried):
+            if before.deployment != after.deployment:
                 count += 1
         return count
 

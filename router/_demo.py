@@ -335,6 +335,7 @@ async def run_demo(
     concurrency: int = 8,
     quiet: bool = False,
     ephemeral: bool = False,
+    otlp: str | None = None,
 ) -> int:
     """Run the demo; returns the process exit code.
 
@@ -365,10 +366,12 @@ async def run_demo(
     rng = random.Random(11)
     tally = _Tally()
     await fleet.start()
+    observer = None
     try:
         if ephemeral:
             config = _on_fleet(config, fleet)
-        router = Router(config, seed=3)
+        observer = _otlp_observer(otlp, console) if otlp else None
+        router = Router(config, seed=3, observer=observer)
         await _warm_up(router)
         limiter = asyncio.Semaphore(concurrency)
         tasks: list[asyncio.Task[None]] = []
@@ -403,6 +406,14 @@ async def run_demo(
             live.update(view())
     finally:
         await fleet.stop()
+        if otlp and observer is not None:
+            flush = getattr(observer, "force_flush", None)
+            if flush is not None:
+                flush()
+            console.print(
+                f"traces sent to {otlp} (service 'router-demo'); in Jaeger: "
+                "http://localhost:16686/search?service=router-demo"
+            )
     return _summary(console, tally, requests, preferred, quiet)
 
 
@@ -471,6 +482,25 @@ def _missing(tally: _Tally, total: int, preferred: str) -> list[str]:
     return missing
 
 
-def main(config_path: str | None = None, requests: int = 160) -> int:
+def _otlp_observer(url: str, console: Any) -> Any:
+    """Telemetry exporting the demo's spans to an OTLP endpoint (4317: gRPC, else HTTP)."""
+    import telemetry
+    from router._config import TelemetrySettings
+
+    protocol = "grpc" if url.rstrip("/").endswith(":4317") else "http/protobuf"
+    console.print(f"exporting traces to {url} over {protocol}")
+    return telemetry.observer_for(
+        TelemetrySettings(
+            enabled=True,
+            endpoint=url,
+            protocol=protocol,
+            service_name="router-demo",
+            logs=False,
+            metrics=False,
+        )
+    )
+
+
+def main(config_path: str | None = None, requests: int = 160, otlp: str | None = None) -> int:
     """Entry point for `router demo`."""
-    return asyncio.run(run_demo(config_path, requests=requests))
+    return asyncio.run(run_demo(config_path, requests=requests, otlp=otlp))

@@ -274,6 +274,8 @@ class Engine:
     ) -> None:
         self.classify = classify
         self.observer = observer
+        # Content (messages, output) goes to observers only when one asked for it.
+        self.capture_content = bool(getattr(observer, "capture_content", False))
         self.backend = backend
         self.clock = clock
         self.state = state
@@ -315,12 +317,28 @@ class Engine:
         if isinstance(hidden, dict):
             hidden["router_decision"] = decision
         if self.observer is not None and context.notify:
-            self.observer.call_finished(decision, None)
+            if self.capture_content:
+                self.observer.call_finished(
+                    decision, None, messages=request.get("messages"), output=response
+                )
+            else:
+                self.observer.call_finished(decision, None)
         return response
 
-    def notify(self, decision: Decision, error: BaseException | None) -> None:
+    def notify(
+        self,
+        decision: Decision,
+        error: BaseException | None,
+        *,
+        messages: Any = None,
+        output: Any = None,
+    ) -> None:
         """Tell the observer a logical call ended (used by escalation, which calls quietly)."""
-        if self.observer is not None:
+        if self.observer is None:
+            return
+        if self.capture_content:
+            self.observer.call_finished(decision, error, messages=messages, output=output)
+        else:
             self.observer.call_finished(decision, error)
 
     def _observe_failure(self, call: _Call, exc: BaseException) -> None:
@@ -371,7 +389,9 @@ class Engine:
             raise
         assert result.value is not None
         iterator, first = result.value
-        return RoutedStream(self, call, result.deployment, iterator, first, result.index)
+        return RoutedStream(
+            self, call, result.deployment, iterator, first, result.index, request.get("messages")
+        )
 
     def _start(
         self,
@@ -566,6 +586,7 @@ class Engine:
                     timeout_s=timeout,
                     hedge=hedge,
                     probe=probe,
+                    started_s=started - call.started,
                 )
             )
             raise
@@ -936,6 +957,7 @@ class RoutedStream:
         iterator: Any,
         first: Any,
         index: int,
+        messages: Any = None,
     ) -> None:
         self._engine = engine
         self._call = call
@@ -947,6 +969,8 @@ class RoutedStream:
         self._finished = False
         self._usage: Any = None
         self._reasons: list[str] = []
+        self._text: list[str] | None = [] if engine.capture_content else None
+        self._messages = messages
         self._id: str | None = getattr(first, "id", None)
         self._model: str | None = getattr(first, "model", None)
         self._done = False
@@ -991,6 +1015,11 @@ class RoutedStream:
         choices = getattr(chunk, "choices", None)
         if choices:
             for choice in choices:
+                if self._text is not None:
+                    delta = getattr(choice, "delta", None)
+                    piece = getattr(delta, "content", None)
+                    if piece:
+                        self._text.append(piece)
                 reason = getattr(choice, "finish_reason", None)
                 if reason:
                     self._finished = True
@@ -1018,8 +1047,12 @@ class RoutedStream:
         self.decision = call.decision(
             engine.clock.now(), "success", self._deployment.name, cost, info
         )
-        if engine.observer is not None:
-            engine.observer.call_finished(self.decision, None)
+        engine.notify(
+            self.decision,
+            None,
+            messages=self._messages,
+            output=None if self._text is None else "".join(self._text),
+        )
 
     def _fail(self, why: str, cause: BaseException | None) -> BaseException:
         self._done = True

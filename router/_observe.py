@@ -18,8 +18,19 @@ if TYPE_CHECKING:
 class Observer(Protocol):
     """Receives decision records and breaker transitions (spans, metrics, logs, recorders)."""
 
-    def call_finished(self, decision: Decision, error: BaseException | None) -> None:
-        """A call ended: served, failed, or (streams) closed early."""
+    def call_finished(
+        self,
+        decision: Decision,
+        error: BaseException | None,
+        *,
+        messages: Any = None,
+        output: Any = None,
+    ) -> None:
+        """A call ended: served, failed, or (streams) closed early.
+
+        `messages` and `output` (the request's messages, the response or a stream's text)
+        are passed only to observers whose ``capture_content`` attribute is true.
+        """
 
     def transition(self, transition: Transition) -> None:
         """A breaker changed state."""
@@ -35,10 +46,21 @@ class Fanout:
 
     def __init__(self, observers: list[Observer]) -> None:
         self.observers = observers
+        self.capture_content = any(getattr(o, "capture_content", False) for o in observers)
 
-    def call_finished(self, decision: Decision, error: BaseException | None) -> None:
+    def call_finished(
+        self,
+        decision: Decision,
+        error: BaseException | None,
+        *,
+        messages: Any = None,
+        output: Any = None,
+    ) -> None:
         for observer in self.observers:
-            observer.call_finished(decision, error)
+            if getattr(observer, "capture_content", False):
+                observer.call_finished(decision, error, messages=messages, output=output)
+            else:
+                observer.call_finished(decision, error)
 
     def transition(self, transition: Transition) -> None:
         for observer in self.observers:
@@ -74,7 +96,14 @@ class JobAccounting:
     def __init__(self, outer: Observer | None = None) -> None:
         self.outer = outer
 
-    def call_finished(self, decision: Decision, error: BaseException | None) -> None:
+    def call_finished(
+        self,
+        decision: Decision,
+        error: BaseException | None,
+        *,
+        messages: Any = None,
+        output: Any = None,
+    ) -> None:
         from router._jobs import current_job
 
         job = current_job()

@@ -41,7 +41,14 @@ class Recorder:
         with self._lock, open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line)
 
-    def call_finished(self, decision: Decision, error: BaseException | None) -> None:
+    def call_finished(
+        self,
+        decision: Decision,
+        error: BaseException | None,
+        *,
+        messages: Any = None,
+        output: Any = None,
+    ) -> None:
         response = decision.response
         self._write(
             {

@@ -215,7 +215,9 @@ class Router:
                 validators=self.validators,
             )
             if failure is None:
-                self.engine.notify(decision, None)
+                self.engine.notify(
+                    decision, None, messages=request.get("messages"), output=response
+                )
                 return response
             trigger, detail = failure
             spent = decision.cost_usd - sum(e.cost_usd for e in escalations)
@@ -235,7 +237,7 @@ class Router:
                 hidden = getattr(response, "_hidden_params", None)
                 if isinstance(hidden, dict):
                     hidden["router_decision"] = final
-                self.engine.notify(final, None)
+                self.engine.notify(final, None, messages=request.get("messages"), output=response)
                 exhausted = (level_settings if level_settings.escalate_on else origin).on_exhausted
                 if exhausted == "raise":
                     from router._errors import NeedsReview, attach

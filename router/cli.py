@@ -479,6 +479,13 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
         "embedded demo config); every deployment must point at a loopback api_base",
     )
     parser.add_argument("--requests", type=int, default=160, help="requests to send (160)")
+    parser.add_argument(
+        "--otlp",
+        default=None,
+        metavar="URL",
+        help="send the demo's traces to this OTLP endpoint (e.g. http://localhost:4318 for "
+        "Jaeger over HTTP, http://localhost:4317 for gRPC)",
+    )
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -486,7 +493,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from router._demo import main as demo_main
 
     try:
-        return demo_main(args.config, requests=max(10, args.requests))
+        return demo_main(args.config, requests=max(10, args.requests), otlp=args.otlp)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

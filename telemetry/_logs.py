@@ -6,14 +6,15 @@ an application that configured structlog globally keeps its configuration: nothi
 not a terminal (production), the pretty console renderer when it is.
 
 Redaction is belt and braces: the events are built from the decision record, which holds no
-key and no message text, and a processor still drops secret-named fields and masks
-key-shaped strings in case a caller's own fields (or a future one) carry one.
+key and no message text, and processors still replace secret-named fields and mask
+key-shaped strings in the rendered line, in case a field (now or in future) carries one.
 """
 
 from __future__ import annotations
 
 import re
 import sys
+import time
 from collections.abc import Callable, MutableMapping
 from typing import Any, Final, Literal, TextIO
 
@@ -47,32 +48,61 @@ _SECRET_VALUE: Final = re.compile(
     r"(?:\bsk-[A-Za-z0-9_\-]{6,}|\bBearer\s+[A-Za-z0-9._\-~+/]+=*|\bAKIA[0-9A-Z]{16}\b"
     r"|\bAIza[0-9A-Za-z_\-]{20,})"
 )
+_SECRET_PREFIXES: Final = ("sk-", "Bearer", "AKIA", "AIza")
+"""Substrings every `_SECRET_VALUE` match contains."""
 REDACTED: Final = "[redacted]"
 
 
 def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Drop secret-named fields and mask credential-shaped substrings (a structlog processor).
+    """Replace the value of any secret-named field (a structlog processor, before rendering).
 
-    The common case (nothing to redact) costs one set test over the keys and one regex scan over
-    the string values joined: a field-by-field pass happens only when something matched.
+    One set test per event in the common case; key-shaped strings inside values are masked
+    after rendering, by `mask`.
     """
     if not _SECRET_KEYS.isdisjoint(event):
         for key in _SECRET_KEYS.intersection(event):
             event[key] = REDACTED
-    strings = [v for v in event.values() if isinstance(v, str)]
-    strings.extend(
-        x for v in event.values() if isinstance(v, list | tuple) for x in v if isinstance(x, str)
-    )
-    if _SECRET_VALUE.search("\n".join(strings)) is None:
-        return event
-    for key, value in event.items():
-        if isinstance(value, str):
-            event[key] = _SECRET_VALUE.sub(REDACTED, value)
-        elif isinstance(value, list | tuple):
-            event[key] = [
-                _SECRET_VALUE.sub(REDACTED, v) if isinstance(v, str) else v for v in value
-            ]
     return event
+
+
+def mask(_logger: Any, _method: str, line: str) -> str:
+    """Mask credential-shaped substrings in the rendered line (a structlog processor, last).
+
+    Scanning the one rendered string covers every field, nested ones included, for the cost
+    of a single regex search when there is nothing to mask (the normal case).
+    """
+    # Substring tests first (each a fraction of a microsecond): the regex only runs on a line
+    # that contains one of the prefixes it looks for.
+    if not any(prefix in line for prefix in _SECRET_PREFIXES):
+        return line
+    return _SECRET_VALUE.sub(REDACTED, line)
+
+
+class _Stamp:
+    """Adds ``level``, an ISO-8601 UTC ``timestamp`` and ``logger`` (a structlog processor).
+
+    structlog's TimeStamper formats a datetime per event; this keeps the formatted second and
+    only appends the microseconds, a quarter of the cost.
+    """
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(
+        self, _logger: Any, method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        event["level"] = "warning" if method == "warn" else method
+        event["timestamp"] = f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
+        event["logger"] = "router"
+        return event
 
 
 def make_logger(
@@ -100,10 +130,10 @@ def make_logger(
     else:
         renderer = structlog.processors.JSONRenderer()
     processors: list[Any] = [
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _Stamp(),
         redact,
         renderer,
+        mask,
     ]
     wrapper = structlog.make_filtering_bound_logger(LEVELS.get(level, 20))
     return structlog.wrap_logger(
@@ -112,4 +142,4 @@ def make_logger(
         wrapper_class=wrapper,
         context_class=dict,
         cache_logger_on_first_use=True,
-    ).bind(logger="router")
+    ).bind()

@@ -60,7 +60,7 @@ def _true(value: str | None) -> bool:
 def resolve(settings: TelemetrySettings | None, env: Mapping[str, str]) -> Resolved:
     """Decide the telemetry setup from `settings` (None: all defaults) and `env`.
 
-    Raises ValueError for an ``OTEL_EXPORTER_OTLP_PROTOCOL`` this package cannot export with
+    Raises ValueError, when telemetry is on, for an OTLP protocol this package cannot export with
     (``http/json``): silently exporting nothing would be worse than a clear error at startup.
     """
     endpoint_env = (env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").strip() or None
@@ -74,6 +74,8 @@ def resolve(settings: TelemetrySettings | None, env: Mapping[str, str]) -> Resol
         or (env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "").strip()
         or "http/protobuf"
     )
+    if protocol_text not in _PROTOCOLS and not enabled:
+        protocol_text = "http/protobuf"  # off: another program's OTEL_* setting is not ours
     if protocol_text not in _PROTOCOLS:
         raise ValueError(
             f"telemetry: OTLP protocol {protocol_text!r} is not supported; "

@@ -251,8 +251,9 @@ class SpanWriter:
     Attribute sets are kept to what answers a question (the SDK validates every attribute of
     every span, about 1 µs each): flags and figures that are false or zero by default (hedge,
     hedged, probe, stream, failovers, a failed attempt's cost) are written only when they say
-    something (absent means false or zero), and the call's group, strategy, candidates,
-    response id and finish reasons are on the call span only (its children hang under it).
+    something (absent means false or zero); the call's group, strategy, candidates, response
+    id and finish reasons are on the call span only (its children hang under it), and token
+    usage on the serving attempt only (see `_response_attributes`).
     """
 
     __slots__ = ("_names", "capture_content", "tracer")
@@ -446,7 +447,7 @@ class SpanWriter:
             if a.first_chunk_s is not None:
                 attributes[TIME_TO_FIRST_CHUNK] = a.first_chunk_s
             if a is served and d.response is not None:
-                _response_attributes(attributes, d.response, full=False)
+                _response_attributes(attributes, d.response, attempt=True)
             failed = outcome not in _ATTEMPT_OK
             if failed:
                 error_type = _error_class(a.error) if a.error else outcome
@@ -479,17 +480,20 @@ class SpanWriter:
 
 
 def _response_attributes(
-    attributes: dict[str, AttributeValue], response: ResponseInfo, full: bool = True
+    attributes: dict[str, AttributeValue], response: ResponseInfo, attempt: bool = False
 ) -> None:
-    # The serving attempt repeats the model and usage (what the provider said it used); the id
-    # and finish reasons are on the call span only, where a search for them lands.
+    # Token usage goes on the serving attempt only: GenAI backends sum gen_ai.usage.* over the
+    # spans of a trace, and the call span repeating it would double every count. The response
+    # id and finish reasons are on the call span, where a search for them lands; both carry
+    # the response model.
     if response.model:
         attributes[RESPONSE_MODEL] = response.model
-    if response.input_tokens is not None:
-        attributes[INPUT_TOKENS] = int(response.input_tokens)
-    if response.output_tokens is not None:
-        attributes[OUTPUT_TOKENS] = int(response.output_tokens)
-    if full:
+    if attempt:
+        if response.input_tokens is not None:
+            attributes[INPUT_TOKENS] = int(response.input_tokens)
+        if response.output_tokens is not None:
+            attributes[OUTPUT_TOKENS] = int(response.output_tokens)
+    else:
         if response.id:
             attributes[RESPONSE_ID] = response.id
         if response.finish_reasons:

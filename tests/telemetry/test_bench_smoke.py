@@ -25,13 +25,13 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert "added by tracing+logs" in done.stdout
+    assert "+ tracing+logs" in done.stdout
     results = json.loads(out.read_text())
     for scenario in ("served", "failover"):
         figures = results[scenario]
-        for mode in ("direct", "off", "tracing+logs", "all"):
+        for mode in ("direct", "off", "tracing+logs", "all", "tracing+logs/sync"):
             assert math.isfinite(figures["us_per_call"][mode]["median"])
-        for mode in ("tracing+logs", "all"):
+        for mode in ("tracing+logs", "all", "tracing+logs/sync"):
             assert set(figures["added_us"][mode]) == {"median", "q25", "q75", "min", "max"}
     assert results["sdk_not_imported_when_off"] is True
     assert isinstance(results["goal"]["pass"], bool)

@@ -324,3 +324,36 @@ async def test_otlp_grpc_export_end_to_end(
         check_logs(err, calls)
         check_no_keys(collector.collected, err)
         setup.reset()
+
+
+async def test_demo_exports_one_span_tree_per_call_with_reasons(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`router demo --otlp URL`: the receiver holds a span tree per call, every span says why."""
+    from pathlib import Path
+
+    from router._demo import run_demo
+
+    repo = Path(__file__).resolve().parents[2]
+    with HttpCollector() as collector:
+        code = await run_demo(
+            str(repo / "providers.toml"),
+            requests=60,
+            quiet=True,
+            ephemeral=True,
+            otlp=collector.url,
+        )
+        spans = [span for _, span in collector.collected.spans()]
+    out = capsys.readouterr().out
+    assert code in (0, 1), out  # 60 requests may be too few for the whole breaker story
+    calls = [s for s in spans if s.name.startswith("chat chat")]
+    assert len(calls) >= 60  # every request (and the warm-up calls) is a call span
+    by_id = {s.span_id: s for s in spans}
+    for span in spans:
+        assert "router.route.reason" in attributes(span.attributes)
+        if span.parent_span_id:
+            assert span.parent_span_id in by_id  # every attempt hangs under its call
+    failed_over = [
+        s for s in calls if "failed attempt" in str(attributes(s.attributes)["router.route.reason"])
+    ]
+    assert failed_over, "the outage should show as failed-over calls"

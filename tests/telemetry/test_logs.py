@@ -10,7 +10,7 @@ import structlog
 
 from router.testing import fail
 from telemetry import Telemetry
-from telemetry._logs import REDACTED, redact
+from telemetry._logs import REDACTED, mask, redact
 
 from .conftest import MSG, Fake, Otel, attrs_of, call_span, make_fake, make_otel
 
@@ -99,21 +99,26 @@ async def test_log_level_filters() -> None:
 
 
 def test_redaction_masks_secret_fields_and_key_shaped_strings() -> None:
-    event = {
-        "event": "x",
-        "api_key": "anything",
-        "Authorization": "Bearer abc.def",
-        "note": "called with sk-live-1234567890abcdef by mistake",
-        "list": ["fine", "Bearer tok_123"],
-        "count": 3,
-    }
+    event = {"event": "x", "api_key": "anything", "Authorization": "Bearer abc.def", "n": 3}
     out = redact(None, "info", dict(event))
-    assert out["api_key"] == REDACTED and out["Authorization"] == REDACTED
-    assert out["note"] == f"called with {REDACTED} by mistake"
-    assert out["list"] == ["fine", REDACTED]
-    assert out["count"] == 3
-    clean = {"event": "router.call_completed", "reason": "served by a (cheapest)"}
-    assert redact(None, "info", dict(clean)) == clean
+    assert out["api_key"] == REDACTED and out["Authorization"] == REDACTED and out["n"] == 3
+    line = json.dumps({"note": "called with sk-live-1234567890abcdef", "l": ["Bearer tok_123"]})
+    masked = mask(None, "info", line)
+    assert "sk-live" not in masked and "tok_123" not in masked
+    assert masked.count(REDACTED) == 2
+    clean = '{"event": "router.call_completed", "reason": "served by a (cheapest)"}'
+    assert mask(None, "info", clean) is clean
+
+
+def test_a_secret_in_any_field_never_reaches_the_log() -> None:
+    log = io.StringIO()
+    telemetry = Telemetry(tracing=False, metrics=False, log_file=log)
+    telemetry._logger.info(
+        "router.test", api_key="sk-abc-1234567890", nested={"k": "sk-zzz-99999999"}
+    )
+    line = log.getvalue()
+    assert "sk-abc" not in line and "sk-zzz" not in line
+    assert json.loads(line)["api_key"] == REDACTED
 
 
 def test_the_global_structlog_configuration_is_left_alone() -> None:

@@ -95,8 +95,11 @@ def test_metrics_exporter_none_turns_metrics_off() -> None:
 
 
 def test_unsupported_protocol_is_a_clear_error() -> None:
+    env = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json", "OTEL_EXPORTER_OTLP_ENDPOINT": "x"}
     with pytest.raises(ValueError, match="http/json"):
-        resolve(TelemetrySettings(), {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+        resolve(TelemetrySettings(), env)
+    # Off, it is none of our business: a router never fails over another program's variable.
+    assert not resolve(TelemetrySettings(), {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}).enabled
 
 
 def test_content_capture_is_off_unless_asked() -> None:

@@ -51,7 +51,8 @@ async def test_success_is_one_call_span_with_one_attempt_child(fake: Fake, otel:
     assert a["router.deadline.left_s"] == pytest.approx(30.0 - decision.elapsed_s)
     assert a["gen_ai.response.model"] == "openai/gpt-a"
     assert a["gen_ai.response.id"].startswith("chatcmpl-fake-")
-    assert a["gen_ai.usage.input_tokens"] >= 1 and a["gen_ai.usage.output_tokens"] == 5
+    # Token usage is on the serving attempt only (GenAI backends sum it over a trace's spans).
+    assert "gen_ai.usage.input_tokens" not in a and "gen_ai.usage.output_tokens" not in a
     assert a["gen_ai.response.finish_reasons"] == ("stop",)
     assert call.status.status_code is StatusCode.UNSET
 
@@ -64,7 +65,8 @@ async def test_success_is_one_call_span_with_one_attempt_child(fake: Fake, otel:
     assert b["router.attempt"] == 1 and "router.hedge" not in b
     assert b["router.breaker.state"] == "closed"
     assert b["router.cost_usd"] == pytest.approx(decision.cost_usd)
-    assert b["gen_ai.usage.output_tokens"] == 5
+    assert b["gen_ai.usage.input_tokens"] >= 1 and b["gen_ai.usage.output_tokens"] == 5
+    assert b["gen_ai.response.model"] == "openai/gpt-a" and "gen_ai.response.id" not in b
 
     # Timestamps: the call span starts at the decision's wall-clock start and lasts elapsed_s.
     assert call.start_time == int(decision.started_at * 1e9)
@@ -304,8 +306,7 @@ async def test_content_is_recorded_when_opted_in() -> None:
     response = await fake.router.acompletion("chat", messages)
     decision = get_decision(response)
     assert decision is not None
-    otel.exporter.clear()
-    otel.telemetry.call_finished(decision, None, messages=messages, output=response)
+    # The engine itself hands the content over, because this observer asked for it.
     spans = otel.spans()
     for span in (call_span(spans), children(spans, call_span(spans))[0]):
         attrs = attrs_of(span)
