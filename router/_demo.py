@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 if TYPE_CHECKING:
@@ -487,7 +487,9 @@ def _otlp_observer(url: str, console: Any) -> Any:
     import telemetry
     from router._config import TelemetrySettings
 
-    protocol = "grpc" if url.rstrip("/").endswith(":4317") else "http/protobuf"
+    protocol: Literal["grpc", "http/protobuf"] = (
+        "grpc" if url.rstrip("/").endswith(":4317") else "http/protobuf"
+    )
     console.print(f"exporting traces to {url} over {protocol}")
     return telemetry.observer_for(
         TelemetrySettings(

@@ -451,10 +451,13 @@ class Engine:
                     continue
                 raise self._no_deployment(call, failures, last)
             deployment, probe = pick
-            if len(call.attempts) >= settings.max_attempts and last is not None:
+            # Attempts of earlier escalation levels are history: they are not this level's
+            # retries, neither for max_attempts nor for the retry budget.
+            made = len(call.attempts) - len(call.context.prior_attempts)
+            if made >= settings.max_attempts and last is not None:
                 self._release(deployment, probe)
                 raise self._exhausted(call, last)
-            if call.attempts and not self.budget.withdraw(now):
+            if made and not self.budget.withdraw(now):
                 self._release(deployment, probe)
                 assert last is not None and last.exc is not None
                 call.notes.append(self.budget.describe(now))

@@ -56,6 +56,7 @@ __all__ = [
     "main",
     "run_check",
     "run_demo",
+    "run_eval",
     "run_health",
     "run_report",
 ]
@@ -580,6 +581,23 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "args",
+        nargs=argparse.REMAINDER,
+        metavar="routellm|run ...",
+        help="'routellm --dataset gsm8k|mmlu|all' replays the shipped RouteLLM data; "
+        "'run FILE --config TOML --scorer ...' evaluates your own data (see --help of each)",
+    )
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """``router eval``: replay labelled data through the router and compare policies."""
+    from router._eval import main as eval_main
+
+    return eval_main(args.args)
+
+
 # --- the command table ----------------------------------------------------------------------
 
 COMMANDS: tuple[Command, ...] = (
@@ -605,6 +623,12 @@ COMMANDS: tuple[Command, ...] = (
         "cost and latency, per route, step and job",
         _report_arguments,
         run_report,
+    ),
+    Command(
+        "eval",
+        "replay labelled data through the router and compare routing policies",
+        _eval_arguments,
+        run_eval,
     ),
     # To add a subcommand: write _<name>_arguments(parser) and run_<name>(args) -> exit code,
     # then add Command("<name>", "<help>", _<name>_arguments, run_<name>) here.

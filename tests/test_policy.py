@@ -440,3 +440,12 @@ async def test_pool_calls_inside_a_job_are_part_of_it() -> None:
         await pool.call("llm routing")
     assert job.record is not None and len(job.record.steps) == 1
     assert job.record.cost_usd == pytest.approx(0.002)
+
+
+async def test_escalations_are_not_charged_to_the_retry_budget() -> None:
+    router, _ = make(escalating(["validator:never_ok"], max_escalations=1),
+                           validators={"never_ok": lambda r, q: "not good enough"})
+    for _ in range(40):  # every call escalates: far above 20% of calls in the window
+        decision = get_decision(await router.acompletion("cheap", USER))
+        assert decision is not None and decision.outcome == "needs_review"
+        assert [a.deployment for a in decision.attempts] == ["small", "big"]

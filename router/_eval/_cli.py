@@ -1,0 +1,355 @@
+"""The ``router eval`` command line: `main(argv)` (argv without the leading ``eval``).
+
+::
+
+    router eval routellm [--dataset gsm8k|mmlu|all] [--out DIR] [--json] [--seed N]
+                         [--test-fraction F] [--splits N] [--data DIR] [--records DIR]
+    router eval run FILE --config PROVIDERS.toml [--scorer SPEC] [--live] [--policy MODEL]...
+                         [--strong GROUP] [--bind DEPLOYMENT=MODEL]... [--import MODULE]...
+                         [--concurrency N] [--out DIR] [--json] [--records FILE]
+
+Exit codes: 0 done; 1 a dataset, config or scorer problem (one line on stderr); 2 usage.
+A progress bar goes to stderr when it is a terminal (``--no-progress`` turns it off);
+``--json`` prints one JSON object on stdout and nothing else there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_parser", "main"]
+
+ROUTELLM_COMMAND = "./dev router eval routellm --dataset all --out docs/eval"
+DEFAULT_SPLITS = {"gsm8k": 10, "mmlu": 3}
+"""Repeated splits per dataset when --splits is not given: GSM8K's 425-item test side moves
+a quality figure by about two points from one split to the next; MMLU's 4,700 by under one."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``router eval`` parser (its subcommands: routellm, run)."""
+    parser = argparse.ArgumentParser(
+        prog="router eval",
+        description="Replay labelled data through the real routing path and compare policies "
+        "on quality, cost and escalation.",
+    )
+    sub = parser.add_subparsers(dest="what", metavar="COMMAND")
+    rl = sub.add_parser(
+        "routellm",
+        help="RouteLLM's GSM8K and MMLU data (data/routellm): fit on train, report on test",
+        description="Fit every policy on the training split of RouteLLM's data and replay the "
+        "test split through the router; print the table, calibration and goals.",
+    )
+    rl.add_argument("--dataset", choices=("gsm8k", "mmlu", "all"), default="all")
+    rl.add_argument(
+        "--data",
+        default=None,
+        help="directory of gsm8k.csv and mmlu.csv (default: ./data/routellm, else the checkout's)",
+    )
+    rl.add_argument("--seed", type=int, default=0, help="split and model seed (0)")
+    rl.add_argument("--test-fraction", type=float, default=0.5, help="test share (0.5)")
+    rl.add_argument(
+        "--splits",
+        type=int,
+        default=None,
+        help="also fit and measure the 95%% policies on this many splits (seeds SEED..); "
+        f"default {DEFAULT_SPLITS['gsm8k']} for gsm8k, {DEFAULT_SPLITS['mmlu']} for mmlu; "
+        "1 = the main split only",
+    )
+    _common(rl, records="a directory: one JSONL record file per policy (router report reads them)")
+
+    run = sub.add_parser(
+        "run",
+        help="your JSONL/CSV dataset through your config, replayed or --live",
+        description="Run a dataset (JSONL or CSV: prompt, optional id, reference, metadata, "
+        "answers, correct) through a providers.toml, recorded answers replayed or live.",
+    )
+    run.add_argument("file", metavar="FILE", help="the dataset (.jsonl or .csv)")
+    run.add_argument("--config", required=True, help="a providers.toml (the eval config)")
+    run.add_argument(
+        "--scorer", default=None, help="exact | regex:PATTERN | jsonschema:PATH | module:function"
+    )
+    run.add_argument("--live", action="store_true", help="call the real providers")
+    run.add_argument(
+        "--policy",
+        action="append",
+        default=None,
+        metavar="MODEL",
+        help="a model string to evaluate (repeatable; default: 'auto' when the "
+        "config has routes, then every group)",
+    )
+    run.add_argument(
+        "--strong",
+        default=None,
+        metavar="GROUP",
+        help="the group counted as strong (default: the top of the escalation "
+        "chain, else the priciest group)",
+    )
+    run.add_argument(
+        "--bind",
+        action="append",
+        default=[],
+        metavar="DEPLOYMENT=MODEL",
+        help="replay: which dataset model a deployment answers as",
+    )
+    run.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module first (to register validators or classifiers)",
+    )
+    run.add_argument("--concurrency", type=int, default=1, help="live: calls in flight (1)")
+    run.add_argument("--seed", type=int, default=0, help="the routers' seed (0)")
+    _common(run, records="a JSONL record file for every call (router report reads it)")
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser, *, records: str) -> None:
+    parser.add_argument(
+        "--out", default=None, metavar="DIR", help="write the plot (PNG), CSV and JSON here"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--records", default=None, help=records)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+class _Bar:
+    """A rich progress bar on stderr, or nothing (not a terminal, or turned off)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._progress: Any = None
+        self._task: Any = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+
+    @contextmanager
+    def running(self) -> Iterator[_Bar]:
+        if self._progress is None:
+            yield self
+            return
+        with self._progress:
+            self._task = self._progress.add_task("starting", total=None)
+            yield self
+
+    def phase(self, description: str, total: int | None = None) -> None:
+        """Start a phase: a new description and, if known, the calls it will make."""
+        if self._progress is not None:
+            self._progress.update(self._task, description=description, total=total, completed=0)
+
+    def grow(self, calls: int) -> None:
+        """More calls to come in this phase."""
+        if self._progress is not None:
+            task = self._progress.tasks[0]
+            self._progress.update(self._task, total=(task.total or 0) + calls)
+
+    def advance(self, n: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, n)
+
+
+def _recorders(directory: str | None, prefix: str) -> Callable[[Any], Any] | None:
+    if directory is None:
+        return None
+    from router._records import Recorder
+
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def observer(spec: Any) -> Any:
+        slug = "".join(c if c.isalnum() else "-" for c in spec.name.lower()).strip("-")
+        while "--" in slug:
+            slug = slug.replace("--", "-")
+        path = folder / f"{prefix}-{slug}.jsonl"
+        path.unlink(missing_ok=True)  # one run per file: a rerun replaces it
+        return Recorder(path)
+
+    return observer
+
+
+def _run_routellm(args: argparse.Namespace) -> int:
+    from router._eval import _report
+    from router._eval._data import DatasetError, load_routellm
+    from router._eval._experiment import evaluate, plan, repeated
+
+    names = ["gsm8k", "mmlu"] if args.dataset == "all" else [args.dataset]
+    bar = _Bar(not args.no_progress and sys.stderr.isatty() and not args.json)
+    reports: list[dict[str, Any]] = []
+    try:
+        with bar.running():
+            for name in names:
+                bar.phase(f"{name}: loading and fitting on the training split")
+                dataset = load_routellm(name, args.data)
+                work = plan(name, seed=args.seed, test_fraction=args.test_fraction, dataset=dataset)
+                bar.phase(f"{name}: replaying the test split", work.calls)
+                report = asyncio.run(
+                    evaluate(
+                        name,
+                        seed=args.seed,
+                        test_fraction=args.test_fraction,
+                        advance=bar.advance,
+                        observer=_recorders(args.records, name),
+                        prepared=work,
+                    )
+                )
+                count = args.splits if args.splits is not None else DEFAULT_SPLITS[name]
+                if count > 1:
+                    bar.phase(f"{name}: {count} splits, fitting and replaying", 0)
+                    report.splits = asyncio.run(
+                        repeated(
+                            report,
+                            range(args.seed, args.seed + count),
+                            dataset=dataset,
+                            advance=bar.advance,
+                            planned=bar.grow,
+                        )
+                    )
+                reports.append(report.as_dict())
+    except (DatasetError, ValueError) as exc:
+        print(f"router eval: {exc}", file=sys.stderr)
+        return 1
+    if args.out:
+        out = _report.ensure_dir(args.out)
+        for report_dict in reports:
+            name = report_dict["dataset"]
+            _report.plot(report_dict, out / f"{name}.png")
+            _report.write_csv(out / f"{name}-curve.csv", report_dict["curve"])
+            rows = [*report_dict["table"], *report_dict["calibration"]]
+            _report.write_csv(out / f"{name}-results.csv", rows)
+        (out / "results.json").write_text(json.dumps({"datasets": reports}, indent=2) + "\n")
+        section = _report.readme_section(reports, ROUTELLM_COMMAND, _relative(out))
+        (out / "README_SECTION.md").write_text(section)
+    if args.json:
+        print(json.dumps({"datasets": reports}, indent=2))
+        return 0
+    for report_dict in reports:
+        print("\n".join(_report.text_report(report_dict)))
+        print()
+    if args.out:
+        print(
+            f"wrote {args.out}/: PNG plots, CSV curves and tables, results.json, README_SECTION.md"
+        )
+    return 0
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _run_file(args: argparse.Namespace) -> int:
+    from router._config import ConfigError, load_config
+    from router._eval import _report
+    from router._eval._data import DatasetError, load_dataset
+    from router._eval._run import run_dataset
+    from router._eval._scorers import ScorerError, make_scorer
+
+    try:
+        dataset = load_dataset(args.file)
+        config = load_config(args.config)
+        scorer = make_scorer(args.scorer) if args.scorer else None
+        bindings = dict(_binding(b) for b in args.bind) or None
+        for name in args.policy or ():
+            if name != config.router.auto_model and not config.is_routable(name):
+                raise ValueError(f"--policy {name!r}: no group or deployment of that name")
+    except (DatasetError, ConfigError, ScorerError, ValueError) as exc:
+        print(f"router eval: {exc}", file=sys.stderr)
+        return 1
+    bar = _Bar(not args.no_progress and sys.stderr.isatty() and not args.json)
+    observer = None
+    if args.records:
+        from router._records import Recorder
+
+        recorder = Recorder(args.records)
+        observer = lambda spec: recorder  # noqa: E731  # one file for every policy
+    policies = args.policy or None
+    try:
+        with bar.running():
+            from router._eval._run import default_policies
+
+            count = len(policies or default_policies(config))
+            bar.phase(f"{dataset.name}: {'live' if args.live else 'replay'}", count * len(dataset))
+            report = asyncio.run(
+                run_dataset(
+                    dataset,
+                    config,
+                    scorer=scorer,
+                    live=args.live,
+                    policies=policies,
+                    strong=args.strong,
+                    bindings=bindings,
+                    imports=args.imports,
+                    concurrency=args.concurrency,
+                    seed=args.seed,
+                    advance=bar.advance,
+                    observer=observer,
+                )
+            )
+    except (ScorerError, LookupError, ValueError, ImportError) as exc:
+        print(f"router eval: {exc}", file=sys.stderr)
+        return 1
+    if args.out:
+        out = _report.ensure_dir(args.out)
+        _report.write_csv(out / f"{dataset.name}-results.csv", report["table"])
+        _report.plot_points(report, out / f"{dataset.name}.png")
+        (out / f"{dataset.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(
+        f"== {report['dataset']}: {report['items']['test']} items, {report['mode']}, config "
+        f"{report['config']}; strong = {report['strong_group'] or '-'}"
+    )
+    rows = [_report.table_cells(r) for r in report["table"]]
+    print("\n".join("  " + line for line in _report.aligned(rows, _report.TABLE_COLUMNS)))
+    for note in report["notes"]:
+        print(f"Note: {note}")
+    return 0
+
+
+def _binding(text: str) -> tuple[str, str]:
+    deployment, sep, model = text.partition("=")
+    if not sep or not deployment or not model:
+        raise ValueError(f"--bind {text!r}: use DEPLOYMENT=MODEL")
+    return deployment, model
+
+
+def main(argv: Sequence[str]) -> int:
+    """``router eval ...``: `argv` are the arguments after ``eval``; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as exc:  # --help (0) and usage errors (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    if args.what is None:
+        parser.print_usage(sys.stderr)
+        print("router eval: error: a command is required (routellm or run)", file=sys.stderr)
+        return 2
+    if args.what == "routellm":
+        return _run_routellm(args)
+    return _run_file(args)
