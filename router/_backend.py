@@ -7,6 +7,7 @@ and `router.testing` provide a scripted `FakeBackend` with the same protocol.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -79,13 +80,18 @@ class LiteLLMBackend:
         self, deployment: Deployment, request: Mapping[str, Any], timeout: float
     ) -> Any:
         return await self._litellm.acompletion(
-            **request, **self._kwargs(deployment), timeout=timeout
+            **request, **self._kwargs(deployment), timeout=_stable(deployment, timeout)
         )
 
     async def stream(
         self, deployment: Deployment, request: Mapping[str, Any], timeout: float
     ) -> AsyncIterator[Any]:
-        kwargs = {**request, **self._kwargs(deployment), "timeout": timeout, "stream": True}
+        kwargs = {
+            **request,
+            **self._kwargs(deployment),
+            "timeout": _stable(deployment, timeout),
+            "stream": True,
+        }
         stream: AsyncIterator[Any] = await self._litellm.acompletion(**kwargs)
         return stream
 
@@ -124,6 +130,17 @@ class LiteLLMBackend:
             return int(self._litellm.token_counter(model=deployment.model, messages=messages))
         except Exception:  # a tokenizer problem must not fail the call; estimate instead
             return estimate_tokens(messages)
+
+
+def _stable(deployment: Deployment, timeout: float) -> float:
+    """The timeout handed to litellm: the deployment's own, else the attempt's rounded up.
+
+    litellm keys its cached HTTP clients by timeout; passing "time left until the deadline"
+    (a new float on every call) built a new client and a new TCP connection per call. The
+    engine's own timeout scope enforces the exact attempt budget, so litellm only needs a
+    stable bound that is never shorter than it.
+    """
+    return deployment.timeout if deployment.timeout is not None else float(math.ceil(timeout))
 
 
 def configured_cost(

@@ -1,6 +1,6 @@
 """Per-call overhead of `router.Router.acompletion` over raw `litellm.acompletion`.
 
-    python scripts/bench_overhead.py                 # defaults: about 2 minutes on 2 cores
+    python scripts/bench_overhead.py                 # defaults: 1.5-3 minutes on 2 cores
     python scripts/bench_overhead.py --quick         # a few rounds, for smoke use
     python scripts/bench_overhead.py --json out.json # also write every figure as JSON
 
@@ -386,8 +386,15 @@ async def run_sequential(
             (mine - base) * 1e3
             for mine, base in zip(round_medians[m], round_medians["raw"], strict=True)
         ]
+        # The same difference relative to raw: a busy or slower machine stretches both, so
+        # this drifts less than milliseconds do when the run shares the cores.
+        relative = [
+            (mine / base - 1.0) * 100.0
+            for mine, base in zip(round_medians[m], round_medians["raw"], strict=True)
+        ]
         added[m] = {
             "median_added_ms": spread(deltas),
+            "median_added_pct": spread(relative),
             "p99_added_ms": per_mode[m]["p99_ms"] - per_mode["raw"]["p99_ms"],
         }
     return {"modes": per_mode, "added": added}
@@ -603,7 +610,7 @@ def report(results: Mapping[str, Any]) -> str:
         "",
         f"Sequential, {seq['modes']['raw']['calls']} calls per mode "
         "(added = per-round median minus raw's, over rounds)",
-        f"  {'mode':<15}{'median':>11}{'p99':>11}   {'added median':>12}   "
+        f"  {'mode':<15}{'median':>11}{'p99':>11}   {'added median':>12}{'% of raw':>10}   "
         f"{'spread of added over rounds (ms)':<44}{'p99 added':>11}",
     ]
     for mode in MODES:
@@ -614,8 +621,9 @@ def report(results: Mapping[str, Any]) -> str:
             continue
         a = seq["added"][mode]
         med = a["median_added_ms"]
+        pct = a["median_added_pct"]["median"]
         lines.append(
-            f"{head}   {_ms(med['median']):>12}   {_range(med, '+.3f'):<44}"
+            f"{head}   {_ms(med['median']):>12}{pct:>+9.1f}%   {_range(med, '+.3f'):<44}"
             f"{_ms(a['p99_added_ms']):>11}"
         )
     lines += [

@@ -62,6 +62,7 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
     for mode in MODES[1:]:
         added = sequential["added"][mode]
         assert all(_finite(added["median_added_ms"][k]) for k in SPREAD), mode
+        assert all(_finite(added["median_added_pct"][k]) for k in SPREAD), mode
         assert _finite(added["p99_added_ms"]), mode
 
     concurrent = figures["concurrent"]
