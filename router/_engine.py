@@ -714,6 +714,7 @@ class Engine:
     ) -> _Result[T]:
         """Race the primary attempt against one delayed hedge; the first success wins."""
         clock = self.clock
+        first_started = clock.now()
         first = asyncio.ensure_future(
             self._attempt(call, primary, probe, timeout, attempt, first_chunk)
         )
@@ -740,19 +741,19 @@ class Engine:
             self._release(hedge_to, hedge_probe)
             call.notes.append(f"no hedge: {self.budget.describe(now)}")
             return await first
-        tries[hedge_to.name] = tries.get(hedge_to.name, 0) + 1
-        second = asyncio.ensure_future(
-            self._attempt(
-                call,
-                hedge_to,
-                hedge_probe,
-                self._timeout(call, hedge_to, first_chunk, now),
-                attempt,
-                first_chunk,
-                hedge=True,
+
+        def racer(deployment: Deployment, probe: bool, now: float) -> asyncio.Future[_Result[T]]:
+            tries[deployment.name] = tries.get(deployment.name, 0) + 1
+            timeout = self._timeout(call, deployment, first_chunk, now)
+            return asyncio.ensure_future(
+                self._attempt(call, deployment, probe, timeout, attempt, first_chunk, hedge=True)
             )
-        )
-        pending: set[asyncio.Future[_Result[T]]] = {first, second}
+
+        racers: dict[asyncio.Future[_Result[T]], tuple[Deployment, bool, float]] = {
+            first: (primary, probe, first_started)
+        }
+        pending: set[asyncio.Future[_Result[T]]] = {first, racer(hedge_to, hedge_probe, now)}
+        racers[next(iter(pending - {first}))] = (hedge_to, hedge_probe, now)
         done_set: set[asyncio.Future[_Result[T]]]
         failed: list[_Result[T]] = []
         try:
@@ -772,11 +773,48 @@ class Engine:
                         failed.append(result)
                 if winner is not None:
                     await _cancel(pending)
+                    now = clock.now()
+                    for task in pending:  # the losers: slower than a hedge, and that counts
+                        loser, was_probe, started = racers[task]
+                        self._lost(call, loser, was_probe, now - started)
                     return winner
+                if failed and pending:
+                    # A racer failed while another is still out: start the next candidate now
+                    # instead of waiting on the slow one (bounded by attempts and budget).
+                    now = clock.now()
+                    made = len(call.attempts) - len(call.context.prior_attempts)
+                    nxt = self._hedge_target(call, ranked, tries, now)
+                    if nxt is not None and (
+                        made >= call.settings.max_attempts or not self.budget.withdraw(now)
+                    ):
+                        self._release(*nxt)
+                        nxt = None
+                    if nxt is not None:
+                        task = racer(nxt[0], nxt[1], now)
+                        racers[task] = (nxt[0], nxt[1], now)
+                        pending.add(task)
         except asyncio.CancelledError:
             await _cancel(pending)
             raise
         return failed[-1]
+
+    def _lost(self, call: _Call, deployment: Deployment, probe: bool, elapsed: float) -> None:
+        """A racer cancelled because another won: slowness is evidence against it.
+
+        Its time so far feeds the latency EWMA and it counts as a failure, so a deployment
+        that hangs stops getting first attempts (and a probe that lost re-opens the breaker)
+        instead of being hedged around forever.
+        """
+        now = self.clock.now()
+        state = self.state.get(deployment.name)
+        state.health.observe_latency(elapsed, now)
+        state.health.record(False)
+        state.breaker.policy = call.policy
+        transition = state.breaker.record(
+            False, now, probe=probe, why=f"lost to a hedge after {elapsed:.2f} s"
+        )
+        if transition is not None:
+            self._emit(call, transition)
 
     def _hedge_target(
         self, call: _Call, ranked: list[Deployment], tries: Mapping[str, int], now: float

@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -352,6 +353,13 @@ def load_litellm() -> Any:
     import litellm
 
     litellm.suppress_debug_info = True
+    # Cancelling a litellm call at the wrong moment (a hedge that lost, a client timeout) drops
+    # an inner coroutine litellm created but had not awaited yet; Python then warns at garbage
+    # collection. Nothing leaks (the request was never sent), and the warning would interleave
+    # with the report.
+    warnings.filterwarnings(
+        "ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning
+    )
     for name in _LITELLM_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     return litellm

@@ -20,8 +20,9 @@ primary per call; ``timeout = 2`` s per attempt, ``deadline = 5`` s, ``max_attem
 
 - ``off``: this router, ``hedge = false``;
 - ``hedge p95``: ``hedge = true, hedge_delay = "p95"`` (the primary's observed p95);
-- ``hedge fixed``: ``hedge = true, hedge_delay = --fixed-delay`` (50 ms: above the body of the
-  distribution, below the stragglers);
+- ``hedge fixed``: ``hedge = true, hedge_delay = --fixed-delay`` (default 2.5 x the median,
+  50 ms: above the body of the distribution as the client sees it, with litellm's own
+  per-call time added, and well below the stragglers);
 - ``litellm``: LiteLLM's ``Router`` (``simple-shuffle``, ``num_retries=2``, ``timeout=2``), which
   has no hedging: the reference tail without it.
 
@@ -35,8 +36,14 @@ warm-up that gives ``"p95"`` its samples.
 Reported per mode: p50, p95, p99, p99.9 over all rounds pooled; extra upstream requests (what
 the servers received ÷ client requests − 1); the p99 relative to ``off`` (pooled, and the
 per-round ratios' median and range). Goal for hedging: p99 cut by >= 70 % with <= 10 % extra
-requests (The Tail at Scale reports 1,800 → 74 ms at +2 %). A benchmark reports: it exits 0
-whether or not the goal is met.
+requests (The Tail at Scale reports 1,800 → 74 ms at +2 %), the cut judged as the median over
+rounds of each round's p99 against ``off``'s in the same round: on a shared 2-core machine one
+busy second inflates one block's tail, and the median keeps that from deciding the result.
+Blocks during which the client's event loop ran late (its own CPU or other processes) by
+100 ms or more in all are listed, and the per-round ratio is also given over the "clean" rounds
+only (neither the mode's block nor ``off``'s ran late), which is what a quiet machine would
+show. The client's CPU per request is reported per mode (the servers run elsewhere). A
+benchmark reports: it exits 0 whether or not the goal is met.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ import json
 import math
 import random
 import signal
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -94,6 +102,8 @@ MODES = ("off", "hedge p95", "hedge fixed", "litellm")
 HEDGED_MODES = ("hedge p95", "hedge fixed")
 GOAL_P99_CUT = 0.70
 GOAL_MAX_EXTRA = 0.10
+# A block during which the client's event loop ran this late in all (ms) is not "clean".
+CLEAN_LATE_MS = 100.0
 
 
 @dataclass(frozen=True)
@@ -391,6 +401,7 @@ async def measure(litellm: Any, child: ChildServer, s: Settings) -> dict[str, An
     extra: dict[str, list[int]] = {m: [] for m in MODES}
     round_p99: dict[str, list[float]] = {m: [] for m in MODES}
     stalls: list[dict[str, Any]] = []
+    cpu: dict[str, float] = dict.fromkeys(MODES, 0.0)
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         servers = Servers(child, session)
@@ -410,7 +421,9 @@ async def measure(litellm: Any, child: ChildServer, s: Settings) -> dict[str, An
                 await servers.reset(s.seed * 1000 + index)
                 monitor = LagMonitor()
                 monitor.start()
+                cpu_before = time.process_time()
                 results = await run_block(calls[mode], arrivals)
+                cpu[mode] += time.process_time() - cpu_before
                 stall = await monitor.stop()
                 stalls.append({"round": index, "mode": mode, **stall})
                 received = await servers.requests()
@@ -422,32 +435,50 @@ async def measure(litellm: Any, child: ChildServer, s: Settings) -> dict[str, An
     await close_litellm_clients(litellm)
     figures: dict[str, Any] = {}
     off_p99 = quantile([r.latency for r in per_mode["off"]], 0.99) * 1e3
+    late_ms = {(x["round"], x["mode"]): float(x["total_ms"]) for x in stalls}
     for mode in MODES:
         results = per_mode[mode]
         n = len(results)
         summary = latency_summary([r.latency for r in results])
         ratios = [a / b for a, b in zip(round_p99[mode], round_p99["off"], strict=True)]
+        # Rounds in which neither this mode's block nor off's saw the client loop run late
+        # by more than CLEAN_LATE_MS in all: the comparison a quiet machine would give.
+        clean = [
+            ratio
+            for index, ratio in enumerate(ratios)
+            if late_ms[(index, mode)] < CLEAN_LATE_MS and late_ms[(index, "off")] < CLEAN_LATE_MS
+        ]
         figures[mode] = {
             "requests": n,
             "success": sum(1 for r in results if r.ok) / n,
             "latency_ms": summary,
             "extra_requests": sum(extra[mode]) / n,
             "hedged_calls": sum(1 for r in results if r.hedged) / n,
+            # The client's own CPU per request (the servers run in another process): what a
+            # mode costs the caller's machine, independent of how busy the machine was.
+            "client_cpu_ms_per_request": cpu[mode] / n * 1e3,
             "p99_vs_off": summary["p99"] / off_p99,
             "p99_cut": 1.0 - summary["p99"] / off_p99,
             "round_p99_ms": round_p99[mode],
             "round_p99_vs_off": spread(ratios),
+            "clean_rounds": len(clean),
+            "clean_round_p99_vs_off": statistics.median(clean) if clean else float("nan"),
         }
-    goals = [
-        {
-            "mode": mode,
-            "p99_cut": figures[mode]["p99_cut"],
-            "extra_requests": figures[mode]["extra_requests"],
-            "pass": figures[mode]["p99_cut"] >= GOAL_P99_CUT
-            and figures[mode]["extra_requests"] <= GOAL_MAX_EXTRA,
-        }
-        for mode in HEDGED_MODES
-    ]
+    goals = []
+    for mode in HEDGED_MODES:
+        f = figures[mode]
+        # Judged per round (paired with `off` of the same round, as drift is shared within a
+        # round) and summarised by the median over rounds; the pooled cut is reported beside it.
+        cut = 1.0 - f["round_p99_vs_off"]["median"]
+        goals.append(
+            {
+                "mode": mode,
+                "p99_cut": cut,
+                "p99_cut_pooled": f["p99_cut"],
+                "extra_requests": f["extra_requests"],
+                "pass": cut >= GOAL_P99_CUT and f["extra_requests"] <= GOAL_MAX_EXTRA,
+            }
+        )
     return {"modes": figures, "goals": goals, "configs": configs, "client_stalls": stalls}
 
 
@@ -470,19 +501,23 @@ def report(results: Mapping[str, Any]) -> str:
         f"per mode (seed {s['seed']}); fixed hedge delay {s['fixed_delay'] * 1e3:g} ms",
         "",
         f"  {'mode':<14}{'p50':>9}{'p95':>9}{'p99':>9}{'p99.9':>9}{'extra req':>11}"
-        f"{'hedged':>9}{'p99 vs off':>12}   per-round p99 ratio: median (min-max)",
+        f"{'hedged':>9}{'CPU/req':>9}{'p99 vs off':>12}   per-round p99 ratio: median (min-max)"
+        "; clean rounds",
     ]
     for mode in MODES:
         f = results["modes"][mode]
         lat = f["latency_ms"]
         r = f["round_p99_vs_off"]
         rounds = (
-            "(baseline)" if mode == "off" else f"{r['median']:.3f} ({r['min']:.3f}-{r['max']:.3f})"
+            "(baseline)"
+            if mode == "off"
+            else f"{r['median']:.3f} ({r['min']:.3f}-{r['max']:.3f}); "
+            f"{f['clean_round_p99_vs_off']:.3f} (n={f['clean_rounds']})"
         )
         lines.append(
             f"  {mode:<14}{lat['p50']:>7.1f}ms{lat['p95']:>7.1f}ms{lat['p99']:>7.1f}ms"
             f"{lat['p999']:>7.1f}ms{f['extra_requests']:>11.1%}{f['hedged_calls']:>9.1%}"
-            f"{f['p99_vs_off']:>12.3f}   {rounds}"
+            f"{f['client_cpu_ms_per_request']:>7.2f}ms{f['p99_vs_off']:>12.3f}   {rounds}"
         )
     lines += [
         "",
@@ -491,8 +526,17 @@ def report(results: Mapping[str, Any]) -> str:
     ]
     for g in results["goals"]:
         lines.append(
-            f"    {g['mode']:<12} p99 cut {g['p99_cut']:6.1%}, extra {g['extra_requests']:5.1%}  "
+            f"    {g['mode']:<12} p99 cut {g['p99_cut']:6.1%} (median over rounds; pooled "
+            f"{g['p99_cut_pooled']:6.1%}), extra {g['extra_requests']:5.1%}  "
             f"{'PASS' if g['pass'] else 'MISS'}"
+        )
+    late = [x for x in results["client_stalls"] if x["total_ms"] >= CLEAN_LATE_MS]
+    if late:
+        blocks = ", ".join(f"round {x['round'] + 1} {x['mode']}" for x in late)
+        lines.append(
+            f"  client event loop late >= {CLEAN_LATE_MS:g} ms in all during: {blocks} (a busy "
+            "machine: these blocks' tails are partly the client's; rounds are compared by "
+            "median, and 'clean rounds' leaves them out)"
         )
     litellm_p99 = results["modes"]["litellm"]["latency_ms"]["p99"]
     lines += [
@@ -516,7 +560,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings
     parser.add_argument("--warmup", type=int, help="warm-up calls per mode (100)")
     parser.add_argument("--seed", type=int, default=0, help="arrivals, draws, order (0)")
     parser.add_argument(
-        "--fixed-delay", type=float, default=0.05, help="seconds, the fixed-delay mode (0.05)"
+        "--fixed-delay",
+        type=float,
+        help="seconds, the fixed-delay mode (default 2.5 x the median: above the body of the "
+        "distribution as the client sees it, well below the stragglers)",
     )
     parser.add_argument("--median-ms", type=float, default=20.0)
     parser.add_argument("--sigma", type=float, default=0.25)
@@ -533,7 +580,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings
         rate=args.rate or (30.0 if quick else 50.0),
         warmup=args.warmup or (16 if quick else 100),
         seed=args.seed,
-        fixed_delay=args.fixed_delay,
+        fixed_delay=args.fixed_delay or 2.5 * args.median_ms / 1000.0,
         tail=Tail(args.median_ms, args.sigma, args.straggler_rate, args.straggler_factor),
     )
     if settings.rounds < 1 or settings.block <= 0 or settings.rate <= 0 or settings.warmup < 1:

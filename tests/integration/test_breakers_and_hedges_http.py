@@ -73,3 +73,29 @@ async def test_no_hedge_when_the_first_answers_in_time(fleet: Fleet) -> None:
     decision = get_decision(await router.acompletion("chat", MSG))
     assert decision is not None and decision.deployment == "a" and not decision.hedged
     assert fleet["b"].stats.requests == 0
+
+
+async def test_a_hanging_provider_trips_its_breaker_even_when_hedges_win(fleet: Fleet) -> None:
+    router = Router(config(fleet, hedge=True, hedge_delay=0.05, breaker_open_base=30.0), seed=0)
+    fleet["a"].set(hang=True)
+    for _ in range(8):
+        decision = get_decision(await router.acompletion("chat", MSG))
+        assert decision is not None and decision.deployment == "b"
+    # Each loss to a hedge counts against a: after five, its breaker opens and calls stop
+    # paying a doubled request for it.
+    assert fleet["a"].stats.requests == 5
+    assert {h.deployment: h.state for h in router.health()}["a"] == "open"
+
+
+async def test_a_failed_hedge_starts_the_next_candidate_at_once(fleet: Fleet) -> None:
+    cfg = config(fleet, hedge=True, hedge_delay=0.05)
+    for deployment in cfg["deployments"]:
+        deployment["timeout"] = 4.0
+    router = Router(cfg, seed=0)
+    fleet["a"].set(hang=True)
+    fleet["b"].set(outage="503")
+    started = asyncio.get_running_loop().time()
+    decision = get_decision(await router.acompletion("chat", MSG))
+    assert decision is not None and decision.deployment == "c"
+    # c started when b failed, not after a's 4 s attempt timeout (generous slack for CI)
+    assert asyncio.get_running_loop().time() - started < 3.0
