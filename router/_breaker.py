@@ -185,8 +185,10 @@ class Breaker:
 
     def _remember(self, success: bool) -> None:
         results = self._results
-        if len(results) >= self.policy.window and not results.popleft():
-            self.failures_in_window -= 1
+        # A loop, not one pop: a group with a smaller window may have just set this policy.
+        while len(results) >= self.policy.window:
+            if not results.popleft():
+                self.failures_in_window -= 1
         results.append(success)
         if success:
             self.consecutive_failures = 0

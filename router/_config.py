@@ -83,6 +83,7 @@ __all__ = [
     "Match",
     "Route",
     "RouterSettings",
+    "StateSettings",
     "TelemetrySettings",
     "check_config",
     "load_config",
@@ -98,7 +99,8 @@ CONFIG_PATH_ENV: Final = "ROUTER_CONFIG"
 _ENV_PREFIX: Final = "ROUTER_"
 _CUSTOM_ERROR: Final = "router_config"  # our own validators' errors: their message is final
 _RELATIONS_ERROR: Final = "router_config_relations"
-_SECRET_KEYS: Final = frozenset({"api_key", "litellm_params"})  # never echo values under these
+# Never echo values under these ([state] url may carry a Redis password).
+_SECRET_KEYS: Final = frozenset({"api_key", "litellm_params", "url"})
 _SECRET_PARAM = re.compile(r"(key|secret|password|token|credentials?)$", re.IGNORECASE)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -291,6 +293,65 @@ class TelemetrySettings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class StateSettings(BaseModel):
+    """The ``[state]`` table: where breaker and health state live (router._state).
+
+    - ``backend = "memory"``: in this process only. ``"redis"``: shared by every process using
+      the same Redis ``url`` and ``key_prefix`` (router._redis_state; needs the ``redis``
+      extra): breaker trips, 429 pauses and health summaries are published and peers' applied,
+      while each decision still reads local state (no Redis round trip on a call).
+    - ``url``: ``redis://[:password@]host:port/db``, ``rediss://...`` or ``unix:///path``;
+      may be an env reference, ``"os.environ/REDIS_URL"``. Required with ``backend = "redis"``.
+    - ``key_prefix = "router:"``: every key and the channel start with it (one fleet per prefix).
+    - ``ttl = 30`` s: a process's published health summary expires this long after its last
+      refresh (refreshed every second), so a dead process leaves the shared view.
+    - ``timeout = 0.25`` s per Redis operation; slower counts as unreachable (fail open).
+    - ``reconcile_interval = 5`` s between full reads of the shared keys (missed messages).
+    - ``probe_grace = 1`` s: a breaker opened on a peer's word stays open this much longer than
+      the peer's, so the process that tripped it probes first and the fleet sends one probe.
+    - ``reconnect_max = 5`` s: the cap of the jittered exponential reconnect backoff.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Literal["memory", "redis"] = "memory"
+    url: str | None = Field(default=None, repr=False)
+    key_prefix: str = Field(default="router:", min_length=1)
+    ttl: _Number = Field(default=30.0, gt=0, allow_inf_nan=False)
+    timeout: _Number = Field(default=0.25, gt=0, allow_inf_nan=False)
+    reconcile_interval: _Number = Field(default=5.0, gt=0, allow_inf_nan=False)
+    probe_grace: _Number = Field(default=1.0, ge=0, allow_inf_nan=False)
+    reconnect_max: _Number = Field(default=5.0, gt=0, allow_inf_nan=False)
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        _check_ref(value)
+        if _env_ref(value) is None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise PydanticCustomError(
+                _CUSTOM_ERROR, "must start with redis://, rediss:// or unix:// (or os.environ/NAME)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _url_for_redis(self) -> StateSettings:
+        if self.backend == "redis" and self.url is None:
+            raise PydanticCustomError(_CUSTOM_ERROR, "backend 'redis' needs a url")
+        return self
+
+    def resolve_url(self, *, env: Mapping[str, str] | None = None) -> str | None:
+        """The Redis URL, an env reference looked up now; raises :class:`ConfigError` if unset."""
+        var = _env_ref(self.url)
+        if var is None:
+            return self.url
+        resolved = (os.environ if env is None else env).get(var)
+        if not resolved:
+            raise ConfigError([f"[state] url: environment variable {var} is not set"])
+        return resolved
+
+
 class RouterSettings(BaseModel):
     """Call-wide defaults: the ``[router]`` table, also the result of :meth:`Config.settings_for`.
 
@@ -442,6 +503,11 @@ class Deployment(BaseModel):
     (nor ``litellm_params`` values), but **``model_dump()`` returns ``api_key`` and
     ``litellm_params`` verbatim, a literal key included: never log a dump.**
     Hashed by name, so deployments of one config can key dicts and sets.
+
+    ``rpm`` / ``tpm``: optional requests / tokens per minute the provider allows this
+    deployment. Counted across every process sharing a ``[state]`` Redis (in this process
+    otherwise); at the limit the deployment is skipped, like a 429 pause, until the 60 s window
+    has room (router._redis_state).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -454,6 +520,8 @@ class Deployment(BaseModel):
     output_cost_per_token: _Number | None = Field(default=None, ge=0, allow_inf_nan=False)
     timeout: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_context_tokens: _Whole | None = Field(default=None, gt=0)
+    rpm: _Whole | None = Field(default=None, gt=0)
+    tpm: _Whole | None = Field(default=None, gt=0)
     groups: list[str] = Field(default_factory=list)
     weight: _Number = Field(default=1.0, ge=0, allow_inf_nan=False)
     tags: list[str] = Field(default_factory=list)
@@ -561,6 +629,7 @@ class Config(BaseModel):
     deployments: list[Deployment] = Field(min_length=1)
     groups: dict[str, GroupSettings] = Field(default_factory=dict)
     telemetry: TelemetrySettings = Field(default_factory=lambda: TelemetrySettings())
+    state: StateSettings = Field(default_factory=lambda: StateSettings())
     routes: list[Route] = Field(default_factory=list)
     classifiers: dict[str, ClassifierSettings] = Field(default_factory=dict)
 
@@ -1043,6 +1112,7 @@ class _SourcedConfig(BaseSettings):
     deployments: SkipValidation[list[Deployment] | None] = None
     groups: SkipValidation[dict[str, GroupSettings] | None] = None
     telemetry: SkipValidation[TelemetrySettings | None] = None
+    state: SkipValidation[StateSettings | None] = None
     routes: SkipValidation[list[Route] | None] = None
     classifiers: SkipValidation[dict[str, ClassifierSettings] | None] = None
 

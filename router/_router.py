@@ -33,6 +33,17 @@ _MAX_ADHOC_ROUTES = 1024
 _OURS = frozenset({"num_retries", "max_retries"})
 
 
+def _state_for(config: Config, clock: Clock, seed: int | None) -> StateStore:
+    """The state store the ``[state]`` table asks for."""
+    if config.state.backend == "redis":
+        from router._redis_state import RedisState
+
+        return RedisState.from_settings(
+            config.state, clock=clock, seed=seed, deployments=[d.name for d in config.deployments]
+        )
+    return MemoryState(seed)
+
+
 def _first(*values: float | None) -> float | None:
     return next((v for v in values if v is not None), None)
 
@@ -77,7 +88,14 @@ class Router:
         self.config: Config = config
         self.backend: Backend = backend if backend is not None else LiteLLMBackend()
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self.state: StateStore = state if state is not None else MemoryState(seed)
+        if state is None:
+            state = _state_for(config, self.clock, seed)
+        self.state: StateStore = state
+        if any(d.rpm is not None or d.tpm is not None for d in config.deployments):
+            from router._redis_state import LimitedBackend
+
+            # RPM/TPM limits are checked where each attempt is sent (fleet-wide with Redis).
+            self.backend = LimitedBackend(self.backend, state, self.clock)
         base = config.router
         self.budget = RetryBudget(
             base.retry_budget_ratio, base.retry_budget_window, base.retry_budget_floor

@@ -7,7 +7,9 @@ answers at once.
 
 ``router health [PATH] [--probes N] [--json]`` measures every deployment of the config with a
 few tiny requests through a fresh `Router` and prints its health and breaker snapshot; it exits
-0 when every deployment is closed, scored above 0 and answered, else 1.
+0 when every deployment is closed, scored above 0 and answered, else 1. With ``--redis URL
+[--prefix P]`` it sends nothing and prints the shared view of every router process using that
+Redis (router._redis_state.fleet_view).
 
 ``router demo`` runs the local simulated fleet through the router (see router._demo).
 
@@ -247,9 +249,12 @@ _HEALTH_EPILOG = (
     "A process cannot see another process's in-memory breakers and health, so this command "
     "measures: it builds a router from the config, sends N tiny requests (max_tokens=1) to "
     "each deployment by its own name (after one unmeasured warm-up request each, which keeps "
-    "litellm's one-off setup out of the figures), and prints what this router saw. A shared "
-    "view of a running fleet's state (Redis) comes in a later issue. Exit 0 if every "
-    "deployment is closed, scored above 0 and answered at least one probe, else 1."
+    "litellm's one-off setup out of the figures), and prints what this router saw. Exit 0 if "
+    "every deployment is closed, scored above 0 and answered at least one probe, else 1. "
+    "With --redis URL it sends nothing: it reads the shared view that the router processes "
+    "using that Redis ([state] backend = \"redis\") publish: shared breakers and pauses, each "
+    "process's breaker states, scores and fleet rate-limit usage; exit 0 if processes report "
+    "and no deployment is open, half-open or paused anywhere, else 1."
 )
 
 
@@ -288,6 +293,17 @@ def _health_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--json", action="store_true", help="print the snapshots as JSON instead of a table"
+    )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="show the shared view of every router process using this Redis (no probes)",
+    )
+    parser.add_argument(
+        "--prefix",
+        default=None,
+        help="key prefix of that fleet (default: the config's [state] key_prefix, else router:)",
     )
 
 
@@ -433,8 +449,33 @@ def _print_health_rich(title: str, rows: list[dict[str, str]]) -> None:
     Console(file=sys.stdout).print(table)
 
 
+def _run_shared_health(args: argparse.Namespace) -> int:
+    """``router health --redis URL``: the shared view (see router._redis_state.fleet_view)."""
+    config: Config | None = None
+    if args.path is not None or args.prefix is None:
+        try:
+            config = load_config(args.path)
+        except ConfigError as exc:
+            if args.path is not None:  # asked for this file: its problems matter
+                for problem in exc.problems:
+                    print(problem, file=sys.stderr)
+                return 1
+    prefix = args.prefix or (config.state.key_prefix if config is not None else "router:")
+    names = [d.name for d in config.deployments] if config is not None else []
+    from router._redis_state import fleet_view, print_fleet_view, safe_url
+
+    try:
+        view = asyncio.run(fleet_view(args.redis, prefix, names=names))
+    except Exception as exc:  # unreachable, refused, bad URL: say so, no traceback
+        print(f"{safe_url(args.redis)}: cannot read the shared view: {exc}", file=sys.stderr)
+        return 1
+    return print_fleet_view(view, args.json)
+
+
 def run_health(args: argparse.Namespace) -> int:
     """``router health``: 0 if every deployment is closed, scored above 0 and answered, else 1."""
+    if getattr(args, "redis", None):
+        return _run_shared_health(args)
     try:
         config = load_config(args.path)
     except ConfigError as exc:
@@ -464,6 +505,8 @@ def run_health(args: argparse.Namespace) -> int:
         print(title)
         for line in _aligned(_HEALTH_COLUMNS, rows):
             print("  " + line)
+    if any(getattr(h, "degraded", False) for h in snapshots):
+        print("state store degraded: Redis unreachable; this is this process's local view only")
     healthy = len(snapshots) - len(problems)
     verdict = f"{len(snapshots)} deployment(s), {healthy} healthy"
     if problems:

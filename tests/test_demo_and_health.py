@@ -149,7 +149,7 @@ def test_health_help_says_it_measures(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["health", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "--probes N" in text and "--json" in text
-    assert "measures" in text and "Redis" in text and "later issue" in text
+    assert "measures" in text and "--redis URL" in text and "shared view" in text
 
 
 # --- router demo -----------------------------------------------------------------------------
