@@ -65,17 +65,13 @@ import os
 import platform
 import random
 import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 # Before anything can import litellm: keep its import off the network (bundled price map).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -108,7 +104,6 @@ GOAL_THROUGHPUT_RATIO = 0.95
 
 # Seconds to wait for the provider process to answer; its import of aiohttp is quick, but a
 # loaded CI machine is not.
-_PROVIDER_START_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -149,121 +144,39 @@ def spread(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _benchlib import ChildServer, http_json  # noqa: E402  (the scripts folder, after sys.path)
+
 # --- the provider process -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    # Another process could take the port before the provider binds it; `Provider` retries.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when the benchmark dies, even by SIGKILL."""
-    # A killed benchmark (say a test timeout) must not leave a server running. Linux only;
-    # elsewhere the `finally` in `Provider` is the only guard.
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def _http_json(url: str, body: Mapping[str, Any] | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
-
-
-class Provider:
+class Provider(ChildServer):
     """The simulated provider in its own process: started, tuned, and always stopped."""
 
     def __init__(self) -> None:
-        self.port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    @property
-    def root(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            f"the simulated provider ({FLEET_SCRIPT.name})",
+            lambda ports: [
+                sys.executable, str(FLEET_SCRIPT), "--provider", f"{PROVIDER}:{ports[0]}"
+            ],
+            1,
+            "/_sim/stats",
+        )
 
     @property
     def base_url(self) -> str:
         """The OpenAI base URL litellm calls."""
-        return f"{self.root}/v1"
+        return self.url(0, "/v1")
 
     def start(self) -> None:
-        """Run ``scripts/fleet.py`` on a free port, wait until it answers, zero its latency."""
-        last_error = "did not start"
-        for _ in range(3):  # a lost race for the free port is retried on another one
-            self.port = _free_port()
-            # Outlives this method (read on failure, closed in stop()), so no `with` here.
-            self._log = tempfile.TemporaryFile()  # noqa: SIM115
-            self._proc = subprocess.Popen(
-                [sys.executable, str(FLEET_SCRIPT), "--provider", f"{PROVIDER}:{self.port}"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=self._log,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            )
-            if self._wait_ready():
-                # Zero server-side delay: the figures are about what the client spends.
-                _http_json(f"{self.root}/_sim/knobs", {"latency_ms": 0, "latency_jitter_ms": 0})
-                return
-            last_error = self._stderr() or f"exited with status {self._proc.returncode}"
-            self.stop()
-        raise RuntimeError(f"the simulated provider ({FLEET_SCRIPT.name}) failed: {last_error}")
-
-    def _wait_ready(self) -> bool:
-        assert self._proc is not None
-        give_up = time.monotonic() + _PROVIDER_START_S
-        while time.monotonic() < give_up:
-            if self._proc.poll() is not None:
-                return False
-            try:
-                _http_json(f"{self.root}/_sim/stats")
-                return True
-            except (OSError, ValueError):
-                time.sleep(0.05)
-        return False
-
-    def _stderr(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace").strip()[-2000:]
+        """Start it, then zero its latency: the figures are about what the client spends."""
+        super().start()
+        http_json(self.url(0, "/_sim/knobs"), {"latency_ms": 0, "latency_jitter_ms": 0})
 
     def stats(self) -> dict[str, Any]:
         """The provider's request counters."""
-        result: dict[str, Any] = _http_json(f"{self.root}/_sim/stats")
+        result: dict[str, Any] = http_json(self.url(0, "/_sim/stats"))
         return result
-
-    def stop(self) -> None:
-        """Terminate the process (SIGTERM, then SIGKILL after 5 s). Idempotent."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log, self._log = self._log, None
-        if log is not None:
-            log.close()
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Provider]:
-        """``with Provider().running() as provider:``; stops it on errors and Ctrl-C too."""
-        try:
-            self.start()
-            yield self
-        finally:
-            self.stop()
 
 
 # --- the three modes ------------------------------------------------------------------------
