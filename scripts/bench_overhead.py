@@ -60,7 +60,6 @@ import contextlib
 import gc
 import importlib.metadata
 import json
-import math
 import os
 import platform
 import random
@@ -122,30 +121,11 @@ class Settings:
 # --- statistics -----------------------------------------------------------------------------
 
 
-def quantile(values: Sequence[float], q: float) -> float:
-    """The q-quantile with linear interpolation between order statistics (numpy's default)."""
-    if not values:
-        raise ValueError("quantile of no values")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    low = math.floor(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
-def spread(values: Sequence[float]) -> dict[str, float]:
-    """Median, interquartile range and min-max of per-round figures."""
-    return {
-        "median": statistics.median(values),
-        "q25": quantile(values, 0.25),
-        "q75": quantile(values, 0.75),
-        "min": min(values),
-        "max": max(values),
-    }
+# quantile and spread come from _benchlib (shared by every benchmark).
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _benchlib import ChildServer, http_json  # noqa: E402  (the scripts folder, after sys.path)
+from _benchlib import ChildServer, http_json, quantile, spread  # noqa: E402  (the scripts folder, after sys.path)
 
 # --- the provider process -------------------------------------------------------------------
 

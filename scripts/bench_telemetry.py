@@ -48,11 +48,9 @@ import argparse
 import asyncio
 import gc
 import json
-import math
 import os
 import platform
 import random
-import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -97,27 +95,13 @@ class Settings:
     seed: int
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _benchlib import spread  # noqa: E402  (the scripts folder, after sys.path)
+
 # --- statistics -------------------------------------------------------------------------------
 
 
-def quantile(values: Sequence[float], q: float) -> float:
-    """The q-quantile with linear interpolation between order statistics (numpy's default)."""
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    low = math.floor(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
-def spread(values: Sequence[float]) -> dict[str, float]:
-    """Median, interquartile range and min-max of per-round figures."""
-    return {
-        "median": statistics.median(values),
-        "q25": quantile(values, 0.25),
-        "q75": quantile(values, 0.75),
-        "min": min(values),
-        "max": max(values),
-    }
+# quantile and spread come from _benchlib (shared by every benchmark).
 
 
 # --- the in-process router --------------------------------------------------------------------
