@@ -167,3 +167,34 @@ def estimate_tokens(messages: Any) -> int:
                     if isinstance(part, Mapping) and isinstance(part.get("text"), str):
                         chars += len(part["text"])
     return max(1, chars // 4)
+
+
+async def drain_litellm(grace: float) -> None:
+    """Flush and stop litellm's logging worker, then close its async HTTP clients.
+
+    Called on the router's own loop at interpreter exit (see `router._sync`): the callbacks
+    litellm queued there (a user's litellm success/failure loggers) get up to `grace` seconds,
+    and pooled connections are closed on the loop that opened them. Does nothing if litellm
+    was never imported. Errors are swallowed: exit must go on.
+    """
+    import asyncio
+    import sys
+
+    if "litellm" not in sys.modules:
+        return
+    try:
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+        await asyncio.wait_for(GLOBAL_LOGGING_WORKER.flush(), grace)
+    except BaseException:  # a slow or broken callback must not block exit
+        pass
+    try:
+        await GLOBAL_LOGGING_WORKER.stop(timeout=grace)
+    except BaseException:  # exit must go on
+        pass
+    try:
+        from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+        await asyncio.wait_for(close_litellm_async_clients(), grace)
+    except BaseException:  # exit must go on
+        pass

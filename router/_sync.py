@@ -3,6 +3,14 @@
 A sync `completion()` submits its coroutine to a daemon thread's loop and waits. Reusing one
 loop keeps litellm's pooled HTTP clients alive across calls (a fresh `asyncio.run` per call
 would pay a new loop and new connections every time).
+
+At interpreter exit the loop is stopped and its thread joined *before* the `atexit` handlers
+run (litellm registers some). Left running, the daemon thread could be frozen by finalization
+in the middle of one of litellm's lazy imports while holding the import lock, and the next
+import on the main thread (litellm's client `__del__` does one) would deadlock the exit.
+litellm's queued logging callbacks are flushed on the loop first and its pooled clients
+closed there (`router._backend.drain_litellm`); any other task still pending gets up to
+`_EXIT_GRACE` seconds before it is cancelled.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
+_EXIT_GRACE = 1.0
 
 
 def _background_loop() -> asyncio.AbstractEventLoop:
@@ -32,7 +41,57 @@ def _background_loop() -> asyncio.AbstractEventLoop:
             thread = threading.Thread(target=loop.run_forever, name="router-sync-loop", daemon=True)
             thread.start()
             _loop, _thread = loop, thread
+            _at_exit(_stop_background_loop)
         return _loop
+
+
+def _at_exit(func: Any) -> None:
+    # `threading._register_atexit` runs after non-daemon threads are joined but before the
+    # `atexit` handlers (the hook `concurrent.futures` uses for the same reason). Fall back
+    # to `atexit` where it is missing.
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(func)
+            return
+        except RuntimeError:  # already shutting down
+            pass
+    import atexit
+
+    atexit.register(func)
+
+
+async def _settle(grace: float) -> None:
+    from router._backend import drain_litellm
+
+    await drain_litellm(grace)
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current]
+    if not pending:
+        return
+    _, still = await asyncio.wait(pending, timeout=grace)
+    for task in still:
+        task.cancel()
+    if still:
+        await asyncio.wait(still, timeout=grace)
+
+
+def _stop_background_loop() -> None:
+    """Let pending work settle, stop the loop and join its thread (idempotent)."""
+    global _loop, _thread
+    with _lock:
+        loop, thread = _loop, _thread
+        _loop = _thread = None
+    if loop is None or thread is None or not thread.is_alive():
+        return
+    try:
+        asyncio.run_coroutine_threadsafe(_settle(_EXIT_GRACE), loop).result(3 * _EXIT_GRACE)
+    except BaseException:  # exit must go on whatever the tasks did
+        pass
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=_EXIT_GRACE)
+    if not thread.is_alive():
+        loop.close()
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -252,7 +252,7 @@ _HEALTH_EPILOG = (
     "litellm's one-off setup out of the figures), and prints what this router saw. Exit 0 if "
     "every deployment is closed, scored above 0 and answered at least one probe, else 1. "
     "With --redis URL it sends nothing: it reads the shared view that the router processes "
-    "using that Redis ([state] backend = \"redis\") publish: shared breakers and pauses, each "
+    'using that Redis ([state] backend = "redis") publish: shared breakers and pauses, each '
     "process's breaker states, scores and fleet rate-limit usage; exit 0 if processes report "
     "and no deployment is open, half-open or paused anywhere, else 1."
 )

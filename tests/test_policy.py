@@ -402,9 +402,17 @@ def test_module_level_job_is_exported() -> None:
 
 
 async def test_llm_classifier_asks_for_logprobs_and_is_accounted_in_the_job() -> None:
-    config = base_config(**CLASSIFIED, classifiers={
-        "kind": {"kind": "llm", "group": "cheap", "labels": ["billing", "shipping"],
-                 "min_confidence": 0.5}})
+    config = base_config(
+        **CLASSIFIED,
+        classifiers={
+            "kind": {
+                "kind": "llm",
+                "group": "cheap",
+                "labels": ["billing", "shipping"],
+                "min_confidence": 0.5,
+            }
+        },
+    )
     router, backend = make(config)
     backend.script("small", ok("billing"), ok("answer"))
     async with router.job("t-1") as job:
@@ -412,21 +420,27 @@ async def test_llm_classifier_asks_for_logprobs_and_is_accounted_in_the_job() ->
     assert backend.calls[0].request["logprobs"] is True
     assert job.record is not None
     assert [(s.step, s.route) for s in job.record.steps] == [
-        ("classify", "classifier:kind"), (None, "by-kind")]
+        ("classify", "classifier:kind"),
+        (None, "by-kind"),
+    ]
     assert job.record.cost_usd == pytest.approx(sum(s.cost_usd for s in job.record.steps))
 
 
 async def test_an_escalated_answer_also_meets_the_target_groups_checks() -> None:
-    config = base_config(groups={
-        "cheap": {"escalate_to": "strong", "escalate_on": ["refusal"]},
-        "strong": {"escalate_on": ["validator:approval"]},
-    })
+    config = base_config(
+        groups={
+            "cheap": {"escalate_to": "strong", "escalate_on": ["refusal"]},
+            "strong": {"escalate_on": ["validator:approval"]},
+        }
+    )
     router, backend = make(config, validators={"approval": lambda r, q: "needs a human"})
     backend.script("small", ok("I can't help with that."))
     decision = get_decision(await router.acompletion("cheap", USER))
     assert decision is not None and decision.outcome == "needs_review"
     assert [(e.trigger, e.to_group) for e in decision.escalations] == [
-        ("refusal", "strong"), ("validator:approval", None)]
+        ("refusal", "strong"),
+        ("validator:approval", None),
+    ]
 
 
 async def test_pool_calls_inside_a_job_are_part_of_it() -> None:
@@ -443,8 +457,10 @@ async def test_pool_calls_inside_a_job_are_part_of_it() -> None:
 
 
 async def test_escalations_are_not_charged_to_the_retry_budget() -> None:
-    router, _ = make(escalating(["validator:never_ok"], max_escalations=1),
-                           validators={"never_ok": lambda r, q: "not good enough"})
+    router, _ = make(
+        escalating(["validator:never_ok"], max_escalations=1),
+        validators={"never_ok": lambda r, q: "not good enough"},
+    )
     for _ in range(40):  # every call escalates: far above 20% of calls in the window
         decision = get_decision(await router.acompletion("cheap", USER))
         assert decision is not None and decision.outcome == "needs_review"

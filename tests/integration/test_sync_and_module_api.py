@@ -56,31 +56,81 @@ def toml_for(config: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def _run_script(script: str, config: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {
+        **os.environ,
+        "ROUTER_CONFIG": str(config),
+        "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
+    }
+    env.pop("LITELLM_LOCAL_MODEL_COST_MAP", None)
+    # faulthandler: a hang at exit prints every thread's stack instead of a bare timeout.
+    prologue = "import faulthandler; faulthandler.dump_traceback_later(60, exit=True)\n"
+    return subprocess.run(
+        [sys.executable, "-c", prologue + textwrap.dedent(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
 def test_module_level_api_reads_router_config(threaded_fleet: Fleet, tmp_path: Path) -> None:
     path = tmp_path / "fleet.toml"
     path.write_text(toml_for(fleet_config(threaded_fleet)))
     threaded_fleet["a"].set(outage="503")
-    script = textwrap.dedent("""
+    out = _run_script(
+        """
         import sys, router
         assert "litellm" not in sys.modules, "import router must not import litellm"
         r = router.completion(model="chat", messages=[{"role": "user", "content": "hi"}])
         d = router.get_decision(r)
         print(d.deployment, r.choices[0].message.content)
-    """)
-    repo = str(Path(__file__).resolve().parents[2])
-    env = {
-        **os.environ,
-        "ROUTER_CONFIG": str(path),
-        "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
-    }
-    env.pop("LITELLM_LOCAL_MODEL_COST_MAP", None)
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
+        """,
+        path,
+        tmp_path,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "b Hello from b."
+
+
+def test_exit_stops_the_loop_and_flushes_litellm_callbacks(
+    threaded_fleet: Fleet, tmp_path: Path
+) -> None:
+    """At exit the sync loop's thread is joined before `atexit` handlers run, and a user's
+    litellm callback still in flight on that loop completes instead of being frozen.
+
+    A daemon loop left running at finalization deadlocked the exit about one run in ten
+    (frozen mid-import while holding the import lock; litellm's `__del__` then imported).
+    """
+    path = tmp_path / "fleet.toml"
+    path.write_text(toml_for(fleet_config(threaded_fleet)))
+    marker = tmp_path / "callback.txt"
+    out = _run_script(
+        f"""
+        import asyncio, atexit, threading, router, litellm
+        from litellm.integrations.custom_logger import CustomLogger
+
+        class Slow(CustomLogger):
+            async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+                await asyncio.sleep(0.3)
+                with open({str(marker)!r}, "w") as f:
+                    f.write("logged")
+
+        litellm.callbacks = [Slow()]
+        r = router.completion(model="chat", messages=[{{"role": "user", "content": "hi"}}])
+
+        def report():
+            alive = [t.name for t in threading.enumerate() if t.name == "router-sync-loop"]
+            print("loop threads at atexit:", alive, flush=True)
+
+        atexit.register(report)
+        print(router.get_decision(r).deployment, flush=True)
+        """,
+        path,
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["a", "loop threads at atexit: []"], out.stdout
+    assert marker.read_text() == "logged"
