@@ -12,7 +12,8 @@ half-open with its probe out, paused by a 429. The group's strategy ranks the re
 (router._select). After a failed attempt, by its `Outcome`:
 
 - failure (timeout, connection, 5xx): counted by health and breaker; try the next candidate;
-- rate_limited (429): pause the deployment until Retry-After (default 1 s), try the next;
+- rate_limited (429): try the next; once `rate_limit_pause_after` 429s arrive in a row (no
+  success between), pause the deployment for everyone until Retry-After (default 1 s);
 - misconfigured (401/403/404/402): open its breaker for `misconfigured_open`, log an error;
 - context_window: try only candidates with a larger known window, else raise the error;
 - caller_error: raise at once, as is (it would fail anywhere).
@@ -120,6 +121,7 @@ class _Call:
         "group",
         "notes",
         "policy",
+        "retry_after",
         "settings",
         "skipped",
         "started",
@@ -154,6 +156,9 @@ class _Call:
         self.attempts: list[AttemptRecord] = list(context.prior_attempts)
         self.events: list[Transition] = []
         self.notes: list[str] = []
+        # 429s this call got without pausing the deployment: name -> Retry-After (clock time),
+        # so `wait_for_recovery` can wait for them as for a pause.
+        self.retry_after: dict[str, float] | None = None
 
     def decision(
         self,
@@ -679,11 +684,18 @@ class Engine:
             transition = breaker.record(False, now, probe=probe, why=label)
         elif outcome is Outcome.RATE_LIMITED:
             self._release(deployment, probe)
+            health = state.health
+            health.rate_limited_streak += 1
             pause = retry_after_of(exc)
             pause = RATE_LIMIT_DEFAULT_PAUSE_S if pause is None else pause
-            why = f"rate-limited for {pause:g} s"
-            state.health.pause(now + pause, why)
-            self.state.on_pause(deployment.name, pause, why)
+            if health.rate_limited_streak >= call.settings.rate_limit_pause_after:
+                why = f"rate-limited for {pause:g} s"
+                health.pause(now + pause, why)
+                self.state.on_pause(deployment.name, pause, why)
+            else:
+                if call.retry_after is None:
+                    call.retry_after = {}
+                call.retry_after[deployment.name] = now + pause
         elif outcome is Outcome.MISCONFIGURED:
             transition = breaker.force_open(
                 now, call.settings.misconfigured_open, f"misconfigured: {label}"
@@ -839,6 +851,10 @@ class Engine:
                 times.append(state.health.paused_until)
             if state.breaker.state is State.OPEN and state.breaker.open_until > now:
                 times.append(max(state.breaker.open_until, state.health.paused_until))
+            if call.retry_after is not None:
+                until = call.retry_after.get(deployment.name, 0.0)
+                if until > now:
+                    times.append(until)
             for at in times:
                 if soonest is None or at < soonest:
                     soonest = at

@@ -36,6 +36,7 @@ class Health:
         "latency",
         "paused_until",
         "paused_why",
+        "rate_limited_streak",
         "ttft",
         "updated",
     )
@@ -48,6 +49,7 @@ class Health:
         self.in_flight = 0
         self.paused_until = 0.0
         self.paused_why = ""
+        self.rate_limited_streak = 0
         self._errors: deque[bool] = deque()
         self._failures = 0
         self._samples: deque[float] = deque(maxlen=_SAMPLES)
@@ -79,6 +81,8 @@ class Health:
         errors.append(failed)
         if failed:
             self._failures += 1
+        else:
+            self.rate_limited_streak = 0
 
     @property
     def error_rate(self) -> float:

@@ -77,6 +77,7 @@ class PoolSettings(TypedDict, total=False):
     retry_budget_window: float
     retry_budget_floor: int
     wait_for_recovery: bool
+    rate_limit_pause_after: int
 
 
 # PoolSettings key -> RouterSettings field, where they differ.

@@ -139,19 +139,53 @@ async def test_context_window_error_without_a_larger_window_is_raised() -> None:
     assert backend.calls_to("b") == backend.calls_to("c") == 0
 
 
-async def test_rate_limited_deployment_is_skipped_until_retry_after() -> None:
-    router, backend, clock = make()
+async def test_one_429_fails_the_call_over_but_keeps_the_deployment_in_service() -> None:
+    router, backend, _ = make()
     backend.script("a", fail(429, retry_after=5))
     first = get_decision(await router.acompletion("chat", MSG))
     assert first is not None and first.deployment == "b"
+    assert [a.outcome for a in first.attempts] == ["rate_limited", "success"]
+    second = get_decision(await router.acompletion("chat", MSG))
+    assert second is not None and second.deployment == "a" and not second.skipped
+
+
+async def test_429s_in_a_row_pause_the_deployment_until_retry_after() -> None:
+    router, backend, clock = make()
+    backend.script("a", fail(429, retry_after=5), fail(503), fail(429, retry_after=5))
+    assert get_decision(await router.acompletion("chat", MSG)).deployment == "b"  # type: ignore[union-attr]
+    # A failure between the two 429s does not break the streak; the second 429 pauses.
+    assert get_decision(await router.acompletion("chat", MSG)).deployment == "b"  # type: ignore[union-attr]
+    assert get_decision(await router.acompletion("chat", MSG)).deployment == "b"  # type: ignore[union-attr]
+    assert backend.calls_to("a") == 3
+    paused = get_decision(await router.acompletion("chat", MSG))
+    assert paused is not None and paused.deployment == "b"
+    assert backend.calls_to("a") == 3
+    assert paused.skipped[0].deployment == "a"
+    assert "rate-limited for 5 s" in paused.skipped[0].why
+    assert "a skipped: rate-limited" in paused.reason
+    clock.advance(5.1)
+    back = get_decision(await router.acompletion("chat", MSG))
+    assert back is not None and back.deployment == "a"
+
+
+async def test_a_success_between_429s_breaks_the_streak() -> None:
+    router, backend, _ = make()
+    backend.script("a", fail(429), ok(), fail(429), ok(), fail(429))
+    for _ in range(6):
+        await router.acompletion("chat", MSG)
+    assert backend.calls_to("a") == 6  # never paused
+
+
+async def test_rate_limit_pause_after_1_pauses_on_the_first_429() -> None:
+    cfg = config()
+    cfg["router"]["rate_limit_pause_after"] = 1
+    router, backend, _ = make(cfg)
+    backend.script("a", fail(429, retry_after=5))
+    await router.acompletion("chat", MSG)
     second = get_decision(await router.acompletion("chat", MSG))
     assert second is not None and second.deployment == "b"
-    assert second.skipped[0].deployment == "a"
     assert "rate-limited for 5 s" in second.skipped[0].why
-    assert "a skipped: rate-limited" in second.reason
-    clock.advance(5.1)
-    third = get_decision(await router.acompletion("chat", MSG))
-    assert third is not None and third.deployment == "a"
+    assert backend.calls_to("a") == 1
 
 
 async def test_auth_error_pauses_the_deployment_for_long() -> None:
@@ -166,9 +200,10 @@ async def test_auth_error_pauses_the_deployment_for_long() -> None:
 async def test_all_rate_limited_fails_fast_listing_every_candidate() -> None:
     router, backend, clock = make()
     for name in "abc":
-        backend.script(name, fail(429, retry_after=30))
-    with pytest.raises(NoDeploymentAvailable):
-        await router.acompletion("chat", MSG)
+        backend.script(name, default=fail(429, retry_after=30))
+    for _ in range(2):  # two 429s in a row from each pause all three
+        with pytest.raises(NoDeploymentAvailable):
+            await router.acompletion("chat", MSG)
     started = clock.now()
     with pytest.raises(NoDeploymentAvailable) as info:
         await router.acompletion("chat", MSG)

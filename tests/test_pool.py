@@ -196,6 +196,7 @@ async def test_http_status_errors_mean_what_they_mean_for_llm_providers() -> Non
     named["a"].fails = lambda: ApiError(429, {"retry-after": "7"})
     p = pool(named, clock)
     assert await p.call("q") == "b:q"
+    assert await p.call("q") == "b:q"  # the second 429 in a row pauses a
     skipped = (await p.call_routed("q")).decision.skipped
     assert skipped[0].deployment == "a" and "rate-limited for 7 s" in skipped[0].why
     assert p.health()[0].error_rate == 0.0  # a 429 is not a failure of the tool

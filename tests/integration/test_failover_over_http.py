@@ -99,13 +99,15 @@ async def test_rate_limited_provider_is_skipped_until_retry_after(
     fleet: Fleet, router: Router
 ) -> None:
     fleet["a"].set(rate_limit_rate=1.0, retry_after_s=30)
+    # Two 429s in a row (rate_limit_pause_after = 2) pause a for every caller.
     assert served_by(await router.acompletion("chat", MSG)) == "b"
-    second = await router.acompletion("chat", MSG)
-    decision = get_decision(second)
+    assert served_by(await router.acompletion("chat", MSG)) == "b"
+    third = await router.acompletion("chat", MSG)
+    decision = get_decision(third)
     assert decision is not None and decision.deployment == "b"
     assert decision.skipped[0].deployment == "a"
     assert "rate-limited for 30 s" in decision.skipped[0].why
-    assert fleet["a"].stats.requests == 1
+    assert fleet["a"].stats.requests == 2
 
 
 async def test_context_window_error_moves_to_a_larger_window(fleet: Fleet) -> None:

@@ -200,9 +200,10 @@ async def test_a_429_pause_is_shared_with_its_reason(make: Factory, clock: FakeC
     one, backend1, store1 = make()
     two, backend2, store2 = make()
     await connected(store1, store2)
-    backend1.script("a", fail(429, retry_after=5))
-    decision = get_decision(await one.acompletion("chat", MSG))
-    assert decision is not None and decision.deployment == "b"
+    backend1.script("a", fail(429, retry_after=5), fail(429, retry_after=5))
+    for _ in range(2):  # the second 429 in a row pauses
+        decision = get_decision(await one.acompletion("chat", MSG))
+        assert decision is not None and decision.deployment == "b"
     await until(lambda: store2.get("a").health.paused(clock.now()), what="the peer's pause")
     decision = get_decision(await two.acompletion("chat", MSG))
     assert decision is not None and decision.deployment == "b" and backend2.calls_to("a") == 0
