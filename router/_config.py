@@ -373,7 +373,8 @@ class RouterSettings(BaseModel):
       ``breaker_open_base = 30`` s · 2^(k−1), at most ``breaker_open_max = 300`` s, +0–10%
       jitter (Envoy ejection, Finagle jitter); ``misconfigured_open = 300`` s after 401/403/404.
     - ``hedge = false``; when on, one hedge after ``hedge_delay`` (seconds, or ``"p95"``: the
-      first candidate's observed p95) to the next candidate (The Tail at Scale).
+      first candidate's observed p95 of completed attempts, at most twice its median; see
+      `router._health.Health.hedge_delay`) to the next candidate (The Tail at Scale).
     - Retry budget (router._budget): ``retry_budget_ratio = 0.2`` of calls over
       ``retry_budget_window = 10`` s, plus ``retry_budget_floor = 10`` (Finagle, Linkerd, Envoy
       for the 20%). The floor is 10, not the 3 first proposed, for a measured reason: failovers

@@ -680,7 +680,8 @@ class Engine:
         if outcome is Outcome.FAILURE:
             state.health.record(False)
             if isinstance(exc, litellm.Timeout):
-                state.health.observe_latency(latency, now)  # slowness is information
+                # Slowness is information (for the EWMA), not a latency sample.
+                state.health.observe_latency(latency, now, completed=False)
             transition = breaker.record(False, now, probe=probe, why=label)
         elif outcome is Outcome.RATE_LIMITED:
             self._release(deployment, probe)
@@ -735,7 +736,7 @@ class Engine:
         if isinstance(settings.hedge_delay, float):
             delay = settings.hedge_delay
         else:
-            delay = self.state.get(primary.name).health.p95() or HEDGE_FALLBACK_DELAY_S
+            delay = self.state.get(primary.name).health.hedge_delay() or HEDGE_FALLBACK_DELAY_S
         now = clock.now()
         try:
             done, _ = await asyncio.wait({first}, timeout=min(delay, call.deadline_at - now))
@@ -819,7 +820,7 @@ class Engine:
         """
         now = self.clock.now()
         state = self.state.get(deployment.name)
-        state.health.observe_latency(elapsed, now)
+        state.health.observe_latency(elapsed, now, completed=False)
         state.health.record(False)
         state.breaker.policy = call.policy
         transition = state.breaker.record(

@@ -137,7 +137,10 @@ class Provider(ChildServer):
         super().__init__(
             f"the simulated provider ({FLEET_SCRIPT.name})",
             lambda ports: [
-                sys.executable, str(FLEET_SCRIPT), "--provider", f"{PROVIDER}:{ports[0]}"
+                sys.executable,
+                str(FLEET_SCRIPT),
+                "--provider",
+                f"{PROVIDER}:{ports[0]}",
             ],
             1,
             "/_sim/stats",

@@ -44,6 +44,32 @@ def test_p95_needs_ten_samples() -> None:
     assert health.p95() == pytest.approx(0.09)
 
 
+def test_attempts_that_did_not_complete_move_the_ewma_but_not_the_p95() -> None:
+    # A hedge loser's elapsed time (the delay plus the winner's time) is not its latency;
+    # counted as a sample it pulled the p95, hence the next delay, upward after every hedge.
+    health = Health()
+    for i in range(40):
+        health.observe_latency(0.02, float(i))
+    before = health.p95()
+    for i in range(10):
+        health.observe_latency(0.07, 40.0 + i, completed=False)
+    assert health.p95() == before == pytest.approx(0.02)
+    assert health.latency == pytest.approx(0.07)  # the peak EWMA saw the slowness
+
+
+def test_the_hedge_delay_is_the_p95_capped_at_twice_the_median() -> None:
+    health = Health()
+    assert health.hedge_delay() is None
+    for i in range(100):  # a smooth body: the p95 is below twice the median
+        health.observe_latency(0.010 + 0.0001 * i, float(i))
+    assert health.hedge_delay() == health.p95() == pytest.approx(0.0194)
+    slow = Health()
+    for i in range(100):  # 8% ten times slower: the p95 sits in the slow mode
+        slow.observe_latency(0.2 if i % 14 == 0 else 0.02, float(i))
+    assert slow.p95() == pytest.approx(0.2)
+    assert slow.hedge_delay() == pytest.approx(0.04)
+
+
 @pytest.mark.parametrize(
     ("failures", "factor", "paused", "expected"),
     [
