@@ -245,6 +245,221 @@ def output_messages(output: Any, finish_reasons: Sequence[str]) -> str:
     return json.dumps(out, ensure_ascii=False, default=str)
 
 
+_Event = tuple[str, "Mapping[str, AttributeValue]", int]
+
+
+class _ApiSpans:
+    """Spans through the OpenTelemetry API: any tracer, any processors, the SDK's checks."""
+
+    __slots__ = ("tracer",)
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+
+    def start(
+        self,
+        name: str,
+        context: otel_context.Context,
+        kind: SpanKind,
+        attributes: dict[str, AttributeValue],
+        start: int,
+    ) -> tuple[Any, trace.SpanContext, bool]:
+        span = self.tracer.start_span(
+            name, context=context, kind=kind, attributes=attributes, start_time=start
+        )
+        return span, span.get_span_context(), span.is_recording()
+
+    def end(
+        self,
+        handle: Any,
+        end: int,
+        events: Sequence[_Event],
+        status: Status | None,
+        late: Mapping[str, AttributeValue] | None,
+    ) -> None:
+        span: trace.Span = handle
+        if late:
+            span.set_attributes(late)
+        for name, attributes, at in events:
+            span.add_event(name, attributes, timestamp=at)
+        if status is not None:
+            span.set_status(status)
+        span.end(end_time=end)
+
+
+class _DirectSpans:
+    """Finished spans handed straight to an SDK `TracerProvider`'s processors.
+
+    The API path costs about 20-40 µs per span, most of it the SDK re-validating every
+    attribute and building a mutable span (with a lock) that this writer only fills and ends.
+    Spans here are written after the fact from a frozen record, their attributes built by this
+    module with valid types only, so this path does what `Tracer.start_span` and `Span.end`
+    do that matters for a span written in one go: the tracer's sampler decides (with the
+    parent context and the attributes, as at start), ids come from the provider's id
+    generator, trace flags (sampled, random trace id) are set as the SDK sets them, and the
+    finished `ReadableSpan` (resource, instrumentation scope) goes to the processors'
+    ``on_end``.
+
+    Used only when that is exactly equivalent (`for_tracer`): an SDK tracer that is enabled,
+    default attribute length limits, count limits above what a call writes, the SDK's
+    internal metrics off, and only the SDK's `BatchSpanProcessor` / `SimpleSpanProcessor`,
+    whose ``on_start`` does nothing. Anything else (a custom processor that enriches spans at
+    start, another SDK, truncation limits) takes the API path, `_ApiSpans`.
+    tests/telemetry/test_direct_spans.py checks both paths write the same spans.
+    """
+
+    __slots__ = (
+        "_event",
+        "_ids",
+        "_processor",
+        "_random",
+        "_readable",
+        "_sampled",
+        "_span_context",
+        "_tracer",
+        "_unsampled",
+        "info",
+        "resource",
+        "sampler",
+        "scope",
+    )
+
+    def __init__(self, tracer: Any) -> None:
+        from opentelemetry.sdk.trace import Event, ReadableSpan
+        from opentelemetry.trace import TraceFlags
+
+        self._tracer = tracer
+        self._processor = tracer.span_processor
+        self.sampler = tracer.sampler
+        self._ids = tracer.id_generator
+        self.resource = tracer.resource
+        self.info = tracer.instrumentation_info
+        self.scope = tracer._instrumentation_scope
+        self._readable = ReadableSpan
+        self._event = Event
+        self._span_context = trace.SpanContext
+        random_flag = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
+        self._random = random_flag
+        self._sampled = int(TraceFlags.SAMPLED)
+        self._unsampled = int(TraceFlags.DEFAULT)
+
+    @classmethod
+    def for_tracer(cls, tracer: trace.Tracer) -> _DirectSpans | None:
+        """The direct path for `tracer`, or None when it would not be equivalent."""
+        try:
+            import os
+
+            from opentelemetry.sdk import trace as sdk_trace
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+            if type(tracer) is not sdk_trace.Tracer or not tracer._is_enabled():
+                return None
+            if os.environ.get("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "").lower() == "true":
+                return None  # the SDK counts started/ended spans then; let it
+            limits = tracer._span_limits
+            if (
+                limits.max_span_attribute_length is not None
+                or limits.max_attribute_length is not None
+                or (limits.max_span_attributes or 0) < _MIN_LIMIT
+                or (limits.max_events or 0) < _MIN_LIMIT
+                or (limits.max_event_attributes or 0) < _MIN_LIMIT
+            ):
+                return None
+            multi = tracer.span_processor
+            if type(multi) not in (
+                sdk_trace.SynchronousMultiSpanProcessor,
+                sdk_trace.ConcurrentMultiSpanProcessor,
+            ):
+                return None
+            known = (BatchSpanProcessor, SimpleSpanProcessor)
+            if not all(type(p) in known for p in multi._span_processors):
+                return None
+            return cls(tracer)
+        except (AttributeError, ImportError, TypeError):  # another SDK version: the API path
+            return None
+
+    def usable(self) -> bool:
+        """Still equivalent (processors and tracer config can change after setup)."""
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+        return self._tracer._is_enabled() and all(
+            type(p) in (BatchSpanProcessor, SimpleSpanProcessor)
+            for p in self._processor._span_processors
+        )
+
+    def start(
+        self,
+        name: str,
+        context: otel_context.Context,
+        kind: SpanKind,
+        attributes: dict[str, AttributeValue],
+        start: int,
+    ) -> tuple[Any, trace.SpanContext, bool]:
+        found = trace.get_current_span(context).get_span_context()
+        ids = self._ids
+        parent: trace.SpanContext | None = None
+        if found.is_valid:
+            parent = found
+            trace_id = found.trace_id
+            random_id = bool(found.trace_flags & self._random)
+        else:
+            trace_id = ids.generate_trace_id()
+            random_id = bool(self._random) and ids.is_trace_id_random()
+        result = self.sampler.should_sample(context, trace_id, name, kind, attributes, ())
+        decision = result.decision
+        flags = self._sampled if decision.is_sampled() else self._unsampled
+        if random_id:
+            flags |= self._random
+        span_context = self._span_context(
+            trace_id,
+            ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=trace.TraceFlags(flags),
+            trace_state=result.trace_state,
+        )
+        if not decision.is_recording():
+            return None, span_context, False
+        final = dict(result.attributes) if result.attributes is not None else {}
+        return (name, kind, parent, final, start, span_context), span_context, True
+
+    def end(
+        self,
+        handle: Any,
+        end: int,
+        events: Sequence[_Event],
+        status: Status | None,
+        late: Mapping[str, AttributeValue] | None,
+    ) -> None:
+        if handle is None:
+            return
+        name, kind, parent, attributes, start, span_context = handle
+        if late:
+            attributes.update(late)
+        event = self._event
+        self._processor.on_end(
+            self._readable(
+                name=name,
+                context=span_context,
+                parent=parent,
+                resource=self.resource,
+                attributes=attributes,
+                events=tuple(event(n, a, t) for n, a, t in events) if events else (),
+                links=(),
+                kind=kind,
+                instrumentation_info=self.info,
+                status=status if status is not None else _UNSET,
+                start_time=start,
+                end_time=end,
+                instrumentation_scope=self.scope,
+            )
+        )
+
+
+_MIN_LIMIT: Final = 64
+"""Count limits (attributes, events, event attributes) above anything one call writes."""
+_UNSET: Final = Status(StatusCode.UNSET)
+
+
 class SpanWriter:
     """Writes the span tree of one finished call (see the module docstring).
 
@@ -254,14 +469,25 @@ class SpanWriter:
     something (absent means false or zero); the call's group, strategy, candidates, response
     id and finish reasons are on the call span only (its children hang under it), and token
     usage on the serving attempt only (see `_response_attributes`).
+
+    With an SDK provider using the SDK's own processors, spans skip the API's per-span
+    machinery (`_DirectSpans`); otherwise they go through the API (`_ApiSpans`).
     """
 
-    __slots__ = ("_names", "capture_content", "tracer")
+    __slots__ = ("_api", "_direct", "_names", "capture_content", "tracer")
 
     def __init__(self, tracer: trace.Tracer, capture_content: bool = False) -> None:
         self.tracer = tracer
         self._names = ModelNames()
         self.capture_content = capture_content
+        self._api = _ApiSpans(tracer)
+        self._direct = _DirectSpans.for_tracer(tracer)
+
+    def _sink(self) -> _ApiSpans | _DirectSpans:
+        direct = self._direct
+        if direct is not None and direct.usable():
+            return direct
+        return self._api
 
     def write(
         self,
@@ -281,6 +507,7 @@ class SpanWriter:
         content capture on.
         """
         d = decision
+        sink = self._sink()
         parent = otel_context.get_current()
         start = _ns(d.started_at)
         end = start + max(0, _ns(d.elapsed_s))
@@ -318,12 +545,12 @@ class SpanWriter:
         if d.stream:
             attributes["router.stream"] = True
         if d.candidates:
-            attributes["router.candidates"] = [c.deployment for c in d.candidates]
-            attributes["router.candidates.scores"] = [float(c.score) for c in d.candidates]
+            attributes["router.candidates"] = tuple(c.deployment for c in d.candidates)
+            attributes["router.candidates.scores"] = tuple(float(c.score) for c in d.candidates)
         if d.skipped:
-            attributes["router.skipped"] = [f"{s.deployment}: {s.why}" for s in d.skipped]
+            attributes["router.skipped"] = tuple(f"{s.deployment}: {s.why}" for s in d.skipped)
         if d.notes:
-            attributes["router.notes"] = list(d.notes)
+            attributes["router.notes"] = tuple(d.notes)
         if d.route is not None:
             attributes["router.route"] = d.route
         if d.job is not None:
@@ -331,10 +558,10 @@ class SpanWriter:
         if d.step is not None:
             attributes["router.step"] = d.step
         if d.escalations:
-            attributes["router.escalations"] = [
+            attributes["router.escalations"] = tuple(
                 f"{e.from_group} -> {e.to_group or 'none'}: {e.trigger} ({e.detail})"
                 for e in d.escalations
-            ]
+            )
         if "breaker" in d.reason:
             # A flag to search by: trace UIs (Jaeger) match attribute values exactly, so "calls
             # whose reason mentions a breaker" needs its own attribute.
@@ -342,63 +569,59 @@ class SpanWriter:
         if d.events and breakers:
             # Breakers that changed during this call, as last seen (possibly by a later call).
             changed = {t.deployment for t in d.events}
-            attributes["router.breaker.states"] = [
+            attributes["router.breaker.states"] = tuple(
                 f"{name}={breakers[name]}" for name in sorted(changed) if name in breakers
-            ]
+            )
         if response is not None:
             _response_attributes(attributes, response)
+        status: Status | None = None
+        events: list[_Event] = []
+        if d.outcome not in _CALL_OK or error is not None:
+            attributes[ERROR_TYPE] = type(error).__name__ if error is not None else d.outcome
+            description = f"{d.outcome}: {safe_label(error)}" if error is not None else d.outcome
+            status = Status(StatusCode.ERROR, description)
 
-        span = self.tracer.start_span(
-            f"{CHAT} {d.group}",
-            context=parent,
-            kind=SpanKind.INTERNAL,
-            attributes=attributes,
-            start_time=start,
+        handle, context, recording = sink.start(
+            f"{CHAT} {d.group}", parent, SpanKind.INTERNAL, attributes, start
         )
-        context = span.get_span_context()
-        if not span.is_recording():  # sampled out: no point building children
-            span.end(end_time=end)
+        if not recording:  # sampled out: no point building children
+            sink.end(handle, end, (), None, None)
             return context
 
+        late: dict[str, AttributeValue] | None = None
         if self.capture_content:
+            late = {}
             if messages is not None:
-                span.set_attribute(INPUT_MESSAGES, input_messages(messages))
+                late[INPUT_MESSAGES] = input_messages(messages)
             if output is not None:
                 finish = response.finish_reasons if response is not None else ()
-                span.set_attribute(OUTPUT_MESSAGES, output_messages(output, finish))
+                late[OUTPUT_MESSAGES] = output_messages(output, finish)
 
         for t in d.events:
             name, event = transition_event(t)
             at = transition_times.get(id(t), end)
-            span.add_event(name, event, timestamp=min(max(at, start), end))
-
-        if d.outcome not in _CALL_OK or error is not None:
-            error_type = type(error).__name__ if error is not None else d.outcome
-            span.set_attribute(ERROR_TYPE, error_type)
-            description = f"{d.outcome}: {safe_label(error)}" if error is not None else d.outcome
-            span.set_status(Status(StatusCode.ERROR, description))
-            if error is not None:
-                span.add_event("exception", exception_attributes(error), timestamp=end)
+            events.append((name, event, min(max(at, start), end)))
+        if error is not None:
+            events.append(("exception", exception_attributes(error), end))
 
         if attempts:
-            self._attempts(d, span, parent, start, end, served_attempt, messages, output)
-        span.end(end_time=end)
+            child = trace.set_span_in_context(trace.NonRecordingSpan(context), parent)
+            self._attempts(sink, d, child, start, end, served_attempt, messages, output)
+        sink.end(handle, end, events, status, late)
         return context
 
     def _attempts(
         self,
+        sink: _ApiSpans | _DirectSpans,
         d: Decision,
-        call_span: trace.Span,
-        parent: otel_context.Context,
+        context: otel_context.Context,
         start: int,
         end: int,
         served: AttemptRecord | None,
         messages: Any,
         output: Any,
     ) -> None:
-        context = trace.set_span_in_context(call_span, parent)
         names = self._names
-        tracer = self.tracer
         attempts = d.attempts
         reason = d.reason
         deadline = d.deadline_s
@@ -448,33 +671,31 @@ class SpanWriter:
                 attributes[TIME_TO_FIRST_CHUNK] = a.first_chunk_s
             if a is served and d.response is not None:
                 _response_attributes(attributes, d.response, attempt=True)
-            failed = outcome not in _ATTEMPT_OK
-            if failed:
+            status: Status | None = None
+            events: tuple[_Event, ...] = ()
+            if outcome not in _ATTEMPT_OK:
                 error_type = _error_class(a.error) if a.error else outcome
                 attributes[ERROR_TYPE] = error_type
                 attributes["router.timeout_s"] = a.timeout_s
-            span = tracer.start_span(
-                span_name,
-                context=context,
-                kind=SpanKind.CLIENT,
-                attributes=attributes,
-                start_time=a_start,
-            )
-            if failed:
                 label = a.error or outcome
-                span.set_status(Status(StatusCode.ERROR, label))
-                span.add_event(
-                    "exception",
-                    {"exception.type": error_type, "exception.message": label},
-                    timestamp=a_end,
+                status = Status(StatusCode.ERROR, label)
+                events = (
+                    (
+                        "exception",
+                        {"exception.type": error_type, "exception.message": label},
+                        a_end,
+                    ),
                 )
+            late: dict[str, AttributeValue] | None = None
             if a is served and self.capture_content:
+                late = {}
                 if messages is not None:
-                    span.set_attribute(INPUT_MESSAGES, input_messages(messages))
+                    late[INPUT_MESSAGES] = input_messages(messages)
                 if output is not None:
                     finish = d.response.finish_reasons if d.response is not None else ()
-                    span.set_attribute(OUTPUT_MESSAGES, output_messages(output, finish))
-            span.end(end_time=a_end)
+                    late[OUTPUT_MESSAGES] = output_messages(output, finish)
+            handle, _, _ = sink.start(span_name, context, SpanKind.CLIENT, attributes, a_start)
+            sink.end(handle, a_end, events, status, late)
             if not a.hedge:
                 previous = a
 
@@ -497,4 +718,4 @@ def _response_attributes(
         if response.id:
             attributes[RESPONSE_ID] = response.id
         if response.finish_reasons:
-            attributes[FINISH_REASONS] = list(response.finish_reasons)
+            attributes[FINISH_REASONS] = tuple(response.finish_reasons)

@@ -63,10 +63,17 @@ def attrs_of(item: Any) -> dict[str, Any]:
     return dict(item.attributes or {})
 
 
-def make_otel(**kwargs: Any) -> Otel:
+class CustomProcessor(SimpleSpanProcessor):
+    """Any processor that is not exactly the SDK's: spans then take the API path."""
+
+
+def make_otel(path: str = "direct", **kwargs: Any) -> Otel:
+    """Sinks and an observer; ``path="api"`` puts a custom processor in, so the writer goes
+    through the OpenTelemetry API instead of handing spans to the SDK's processors directly."""
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider(**kwargs.pop("tracer_kwargs", {}))
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    processor = SimpleSpanProcessor if path == "direct" else CustomProcessor
+    tracer_provider.add_span_processor(processor(exporter))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
     log = io.StringIO()
@@ -80,9 +87,13 @@ def make_otel(**kwargs: Any) -> Otel:
     return Otel(exporter, tracer_provider, reader, meter_provider, log, telemetry)
 
 
-@pytest.fixture
-def otel() -> Iterator[Otel]:
-    made = make_otel()
+@pytest.fixture(params=["direct", "api"])
+def otel(request: pytest.FixtureRequest) -> Iterator[Otel]:
+    """Every span test runs on both span paths (see telemetry._spans._DirectSpans)."""
+    made = make_otel(request.param)
+    writer = made.telemetry._spans
+    assert writer is not None
+    assert (writer._direct is not None) == (request.param == "direct")
     yield made
     made.tracer_provider.shutdown()
     made.meter_provider.shutdown()
