@@ -311,6 +311,7 @@ class _DirectSpans:
     __slots__ = (
         "_event",
         "_ids",
+        "_known",
         "_processor",
         "_random",
         "_readable",
@@ -326,8 +327,10 @@ class _DirectSpans:
 
     def __init__(self, tracer: Any) -> None:
         from opentelemetry.sdk.trace import Event, ReadableSpan
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
         from opentelemetry.trace import TraceFlags
 
+        self._known = (BatchSpanProcessor, SimpleSpanProcessor)
         self._tracer = tracer
         self._processor = tracer.span_processor
         self.sampler = tracer.sampler
@@ -380,11 +383,9 @@ class _DirectSpans:
 
     def usable(self) -> bool:
         """Still equivalent (processors and tracer config can change after setup)."""
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-
+        known = self._known
         return self._tracer._is_enabled() and all(
-            type(p) in (BatchSpanProcessor, SimpleSpanProcessor)
-            for p in self._processor._span_processors
+            type(p) in known for p in self._processor._span_processors
         )
 
     def start(
