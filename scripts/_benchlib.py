@@ -413,3 +413,38 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
+
+
+class InstantBackend:
+    """A `router._backend.Backend` that answers at once: a prebuilt response, or (for the
+    deployments in `failing`) the prebuilt `error`. Prices are the configured ones, as the real
+    backend uses them when a deployment has them."""
+
+    def __init__(
+        self,
+        response: Any,
+        error: BaseException | None = None,
+        failing: frozenset[str] = frozenset(),
+    ) -> None:
+        self._response = response
+        self._error = error
+        self._failing = failing
+
+    async def complete(self, deployment: Any, request: Mapping[str, Any], timeout: float) -> Any:
+        if self._error is not None and deployment.name in self._failing:
+            raise self._error
+        return self._response
+
+    async def stream(self, deployment: Any, request: Mapping[str, Any], timeout: float) -> Any:
+        raise NotImplementedError("the benchmarks measure non-streaming calls only")
+
+    def cost(self, deployment: Any, prompt_tokens: int, completion_tokens: int) -> float:
+        from router._backend import configured_cost
+
+        return configured_cost(deployment, prompt_tokens, completion_tokens) or 0.0
+
+    def context_window(self, deployment: Any) -> int | None:
+        return deployment.max_context_tokens  # type: ignore[no-any-return]
+
+    def count_tokens(self, deployment: Any, messages: Any) -> int:
+        return 8

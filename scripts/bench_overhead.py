@@ -67,10 +67,10 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 # Before anything can import litellm: keep its import off the network (bundled price map).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -81,9 +81,6 @@ except ImportError:
     # Run from a checkout without `pip install -e .`: the package sits next to scripts/.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import router
-
-if TYPE_CHECKING:
-    from router._config import Deployment
 
 Call = Callable[[], Awaitable[Any]]
 
@@ -125,7 +122,7 @@ class Settings:
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _benchlib import ChildServer, http_json, quantile, spread  # noqa: E402  (the scripts folder, after sys.path)
+from _benchlib import ChildServer, InstantBackend, http_json, quantile, spread  # noqa: E402  (the scripts folder, after sys.path)
 
 # --- the provider process -------------------------------------------------------------------
 
@@ -324,35 +321,6 @@ async def run_concurrent(
 
 
 # --- in-process: the router's own work ------------------------------------------------------
-
-
-class InstantBackend:
-    """A `router._backend.Backend` answering every call at once with one prebuilt response."""
-
-    def __init__(self, response: Any) -> None:
-        self._response = response
-
-    async def complete(
-        self, deployment: Deployment, request: Mapping[str, Any], timeout: float
-    ) -> Any:
-        return self._response
-
-    async def stream(
-        self, deployment: Deployment, request: Mapping[str, Any], timeout: float
-    ) -> AsyncIterator[Any]:
-        raise NotImplementedError("the benchmark measures non-streaming calls only")
-
-    def cost(self, deployment: Deployment, prompt_tokens: int, completion_tokens: int) -> float:
-        # The configured prices, as the real backend uses them when a deployment has them.
-        cin = deployment.input_cost_per_token or 0.0
-        cout = deployment.output_cost_per_token or 0.0
-        return prompt_tokens * cin + completion_tokens * cout
-
-    def context_window(self, deployment: Deployment) -> int | None:
-        return deployment.max_context_tokens
-
-    def count_tokens(self, deployment: Deployment, messages: Any) -> int:
-        return 8
 
 
 def prebuilt_response(litellm: Any) -> Any:

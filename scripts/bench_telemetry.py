@@ -53,10 +53,10 @@ import platform
 import random
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 # Before anything can import litellm: keep its import off the network (bundled price map).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -72,9 +72,6 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import router
     import telemetry
-
-if TYPE_CHECKING:
-    from router._config import Deployment
 
 Call = Callable[[], Awaitable[Any]]
 
@@ -96,7 +93,7 @@ class Settings:
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _benchlib import spread  # noqa: E402  (the scripts folder, after sys.path)
+from _benchlib import InstantBackend, spread  # noqa: E402  (the scripts folder, after sys.path)
 
 # --- statistics -------------------------------------------------------------------------------
 
@@ -105,39 +102,6 @@ from _benchlib import spread  # noqa: E402  (the scripts folder, after sys.path)
 
 
 # --- the in-process router --------------------------------------------------------------------
-
-
-class InstantBackend:
-    """A `router._backend.Backend` that answers at once: a prebuilt response, or (for the
-    deployments in `failing`) a prebuilt 503."""
-
-    def __init__(self, response: Any, error: BaseException, failing: frozenset[str]) -> None:
-        self._response = response
-        self._error = error
-        self._failing = failing
-
-    async def complete(
-        self, deployment: Deployment, request: Mapping[str, Any], timeout: float
-    ) -> Any:
-        if deployment.name in self._failing:
-            raise self._error
-        return self._response
-
-    async def stream(
-        self, deployment: Deployment, request: Mapping[str, Any], timeout: float
-    ) -> AsyncIterator[Any]:
-        raise NotImplementedError("the benchmark measures non-streaming calls only")
-
-    def cost(self, deployment: Deployment, prompt_tokens: int, completion_tokens: int) -> float:
-        cin = deployment.input_cost_per_token or 0.0
-        cout = deployment.output_cost_per_token or 0.0
-        return prompt_tokens * cin + completion_tokens * cout
-
-    def context_window(self, deployment: Deployment) -> int | None:
-        return deployment.max_context_tokens
-
-    def count_tokens(self, deployment: Deployment, messages: Any) -> int:
-        return 8
 
 
 def prebuilt(litellm: Any) -> tuple[Any, BaseException]:
