@@ -22,6 +22,7 @@ from router._state import DeploymentHealth, MemoryState, StateStore
 from router._sync import SyncStream, run_sync
 
 if TYPE_CHECKING:
+    from router._diff import ConfigDiff
     from router._escalate import Validator
     from router._observe import Observer
     from router._policy import ClassifierFn
@@ -292,6 +293,18 @@ class Router:
             step="classify",
         )
         return await self.engine.complete(group, deployments, settings, request, None, context)
+
+    def reload(
+        self, config: Config | Mapping[str, Any] | str | os.PathLike[str] | None = None
+    ) -> ConfigDiff:
+        """Validate a new config and swap it in; returns what changed (see router._reload).
+
+        An invalid config raises `ConfigError` and changes nothing. Calls already running
+        finish on the old config; unchanged deployments keep their health and breakers.
+        """
+        from router._reload import reload_router
+
+        return reload_router(self, config)
 
     def job(self, name: str, **metadata: Any) -> Job:
         """A job whose span and records go to this router's observers (see `router.job`)."""

@@ -1,0 +1,358 @@
+"""`router serve`: run the gateway on uvicorn (uvloop and httptools where installed).
+
+One process (``--workers 1``, the default) runs uvicorn in the foreground. With ``--workers
+N`` this process is a small supervisor: it binds the socket once, starts N worker processes
+that share it (the kernel spreads connections over them), forwards SIGHUP (reload) and
+SIGTERM/SIGINT (drain) to every worker and restarts a worker that died. Each worker has its own
+router; give them ``[state] backend = "redis"`` so that they share breakers and health (the
+same as several replicas behind a load balancer, see the README).
+
+Signals, per worker:
+
+- SIGHUP: validate the config file and swap it in, or log the problems and keep the old one;
+- SIGTERM / SIGINT: stop accepting, answer ``/readyz`` with 503, let in-flight calls and
+  streams finish for up to ``[gateway] drain_timeout`` seconds, then exit.
+
+The simulated demo fleet: when the config's deployments are all simulated providers (model
+``openai/sim-*`` on a loopback ``api_base``, like the shipped providers.toml), ``--fleet auto``
+(the default) starts them on the config's ports before serving, so ``router serve`` works out
+of the box; ``--fleet off`` never does (point the config at providers you run yourself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from router._config import Config
+    from router._serve._app import Gateway, ServeOptions
+
+__all__ = ["bind", "build_gateway", "is_simulated", "main", "options_for"]
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def is_simulated(config: Config) -> bool:
+    """True when every deployment is a simulated provider on loopback (the demo fleet)."""
+    for d in config.deployments:
+        url = urlparse(d.api_base or "")
+        if not d.model.startswith("openai/sim-") or url.hostname not in _LOOPBACK or not url.port:
+            return False
+    return bool(config.deployments)
+
+
+def options_for(config: Config, config_path: str | None) -> ServeOptions:
+    """The edge's options from the config's ``[gateway]`` table (when it has one)."""
+    from router._serve._app import ServeOptions
+    from router._serve._keys import KeySpec
+
+    options = ServeOptions(config_path=config_path)
+    settings = getattr(config, "gateway", None)
+    if settings is not None:
+        options.max_body_bytes = settings.max_body_bytes
+        options.max_concurrency = settings.max_concurrency
+        options.body_timeout = settings.body_timeout
+        options.drain_timeout = settings.drain_timeout
+        options.watch = settings.watch
+        options.admin_key = settings.resolve_admin_key()
+        options.keys = [
+            KeySpec(k.name, value, k.rpm, k.daily_budget_usd)
+            for k in settings.keys
+            if (value := k.resolve()) is not None
+        ]
+    if config.state.backend == "redis":
+        options.redis_url = config.state.resolve_url()
+        options.redis_prefix = config.state.key_prefix
+    return options
+
+
+def build_gateway(config_path: str | None, **router_kwargs: Any) -> Gateway:
+    """A `Gateway` over a new `Router` for the config at `config_path`."""
+    from router._config import load_config
+    from router._observe import Fanout
+    from router._router import Router
+    from router._serve._app import Gateway
+    from router._serve._metrics import GatewayObserver
+
+    config = load_config(config_path)
+    mine = GatewayObserver()
+    observers: list[Any] = [mine]
+    extra = router_kwargs.pop("observer", None)
+    if extra is not None:
+        observers.append(extra)
+    elif router_kwargs.pop("telemetry", True):
+        from telemetry import observer_for
+
+        found = observer_for(config.telemetry)
+        if found is not None:
+            observers.append(found)
+    observer = observers[0] if len(observers) == 1 else Fanout(observers)
+    router = Router(config, observer=observer, **router_kwargs)
+    return Gateway(router, options_for(config, config_path or config.source), observer=mine)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (port 0: an ephemeral one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _uvicorn_config(gateway: Gateway, log_level: str) -> Any:
+    import uvicorn
+
+    loop = "asyncio"
+    http = "h11"
+    with contextlib.suppress(ImportError):
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    with contextlib.suppress(ImportError):
+        import httptools  # noqa: F401
+
+        http = "httptools"
+    return uvicorn.Config(
+        gateway.app,
+        loop=loop,
+        http=http,
+        lifespan="off",
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=max(1, round(gateway.options.drain_timeout)),
+        timeout_keep_alive=5,
+        server_header=False,
+    )
+
+
+def _make_server(gateway: Gateway, log_level: str) -> Any:
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            gateway.draining = True  # /readyz says 503 at once; new calls get 503 + Retry-After
+            super().handle_exit(sig, frame)
+
+    return _Server(_uvicorn_config(gateway, log_level))
+
+
+async def _serve_one(gateway: Gateway, sock: socket.socket, log_level: str) -> None:
+    """Serve on `sock` until SIGTERM/SIGINT; SIGHUP reloads."""
+    import litellm  # noqa: F401  (the 3-4 s import happens before the first request, not in it)
+
+    server = _make_server(gateway, log_level)
+    loop = asyncio.get_running_loop()
+    background: list[asyncio.Task[Any]] = []
+
+    def on_hup() -> None:
+        background.append(loop.create_task(gateway.reload("SIGHUP")))
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    if gateway.options.watch:
+        background.append(loop.create_task(gateway.watch()))
+    host, port = sock.getsockname()[:2]
+    config = gateway.router.config
+    print(
+        f"router serve: listening on http://{_url_host(host)}:{port} "
+        f"(config {config.source}: {len(config.deployments)} deployment(s), "
+        f"groups {', '.join(config.group_names()) or '-'}; pid {os.getpid()})",
+        flush=True,
+    )
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        for task in background:
+            task.cancel()
+        await gateway.keys.aclose()
+        from router._backend import drain_litellm
+
+        await drain_litellm(1.0)
+        print(f"router serve: stopped (pid {os.getpid()})", flush=True)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _run_worker(sock: socket.socket, config_path: str | None, log_level: str) -> None:
+    gateway = build_gateway(config_path)
+    _run_loop(_serve_one(gateway, sock, log_level))
+
+
+def _run_loop(main: Any) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(main)
+    except ImportError:
+        asyncio.run(main)
+
+
+def _start_fleet(config: Config) -> Any:
+    from router._fleet import Fleet
+
+    specs = {d.name: int(urlparse(d.api_base or "").port or 0) for d in config.deployments}
+    fleet = Fleet(specs, seed=7, control_port=0)
+    fleet.start_in_thread()
+    return fleet
+
+
+def main(
+    config_path: str | None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 1,
+    fleet: str = "auto",
+    log_level: str = "warning",
+) -> int:
+    """Run ``router serve`` until SIGTERM/SIGINT; returns the exit code."""
+    from router._config import ConfigError, load_config
+
+    path = _resolve(config_path)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    running = None
+    if fleet == "on" or (fleet == "auto" and is_simulated(config)):
+        try:
+            running = _start_fleet(config)
+        except OSError as exc:
+            print(f"router serve: cannot start the simulated fleet: {exc}", file=sys.stderr)
+            return 1
+        urls = ", ".join(f"{p.name} {p.base_url}" for p in running)
+        print(f"router serve: started the simulated demo fleet: {urls}", flush=True)
+        print(
+            f"router serve: take a provider down with: curl -X POST "
+            f'{running.control_url}/NAME/knobs -d \'{{"outage": "refused"}}\' '
+            f"(and back: -d '{{\"outage\": null}}')",
+            flush=True,
+        )
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        print(f"router serve: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if workers <= 1:
+            gateway = build_gateway(str(path))
+            _run_loop(_serve_one(gateway, sock, log_level))
+            return 0
+        return _supervise(sock, str(path), workers, log_level)
+    finally:
+        sock.close()
+        if running is not None:
+            running.stop_thread()
+
+
+def _resolve(path: str | None) -> Path:
+    from router._demo import resolve_config_path
+
+    return resolve_config_path(path)
+
+
+def _supervise(sock: socket.socket, path: str, workers: int, log_level: str) -> int:
+    """Run `workers` processes on `sock`, forwarding SIGHUP and SIGTERM/SIGINT to them."""
+    context = multiprocessing.get_context("spawn")
+    procs: list[Any] = []
+    stopping = False
+
+    def start() -> Any:
+        proc = context.Process(target=_run_worker, args=(sock, path, log_level), daemon=False)
+        proc.start()
+        return proc
+
+    def forward(sig: int, frame: Any) -> None:
+        nonlocal stopping
+        if sig != signal.SIGHUP:
+            stopping = True
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, sig)
+
+    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    procs.extend(start() for _ in range(workers))
+    restarts: list[float] = []
+    while True:
+        time.sleep(0.2)
+        alive = [p for p in procs if p.is_alive()]
+        if stopping:
+            if not alive:
+                return 0
+            continue
+        for i, proc in enumerate(procs):
+            if not proc.is_alive():
+                now = time.monotonic()
+                restarts[:] = [t for t in restarts if now - t < 60] + [now]
+                if len(restarts) > 3 * workers:
+                    print("router serve: workers keep dying; stopping", file=sys.stderr)
+                    forward(signal.SIGTERM, None)
+                    stopping = True
+                    break
+                print(f"router serve: worker {proc.pid} exited ({proc.exitcode}); restarting")
+                procs[i] = start()
+
+
+def run_cli(args: Sequence[str] | None = None) -> int:  # pragma: no cover - thin wrapper
+    """``python -m router._serve``: the same as ``router serve``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="router serve")
+    add_arguments(parser)
+    ns = parser.parse_args(args)
+    return run(ns)
+
+
+def add_arguments(parser: Any) -> None:
+    """``router serve``'s options."""
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="config file (default: $ROUTER_CONFIG, else ./providers.toml, else the embedded "
+        "demo config)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (8080; 0 = any free port)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (1)")
+    parser.add_argument(
+        "--fleet",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="start the simulated demo fleet: auto = when every deployment is a simulated "
+        "provider on loopback (openai/sim-* models, like the shipped providers.toml)",
+    )
+    parser.add_argument(
+        "--log-level", default="warning", choices=("debug", "info", "warning", "error")
+    )
+
+
+def run(args: Any) -> int:
+    """Run ``router serve`` from parsed arguments."""
+    return main(
+        args.config,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        fleet=args.fleet,
+        log_level=args.log_level,
+    )

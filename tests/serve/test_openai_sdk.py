@@ -1,0 +1,231 @@
+"""The official openai Python SDK against `router serve`: sync, async, streaming, and its
+exception class for every error status the gateway answers."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from router._fleet import Fleet
+
+from .conftest import GatewayProcess
+
+HI: Any = [{"role": "user", "content": "hi"}]
+
+
+def client(gateway: GatewayProcess) -> Any:
+    return openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)
+
+
+def test_sync_completion_with_decision_headers(gateway: GatewayProcess, fresh: object) -> None:
+    raw = client(gateway).chat.completions.with_raw_response.create(
+        model="chat", messages=HI, temperature=0.2, max_tokens=16, user="u1",
+        metadata={"team": "t"}, seed=3,
+    )  # fmt: skip
+    reply = raw.parse()
+    assert reply.choices[0].message.content == "Hello from a."
+    assert reply.usage is not None and reply.usage.total_tokens > 0
+    assert raw.headers["x-router-deployment"] == "a"
+    assert raw.headers["x-router-attempts"] == "1"
+    assert "served by a" in raw.headers["x-router-reason"]
+    assert float(raw.headers["x-router-cost"]) > 0
+
+
+def test_parameters_reach_the_provider(
+    gateway: GatewayProcess, fresh: object, fleet: Fleet
+) -> None:
+    client(gateway).chat.completions.create(
+        model="chat", messages=HI, temperature=0.5, top_p=0.9, max_tokens=7, stop=["x"],
+        presence_penalty=0.1, frequency_penalty=0.2, seed=11, logit_bias={"50256": -100},
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        tool_choice="auto", response_format={"type": "json_object"}, n=1,
+    )  # fmt: skip
+    sent = fleet["a"].last_request
+    assert sent is not None
+    for key, value in {
+        "temperature": 0.5, "top_p": 0.9, "max_tokens": 7, "stop": ["x"], "seed": 11,
+        "presence_penalty": 0.1, "frequency_penalty": 0.2, "tool_choice": "auto",
+        "response_format": {"type": "json_object"},
+    }.items():  # fmt: skip
+        assert sent[key] == value, key
+    assert sent["tools"][0]["function"]["name"] == "f"
+    assert sent["logit_bias"] == {"50256": -100}
+
+
+async def test_async_completion(gateway: GatewayProcess, fresh: object) -> None:
+    c: Any
+    async with openai.AsyncOpenAI(base_url=gateway.base_url, api_key="x", max_retries=0) as c:
+        reply = await c.chat.completions.create(model="b", messages=HI)
+        assert reply.choices[0].message.content == "Hello from b."
+        stream = await c.chat.completions.create(model="chat", messages=HI, stream=True)
+        text = "".join([ch.choices[0].delta.content or "" async for ch in stream if ch.choices])
+        assert text == "Hello from a."
+
+
+def test_streaming_with_usage(gateway: GatewayProcess, fresh: object) -> None:
+    stream = client(gateway).chat.completions.create(
+        model="chat", messages=HI, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Hello from a."
+    assert any(c.choices and c.choices[0].finish_reason == "stop" for c in chunks)
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_stream_cut_after_first_chunk_raises(
+    gateway: GatewayProcess, fresh: object, fleet: Fleet
+) -> None:
+    fleet["cut"].set(cut_stream_after=2, stream_chunks=6)
+    stream = client(gateway).chat.completions.create(model="cut", messages=HI, stream=True)
+    got: list[str] = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in stream:
+            if chunk.choices:
+                got.append(chunk.choices[0].delta.content or "")
+    assert got, "the first chunks arrived before the cut"
+    assert "interrupted" in str(caught.value)
+    assert isinstance(caught.value.body, dict) and caught.value.body["code"] == "stream_interrupted"
+
+
+def test_raw_sse_after_a_cut_has_an_error_event_and_no_done(
+    gateway: GatewayProcess, fresh: object, fleet: Fleet
+) -> None:
+    fleet["cut"].set(cut_stream_after=1, stream_chunks=4)
+    body = {"model": "cut", "messages": HI, "stream": True}
+    with httpx.stream("POST", f"{gateway.base_url}/chat/completions", json=body, timeout=10) as r:
+        assert r.status_code == 200
+        text = "".join(r.iter_text())
+    assert "event: error" in text
+    assert "[DONE]" not in text
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error", "code"),
+    [
+        ({"model": "nope", "messages": HI}, 404, openai.NotFoundError, "model_not_found"),
+        ({"model": "chat", "messages": "hi"}, 400, openai.BadRequestError, "invalid_type"),
+        ({"model": "chat", "messages": HI, "temperature": "hot"}, 400, openai.BadRequestError,
+         "invalid_type"),
+        ({"model": "chat", "messages": HI, "max_tokens": 1.5}, 400, openai.BadRequestError,
+         "invalid_type"),
+        ({"model": 3, "messages": HI}, 400, openai.BadRequestError, "invalid_type"),
+        ({"model": "hang", "messages": HI}, 504, openai.InternalServerError, "deadline_exceeded"),
+    ],
+)  # fmt: skip
+def test_error_statuses_map_to_sdk_exceptions(
+    gateway: GatewayProcess, fresh: object, fleet: Fleet, body: dict[str, object], status: int,
+    error: type[openai.APIStatusError], code: str,
+) -> None:  # fmt: skip
+    fleet["slow"].set(hang=True)
+    c = client(gateway)
+    with pytest.raises(error) as caught:
+        c.post("/chat/completions", body=body, cast_to=httpx.Response)
+    assert caught.value.status_code == status
+    assert isinstance(caught.value.body, dict) and caught.value.body["code"] == code
+
+
+def test_malformed_json_is_a_400(gateway: GatewayProcess) -> None:
+    r = httpx.post(
+        f"{gateway.base_url}/chat/completions", content=b'{"model": "chat", ',
+        headers={"content-type": "application/json"},
+    )  # fmt: skip
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "invalid_json"
+
+
+def test_oversize_body_is_a_413(gateway: GatewayProcess) -> None:
+    big = {"model": "chat", "messages": [{"role": "user", "content": "x" * (5 * 1024 * 1024)}]}
+    with pytest.raises(openai.APIStatusError) as caught:
+        client(gateway).chat.completions.create(**big)
+    assert caught.value.status_code == 413
+
+
+def test_all_rate_limited_is_a_429_with_retry_after(
+    gateway: GatewayProcess, fresh: object, fleet: Fleet
+) -> None:
+    fleet["limited"].set(rate_limit_rate=1.0, retry_after_s=3.0)
+    c = client(gateway)
+    for _ in range(2):
+        with pytest.raises(openai.RateLimitError) as caught:
+            c.chat.completions.create(model="limited", messages=HI)
+        assert int(caught.value.response.headers["retry-after"]) >= 1
+
+
+def test_none_available_is_a_503_with_reasons(
+    gateway: GatewayProcess, fresh: object, fleet: Fleet
+) -> None:
+    fleet["dash"].set(outage="503")
+    with pytest.raises(openai.InternalServerError) as caught:
+        client(gateway).chat.completions.create(model="dash", messages=HI)
+    assert caught.value.status_code == 503
+    body = caught.value.body
+    assert isinstance(body, dict) and body["code"] == "no_deployment_available"
+    assert "dash" in body["reasons"]
+
+
+def test_models_lists_groups_and_deployments(gateway: GatewayProcess) -> None:
+    ids = [m.id for m in client(gateway).models.list()]
+    assert ids[0] == "chat" and {"a", "b", "c", "cut"} <= set(ids)
+
+
+def test_curl(gateway: GatewayProcess, fresh: object) -> None:
+    body = json.dumps({"model": "chat", "messages": HI})
+    out = subprocess.run(
+        ["curl", "-sS", "-i", "-H", "Content-Type: application/json", "-d", body,
+         f"{gateway.base_url}/chat/completions"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    head, _, payload = out.replace("\r\n", "\n").partition("\n\n")
+    assert head.startswith("HTTP/1.1 200")
+    assert "x-router-deployment: a" in head
+    assert json.loads(payload)["choices"][0]["message"]["content"] == "Hello from a."
+    streamed = subprocess.run(
+        ["curl", "-sS", "-N", "-d", json.dumps({"model": "chat", "messages": HI, "stream": True}),
+         f"{gateway.base_url}/chat/completions"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    assert streamed.rstrip().endswith("data: [DONE]")
+
+
+def test_client_disconnect_cancels_the_upstream_call(
+    gateway: GatewayProcess, fresh: object, fleet: Fleet
+) -> None:
+    fleet["slow"].set(hang=True)
+    host, port = gateway.url.removeprefix("http://").split(":")
+    payload = json.dumps({"model": "hang", "messages": HI}).encode()
+    for _ in range(3):
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                + f"\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+                + payload
+            )
+            time.sleep(0.2)  # the attempt is out, hanging at the provider
+    # Closed: the gateway cancels each call at once (well before its 1 s deadline).
+    time.sleep(0.3)
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert "router_gateway_in_flight 0" in metrics
+    assert 'router_deployment_in_flight{deployment="slow"} 0' in metrics
+    assert 'router_gateway_requests_total{route="chat",status="499"}' in metrics
+
+
+def test_client_disconnect_mid_stream_frees_the_slot(
+    gateway: GatewayProcess, fresh: object, fleet: Fleet
+) -> None:
+    fleet["cut"].set(chunk_delay_ms=300.0, stream_chunks=20)
+    body = {"model": "cut", "messages": HI, "stream": True}
+    with httpx.stream("POST", f"{gateway.base_url}/chat/completions", json=body, timeout=10) as r:
+        first = next(r.iter_lines())
+        assert first.startswith("data: ")
+    time.sleep(0.5)
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert "router_gateway_in_flight 0" in metrics
+    assert 'router_deployment_in_flight{deployment="cut"} 0' in metrics
