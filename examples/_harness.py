@@ -25,7 +25,7 @@ from router import Config, Escalation
 
 if TYPE_CHECKING:
     from router import JobRecord
-    from router._fleet import Fleet
+    from router._sim import Fleet
 
 __all__ = ["JobResult", "Report", "load_config", "parse_args", "records_path"]
 

@@ -11,7 +11,7 @@ few tiny requests through a fresh `Router` and prints its health and breaker sna
 [--prefix P]`` it sends nothing and prints the shared view of every router process using that
 Redis (router._redis_state.fleet_view).
 
-``router demo`` runs the local simulated fleet through the router (see router._demo).
+``router demo`` runs the local simulated fleet through the router (see router._sim._demo).
 
 ``router report FILE [--json] [--by route|step|group|deployment ...]`` summarises a JSONL record
 file (``[router] record_file``): success, failure, escalation and review rates, cost and latency,
@@ -534,7 +534,7 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """``router demo``: the simulated fleet, an outage, the breakers' story live, a summary."""
-    from router._demo import main as demo_main
+    from router._sim._demo import main as demo_main
 
     try:
         return demo_main(args.config, requests=max(10, args.requests), otlp=args.otlp)

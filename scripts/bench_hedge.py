@@ -11,7 +11,7 @@ in this file (``--serve``) and run in one separate process. Both draw their late
 same distribution, independently: lognormal with median ``--median-ms`` (20 ms) and shape
 ``--sigma`` (0.25), and with probability ``--straggler-rate`` (5 %) the draw is multiplied by
 ``--straggler-factor`` (10): one call in twenty is ten times slower, the shape The Tail at Scale
-(Dean & Barroso, 2013) describes. The simulated fleet (``router/_fleet.py``) only has uniform
+(Dean & Barroso, 2013) describes. The simulated fleet (``router/_sim/``) only has uniform
 jitter, hence this server. Each round reseeds both servers' draws, so the modes of one round
 meet the same sequence of straggler draws.
 

@@ -23,11 +23,11 @@ import sys
 from pathlib import Path
 
 try:
-    from router._fleet import DEFAULT_FLEET, Behavior, Fleet, parse_provider_spec
+    from router._sim import DEFAULT_FLEET, Behavior, Fleet, parse_provider_spec
 except ImportError:
     # Run from a checkout without `pip install -e .`: the package sits next to scripts/.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from router._fleet import DEFAULT_FLEET, Behavior, Fleet, parse_provider_spec
+    from router._sim import DEFAULT_FLEET, Behavior, Fleet, parse_provider_spec
 
 
 def build_fleet(providers: list[str], *, seed: int, control_port: int | None) -> Fleet:

@@ -12,8 +12,8 @@ import pytest
 
 from router._breaker import State, Transition
 from router._decision import AttemptRecord, Decision
-from router._demo import _missing, _Tally, run_demo
-from router._fleet import Behavior, Fleet
+from router._sim import Behavior, Fleet
+from router._sim._demo import _missing, _Tally, run_demo
 from router.cli import main
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from router._fleet import (
+from router._sim import (
     DEFAULT_FLEET,
     KNOBS,
     Behavior,

@@ -49,7 +49,7 @@ The part of ``providers.toml`` that does it::
     escalate_on = ["schema", "validator:totals"]
     on_exhausted = "review"
 
-The simulated cheap model is scripted (``router._fleet.Script``) to wrap one answer in prose
+The simulated cheap model is scripted (``router._sim.Script``) to wrap one answer in prose
 and a code fence, drop the date and currency from another and misread a subtotal in a third;
 the strong model extracts what is printed.
 """
@@ -70,7 +70,7 @@ if __package__ in (None, ""):  # run as a script: make `examples` importable fro
 
 from examples._harness import JobResult, Report, load_config, parse_args, records_path
 from router import Decision, Router, get_decision
-from router._fleet import Behavior, Fleet, Script
+from router._sim import Behavior, Fleet, Script
 
 HERE = Path(__file__).resolve().parent
 

@@ -82,7 +82,7 @@ if __package__ in (None, ""):  # run as a script: make `examples` importable fro
 
 from examples._harness import JobResult, Report, load_config, parse_args, records_path
 from router import Decision, Pool, Routed, Router, get_decision
-from router._fleet import Behavior, Fleet, Script
+from router._sim import Behavior, Fleet, Script
 
 if TYPE_CHECKING:
     from router._breaker import Transition

@@ -52,7 +52,7 @@ The part of ``providers.toml`` that does it::
     escalate_on = ["validator:approval"]
     on_exhausted = "review"
 
-The simulated providers are scripted (``router._fleet.Script``) so every path happens: the small
+The simulated providers are scripted (``router._sim.Script``) so every path happens: the small
 model is unsure about an email change (low logprobs), refuses to delete an account, and runs
 out of tokens on a customs question; the strong model drafts a $240 refund and a warranty
 exception, which wait for a human.
@@ -74,7 +74,7 @@ if __package__ in (None, ""):  # run as a script: make `examples` importable fro
 
 from examples._harness import JobResult, Report, load_config, parse_args, records_path
 from router import Decision, Router, get_decision
-from router._fleet import Behavior, Fleet, Script
+from router._sim import Behavior, Fleet, Script
 
 HERE = Path(__file__).resolve().parent
 AUTO_APPROVE_LIMIT = 50.00

@@ -204,7 +204,7 @@ def _run_loop(main: Any) -> None:
 
 
 def _start_fleet(config: Config) -> Any:
-    from router._fleet import Fleet
+    from router._sim import Fleet
 
     specs = {d.name: int(urlparse(d.api_base or "").port or 0) for d in config.deployments}
     fleet = Fleet(specs, seed=7, control_port=0)
@@ -264,7 +264,7 @@ def main(
 
 
 def _resolve(path: str | None) -> Path:
-    from router._demo import resolve_config_path
+    from router._sim._demo import resolve_config_path
 
     return resolve_config_path(path)
 

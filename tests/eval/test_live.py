@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from router._eval import main
-from router._fleet import Behavior, Fleet, Script
+from router._sim import Behavior, Fleet, Script
 
 QUESTIONS = [
     ("What is 2+2?", "4", "4", "4"),
@@ -177,7 +177,7 @@ def test_the_shipped_example_runs_live_against_the_demo_fleet(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """docs/eval/example as a new user runs it, with the demo config on ephemeral ports."""
-    from router._fleet import default_fleet
+    from router._sim import default_fleet
 
     root = Path(__file__).resolve().parents[2]
     example = root / "docs/eval/example/questions.jsonl"

@@ -23,9 +23,9 @@ from router._eval._harness import Runner, live_judge, replay_judge
 from router._eval._policies import PolicySpec
 from router._eval._replay import ITEM_KEY, PLACEHOLDER, ReplayBackend, UnknownItem
 from router._eval._scorers import exact
-from router._fleet import Behavior, Fleet, Script
 from router._records import Recorder
 from router._report import load, summarise
+from router._sim import Behavior, Fleet, Script
 from telemetry import Telemetry
 
 from .conftest import BINDINGS, tiny_config

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from router import Router
-from router._fleet import Behavior, Fleet
+from router._sim import Behavior, Fleet
 
 NAMES = ("a", "b", "c")
 

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from router import Router, get_decision
-from router._fleet import Fleet
+from router._sim import Fleet
 
 from .conftest import fleet_config
 

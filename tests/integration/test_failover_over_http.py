@@ -9,7 +9,7 @@ import litellm
 import pytest
 
 from router import DeadlineExceeded, Router, StreamInterrupted, get_decision
-from router._fleet import Fleet
+from router._sim import Fleet
 
 from .conftest import fleet_config
 

@@ -13,7 +13,7 @@ import litellm
 import pytest
 
 from router import Router, StreamInterrupted, get_decision
-from router._fleet import Fleet
+from router._sim import Fleet
 
 from .conftest import fleet_config
 

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from router._fleet import Behavior, Fleet
+from router._sim import Behavior, Fleet
 
 from .server import RedisServer, start_server
 

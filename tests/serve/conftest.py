@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from router._fleet import Behavior, Fleet
+from router._sim import Behavior, Fleet
 
 ROOT = Path(__file__).resolve().parents[2]
 # Providers: a < b < c by price in "chat"; the others each have a group of their own so a test

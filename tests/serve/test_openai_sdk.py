@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from router._fleet import Fleet
+from router._sim import Fleet
 
 from .conftest import GatewayProcess
 

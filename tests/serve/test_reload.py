@@ -15,7 +15,7 @@ import pytest
 
 from router import ConfigError, Router
 from router._diff import diff_configs
-from router._fleet import Fleet
+from router._sim import Fleet
 
 from .conftest import GatewayProcess, gateway_config, to_toml
 

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from router import Router
-from router._fleet import Behavior, Fleet
+from router._sim import Behavior, Fleet
 from router.testing import FakeBackend, FakeClock
 from telemetry import Telemetry
 

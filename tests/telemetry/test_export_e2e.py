@@ -31,7 +31,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from router import NoDeploymentAvailable, Router, get_decision
-from router._fleet import Fleet
+from router._sim import Fleet
 from telemetry import _setup as setup
 
 from .conftest import MSG
@@ -332,7 +332,7 @@ async def test_demo_exports_one_span_tree_per_call_with_reasons(
     """`router demo --otlp URL`: the receiver holds a span tree per call, every span says why."""
     from pathlib import Path
 
-    from router._demo import run_demo
+    from router._sim._demo import run_demo
 
     repo = Path(__file__).resolve().parents[2]
     with HttpCollector() as collector:

@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 
 from router import NoDeploymentAvailable, Router, StreamInterrupted, get_decision
-from router._fleet import Fleet
+from router._sim import Fleet
 from router.testing import fail, ok
 from telemetry import Telemetry
 

@@ -40,11 +40,11 @@ if TYPE_CHECKING:
     from router._breaker import Transition
     from router._config import Config
     from router._decision import Decision
-    from router._fleet import Behavior, Fleet
     from router._router import Router
+    from router._sim import Behavior, Fleet
     from router._state import DeploymentHealth
 
-EMBEDDED_CONFIG = Path(__file__).with_name("demo_providers.toml")
+EMBEDDED_CONFIG = Path(__file__).parent.parent / "demo_providers.toml"
 
 # Character of each simulated provider, by its rank in price (cheapest first): the cheap one is
 # fast, the others slower, and the middle one flaky enough to show a failover now and then.
@@ -156,7 +156,7 @@ def resolve_config_path(path: str | None) -> Path:
 
 def _fleet_for(config: Config, *, ephemeral: bool = False) -> tuple[Fleet, list[str]]:
     """One simulated provider per deployment, and the deployment names cheapest first."""
-    from router._fleet import Behavior, Fleet
+    from router._sim import Behavior, Fleet
 
     specs: dict[str, tuple[int, Behavior]] = {}
     ranked = sorted(
