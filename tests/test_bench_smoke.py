@@ -40,6 +40,8 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
         "5",
         "--per-worker",
         "1",
+        "--concurrency",
+        "1,4",
         "--inproc-calls",
         "200",
         "--json",
@@ -65,17 +67,22 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
         assert all(_finite(added["median_added_pct"][k]) for k in SPREAD), mode
         assert _finite(added["p99_added_ms"]), mode
 
-    concurrent = figures["concurrent"]
-    for mode in MODES:
-        assert _positive(concurrent["modes"][mode]["median_calls_per_s"]), mode
-    for mode in MODES[1:]:
-        assert all(_positive(concurrent["ratio_to_raw"][mode][k]) for k in SPREAD), mode
+    assert set(figures["concurrent"]) == {"1", "4"}
+    for level in figures["concurrent"].values():
+        for mode in MODES:
+            figures_of = level["modes"][mode]
+            assert _positive(figures_of["median_calls_per_s"]), mode
+            assert _positive(figures_of["p50_ms"]) and _positive(figures_of["p99_ms"]), mode
+        for mode in MODES[1:]:
+            assert all(_positive(level["ratio_to_raw"][mode][k]) for k in SPREAD), mode
+            assert _finite(level["p99_added_ms"][mode]), mode
 
     in_process = figures["in_process"]
     assert _positive(in_process["direct_us"]) and _positive(in_process["router_us"])
     assert all(_finite(in_process["added_us"][k]) for k in SPREAD)
 
-    assert len(figures["goals"]) == 3
+    # Sequential median and p99; no throughput goal at levels 1 and 4 (goals are at 32+).
+    assert len(figures["goals"]) == 2
     for goal in figures["goals"]:
         assert isinstance(goal["pass"], bool)
         assert _finite(goal["router"]) and _finite(goal["litellm_router"])
