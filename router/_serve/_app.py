@@ -160,6 +160,8 @@ class Gateway:
         options: ServeOptions | None = None,
         *,
         observer: GatewayObserver | None = None,
+        tracer_provider: Any = None,
+        tracing: bool = False,
     ) -> None:
         self.router = router
         self.options = options or ServeOptions()
@@ -175,6 +177,8 @@ class Gateway:
         self.loaded_at = time.time()
         self.last_reload: dict[str, Any] | None = None
         self._reload_lock = asyncio.Lock()
+        self._tracing = tracing or tracer_provider is not None
+        self._tracer_provider = tracer_provider
         self._tracer: Any = None
         self.app = Starlette(
             routes=[
@@ -304,13 +308,15 @@ class Gateway:
 
     def _span(self, trace: _Trace, name: str) -> Any:
         """A SERVER span (when telemetry is on) whose parent is the caller's traceparent."""
-        if self.router.observer is None:
+        if not self._tracing:
             return None
         from opentelemetry import trace as otel_trace
         from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
         if self._tracer is None:
-            self._tracer = otel_trace.get_tracer("router.gateway")
+            self._tracer = otel_trace.get_tracer(
+                "router.gateway", tracer_provider=self._tracer_provider
+            )
         parent = None
         if trace.parent is not None:
             remote = SpanContext(
@@ -573,6 +579,14 @@ class Gateway:
 
     async def dashboard_json(self, request: Request) -> Response:
         from router._serve._dashboard import snapshot
+
+        if self.keys.required or self.keys.has_admin:
+            presented = Keys.presented(request.headers)
+            if not self.keys.is_admin(presented):
+                try:
+                    self.keys.authenticate(presented)
+                except GatewayError as error:
+                    return self._error(error, route="dashboard")
 
         return JSONResponse(snapshot(self))
 

@@ -25,11 +25,19 @@ def snapshot(gateway: Gateway) -> dict[str, Any]:
     observer = gateway.observer
     health = {h.deployment: h for h in router.health()}
     groups = []
-    for group in config.group_names() or [d.name for d in config.deployments]:
-        members = config.deployments_in(group)
+    sections = [(g, config.deployments_in(g)) for g in config.group_names()]
+    loose = [d for d in config.deployments if not d.groups]
+    if loose:  # deployments in no group: reachable by their own names
+        sections.append(("(no group)", loose))
+    for group, members in sections:
         served = {d.name: observer.served.get(d.name, 0) for d in members}
         total = sum(served.values())
-        calls = observer.group_calls.get(group, 0)
+        if group == "(no group)":
+            calls = sum(observer.group_calls.get(d.name, 0) for d in members)
+            escalated = sum(observer.group_escalated.get(d.name, 0) for d in members)
+        else:
+            calls = observer.group_calls.get(group, 0)
+            escalated = observer.group_escalated.get(group, 0)
         rows = []
         for d in members:
             h = health.get(d.name)
@@ -58,9 +66,7 @@ def snapshot(gateway: Gateway) -> dict[str, Any]:
             {
                 "name": group,
                 "calls": calls,
-                "escalation_rate": (observer.group_escalated.get(group, 0) / calls)
-                if calls
-                else 0.0,
+                "escalation_rate": (escalated / calls) if calls else 0.0,
                 "deployments": rows,
             }
         )

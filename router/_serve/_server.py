@@ -88,6 +88,7 @@ def build_gateway(config_path: str | None, **router_kwargs: Any) -> Gateway:
     config = load_config(config_path)
     mine = GatewayObserver()
     observers: list[Any] = [mine]
+    tracer_provider = router_kwargs.pop("tracer_provider", None)
     extra = router_kwargs.pop("observer", None)
     if extra is not None:
         observers.append(extra)
@@ -99,7 +100,13 @@ def build_gateway(config_path: str | None, **router_kwargs: Any) -> Gateway:
             observers.append(found)
     observer = observers[0] if len(observers) == 1 else Fanout(observers)
     router = Router(config, observer=observer, **router_kwargs)
-    return Gateway(router, options_for(config, config_path or config.source), observer=mine)
+    return Gateway(
+        router,
+        options_for(config, config_path or config.source),
+        observer=mine,
+        tracer_provider=tracer_provider,
+        tracing=len(observers) > 1,  # spans only when telemetry is on
+    )
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -173,6 +180,11 @@ async def _serve_one(gateway: Gateway, sock: socket.socket, log_level: str) -> N
         f"groups {', '.join(config.group_names()) or '-'}; pid {os.getpid()})",
         flush=True,
     )
+    # uvicorn re-raises the signal that stopped it once it has drained; with these handlers
+    # in place that lands here instead of killing the process before the cleanup below.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(ValueError):  # not the main thread
+            signal.signal(sig, _ignore)
     try:
         await server.serve(sockets=[sock])
     finally:
@@ -183,6 +195,10 @@ async def _serve_one(gateway: Gateway, sock: socket.socket, log_level: str) -> N
 
         await drain_litellm(1.0)
         print(f"router serve: stopped (pid {os.getpid()})", flush=True)
+
+
+def _ignore(sig: int, frame: Any) -> None:
+    return None
 
 
 def _url_host(host: str) -> str:
