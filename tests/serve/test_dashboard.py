@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from router._fleet import Fleet
+from router._sim import Fleet
 
 from .conftest import GatewayProcess
 

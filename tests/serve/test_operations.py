@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from router._fleet import Fleet
+from router._sim import Fleet
 
 from .conftest import GatewayProcess, gateway_config, to_toml
 
