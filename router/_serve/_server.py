@@ -163,6 +163,12 @@ async def _serve_one(gateway: Gateway, sock: socket.socket, log_level: str) -> N
 
     server = _make_server(gateway, log_level)
     loop = asyncio.get_running_loop()
+    # A shared store listens for its peers from the first use on this loop: start it now, so a
+    # replica that has served nothing yet already knows the fleet's open breakers. Redis being
+    # down is no reason not to serve (the store fails open and reconnects).
+    wait_connected = getattr(gateway.router.state, "wait_connected", None)
+    if wait_connected is not None and not await wait_connected(5.0):
+        print("router serve: shared state (Redis) not reachable yet; serving on local state")
     background: list[asyncio.Task[Any]] = []
 
     def on_hup() -> None:

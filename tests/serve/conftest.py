@@ -84,12 +84,12 @@ def gateway_config(fleet: Fleet, *, keys: bool = False, **router: Any) -> dict[s
                 "api_key": "sk-sim-test",
                 "input_cost_per_token": (rank + 1) * 1e-7,
                 "output_cost_per_token": (rank + 1) * 4e-7,
-                "timeout": 2.0,
+                "timeout": 4.0,
                 "groups": _GROUPS.get(name, []),
             }
         )
     settings = {
-        "deadline": 5.0,
+        "deadline": 10.0,
         "max_attempts": 3,
         "strategy": "cost",
         "breaker_open_base": 60.0,

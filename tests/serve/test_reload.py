@@ -42,7 +42,7 @@ def test_diff_lists_added_removed_changed_and_hides_secrets(fleet: Fleet) -> Non
     diff = diff_configs(Config.from_dict(old_data), Config.from_dict(new_data))
     assert diff.added == ("d2",)
     assert diff.removed == ("dash",)
-    assert diff.changed["a"] == ("timeout 2 -> 3",)
+    assert diff.changed["a"] == ("timeout 4 -> 3",)
     assert diff.changed["b"] == ("api_key changed",)
     assert diff.groups["chat"] == "members a, b, c -> a, b, d2"
     assert diff.groups["hang"] == "deadline: 1 -> 2"
@@ -66,11 +66,11 @@ async def test_router_reload_keeps_state_of_unchanged_deployments(fleet: Fleet) 
     with pytest.raises(ConfigError) as caught:
         router.reload(broken)
     assert "router.deadline" in str(caught.value)
-    assert router.config.router.deadline == 5.0  # nothing changed
+    assert router.config.router.deadline == 10.0  # nothing changed
     new = copy.deepcopy(data)
     new["deployments"][1]["timeout"] = 1.5  # b changes: its state starts afresh
     diff = router.reload(new)
-    assert diff.changed == {"b": ("timeout 2 -> 1.5",)}
+    assert diff.changed == {"b": ("timeout 4 -> 1.5",)}
     states = {h.deployment: h.state for h in router.health()}
     assert states["a"] == "open" and states["b"] == "closed"
     reply = await router.acompletion("chat", HI)
@@ -108,7 +108,7 @@ def test_gateway_reload_by_admin_sighup_and_refusal(reloadable: Any) -> None:
     url = process.url
     assert httpx.post(f"{process.base_url}/chat/completions", json={"model": "a", "messages": HI})
     # A broken file: refused with the reasons, the old config still serves.
-    path.write_text(to_toml(data).replace("deadline = 5.0", 'deadline = "soon"'))
+    path.write_text(to_toml(data).replace("deadline = 10.0", 'deadline = "soon"'))
     r = httpx.post(f"{url}/admin/reload")
     assert r.status_code == 422
     body = r.json()

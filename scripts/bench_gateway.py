@@ -1,0 +1,493 @@
+"""Benchmark `router serve` against the provider directly and LiteLLM's proxy, in one run.
+
+    python scripts/bench_gateway.py                 # all figures, 10-minute RSS run
+    python scripts/bench_gateway.py --minutes 1     # a shorter RSS run
+    python scripts/bench_gateway.py --quick --no-litellm   # smoke run, router serve only
+
+Every target runs in its own process against the same zero-latency simulated provider (one
+more process): ``direct`` (the client calls the provider), ``router serve`` (``python -m
+router._serve``, one group of one deployment, telemetry off, a gateway key) and LiteLLM's
+proxy (``litellm --config cfg.yaml``, ``general_settings.master_key``, no database), both with
+the same ``--workers``. LiteLLM's proxy is installed by this script into its own venv outside
+the repository (``~/.cache/router-bench/litellm-proxy``; ``--litellm-venv`` to change it):
+``litellm==1.110.2`` plus the proxy's dependencies.
+
+Figures, with the targets interleaved round by round (so machine load hits them alike):
+
+- added latency at concurrency 1: p50 and p99 of each round's requests minus direct's, for
+  plain and streamed calls (streams: time to the first chunk, and to the end);
+- throughput at concurrency 64: completed requests per second over each round's window;
+- RSS after a steady run (``--minutes``, 10 by default, at ``--rss-concurrency`` requests in
+  flight): the gateway's resident memory (all its processes) after warm-up and at the end.
+
+The client is aiohttp on this process's event loop. On a 2-core machine the client, the
+provider and the gateway share the cores, so absolute figures are the machine's; the ratios
+between targets measured in the same run are the result. Goals (issue 15): p50 added <= 1 ms;
+throughput >= 3x LiteLLM proxy's; RSS growth <= 5%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _benchlib import (
+    ROOT,
+    _die_with_parent,
+    free_port,
+    machine_facts,
+    quantile,
+    spread,
+    write_json,
+)
+
+FLEET_SCRIPT = ROOT / "scripts" / "fleet.py"
+LITELLM_PACKAGES = (
+    "litellm==1.110.2", "fastapi", "uvicorn", "uvloop", "gunicorn", "granian", "backoff",
+    "pyyaml", "rq", "orjson", "apscheduler", "fastapi-sso", "pyjwt", "python-multipart",
+    "cryptography", "websockets", "hiredis", "semver", "expression", "mcp", "soundfile",
+)  # fmt: skip
+KEY = "sk-bench-gateway-key-0123456789"
+MASTER = "sk-bench-litellm-master-0123456789"
+BODY = {"model": "chat", "messages": [{"role": "user", "content": "Say hello."}]}
+_START_S = 180.0
+
+
+@dataclass
+class Settings:
+    rounds: int = 5
+    requests: int = 200
+    """Requests per target per round at concurrency 1."""
+    window_s: float = 5.0
+    """Throughput window per target per round."""
+    concurrency: int = 64
+    workers: int = 1
+    minutes: float = 10.0
+    rss_concurrency: int = 8
+    litellm: bool = True
+    litellm_venv: Path = Path.home() / ".cache" / "router-bench" / "litellm-proxy"
+
+
+class Server:
+    """A server process: started, polled on `ready` until it answers 200, always stopped."""
+
+    def __init__(self, name: str, argv: list[str], port: int, ready: str, env: dict[str, str]):
+        self.name = name
+        self.argv = argv
+        self.port = port
+        self.ready = ready
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+            env={**os.environ, **self.env}, cwd=ROOT,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )  # fmt: skip
+        end = time.monotonic() + _START_S
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.output()}")
+            try:
+                with urllib.request.urlopen(self.url + self.ready, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not answer in {_START_S:g} s: {self.output()}")
+
+    def output(self) -> str:
+        if self.log is None:
+            return ""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-3000:]
+
+    def rss_mb(self) -> float:
+        """Resident memory of the process and its children, in MB."""
+        import psutil
+
+        if self.proc is None:
+            return float("nan")
+        root = psutil.Process(self.proc.pid)
+        total = 0
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_info().rss
+        return total / 1e6
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+
+def ensure_litellm_proxy(venv: Path) -> Path:
+    """The `litellm` command of a venv holding LiteLLM's proxy (created on first use)."""
+    exe = venv / "bin" / "litellm"
+    stamp = venv / ".bench-installed"
+    want = " ".join(LITELLM_PACKAGES)
+    if exe.exists() and stamp.exists() and stamp.read_text() == want:
+        return exe
+    print(f"bench_gateway: installing LiteLLM's proxy into {venv} (first run only)...")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+         *LITELLM_PACKAGES],
+        check=True,
+    )  # fmt: skip
+    stamp.write_text(want)
+    return exe
+
+
+def provider(port: int) -> Server:
+    return Server(
+        "provider", [sys.executable, str(FLEET_SCRIPT), "--provider", f"sim:{port}"], port,
+        "/_sim/stats", {},
+    )  # fmt: skip
+
+
+def router_server(tmp: Path, base: str, workers: int) -> Server:
+    port = free_port()
+    config = tmp / "providers.toml"
+    config.write_text(
+        "[router]\ndeadline = 30.0\n\n"
+        '[[deployments]]\nname = "sim"\nmodel = "openai/sim"\n'
+        f'api_base = "{base}"\napi_key = "sk-sim"\ntimeout = 30.0\ngroups = ["chat"]\n'
+        "input_cost_per_token = 0.0000001\noutput_cost_per_token = 0.0000004\n\n"
+        '[gateway]\nkeys = [{ name = "bench", key = "os.environ/BENCH_GATEWAY_KEY" }]\n'
+        "max_concurrency = 4096\n"
+    )
+    return Server(
+        "router serve",
+        [sys.executable, "-m", "router._serve", "--config", str(config), "--port", str(port),
+         "--fleet", "off", "--workers", str(workers)],
+        port, "/readyz",
+        {"BENCH_GATEWAY_KEY": KEY, "OTEL_SDK_DISABLED": "true", "ROUTER_RECORD_FILE": ""},
+    )  # fmt: skip
+
+
+def litellm_server(tmp: Path, exe: Path, base: str, workers: int) -> Server:
+    port = free_port()
+    config = tmp / "litellm.yaml"
+    config.write_text(
+        "model_list:\n  - model_name: chat\n    litellm_params:\n      model: openai/sim\n"
+        f"      api_base: {base}\n      api_key: sk-sim\n"
+        "      input_cost_per_token: 0.0000001\n      output_cost_per_token: 0.0000004\n"
+        f"general_settings:\n  master_key: {MASTER}\n"
+        "litellm_settings:\n  telemetry: false\n"
+    )
+    return Server(
+        "LiteLLM proxy",
+        [str(exe), "--config", str(config), "--port", str(port), "--host", "127.0.0.1",
+         "--num_workers", str(workers)],
+        port, "/health/liveliness",
+        {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
+         "DISABLE_SCHEMA_UPDATE": "true"},
+    )  # fmt: skip
+
+
+# --- the client -----------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    headers: dict[str, str]
+    server: Server | None = None
+
+
+async def _plain(session: Any, target: Target, body: bytes) -> float:
+    start = time.perf_counter()
+    async with session.post(target.url, data=body, headers=target.headers) as r:
+        await r.read()
+        if r.status != 200:
+            raise RuntimeError(f"{target.name}: HTTP {r.status}")
+    return time.perf_counter() - start
+
+
+async def _streamed(session: Any, target: Target, body: bytes) -> tuple[float, float]:
+    start = time.perf_counter()
+    first = None
+    async with session.post(target.url, data=body, headers=target.headers) as r:
+        if r.status != 200:
+            raise RuntimeError(f"{target.name}: HTTP {r.status}")
+        async for line in r.content:
+            if first is None and line.startswith(b"data: "):
+                first = time.perf_counter() - start
+    end = time.perf_counter() - start
+    return (first if first is not None else end), end
+
+
+async def latency_round(session: Any, target: Target, n: int) -> dict[str, list[float]]:
+    plain_body = json.dumps(BODY).encode()
+    stream_body = json.dumps({**BODY, "stream": True}).encode()
+    plain = [await _plain(session, target, plain_body) for _ in range(n)]
+    ttfc: list[float] = []
+    total: list[float] = []
+    for _ in range(max(10, n // 2)):
+        first, end = await _streamed(session, target, stream_body)
+        ttfc.append(first)
+        total.append(end)
+    return {"plain": plain, "ttfc": ttfc, "stream": total}
+
+
+async def throughput_round(session: Any, target: Target, concurrency: int, window: float) -> float:
+    body = json.dumps(BODY).encode()
+    done = 0
+    errors = 0
+    stop_at = time.perf_counter() + window
+
+    async def worker() -> None:
+        nonlocal done, errors
+        while time.perf_counter() < stop_at:
+            try:
+                await _plain(session, target, body)
+                done += 1
+            except Exception:
+                errors += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    if errors:
+        print(f"  {target.name}: {errors} failed requests in the throughput window")
+    return done / elapsed
+
+
+async def steady(session: Any, target: Target, minutes: float, concurrency: int) -> dict[str, Any]:
+    assert target.server is not None
+    body = json.dumps(BODY).encode()
+    stream_body = json.dumps({**BODY, "stream": True}).encode()
+    warm_end = time.perf_counter() + min(30.0, minutes * 60 * 0.1)
+    count = 0
+
+    async def worker(until: float) -> None:
+        nonlocal count
+        i = 0
+        while time.perf_counter() < until:
+            i += 1
+            if i % 4 == 0:
+                await _streamed(session, target, stream_body)
+            else:
+                await _plain(session, target, body)
+            count += 1
+
+    await asyncio.gather(*(worker(warm_end) for _ in range(concurrency)))
+    before = target.server.rss_mb()
+    end = time.perf_counter() + minutes * 60
+    samples = [before]
+
+    async def sampler() -> None:
+        while time.perf_counter() < end:
+            await asyncio.sleep(5)
+            samples.append(target.server.rss_mb() if target.server else float("nan"))
+
+    count = 0
+    await asyncio.gather(sampler(), *(worker(end) for _ in range(concurrency)))
+    after = target.server.rss_mb()
+    return {
+        "rss_mb_after_warmup": before,
+        "rss_mb_end": after,
+        "growth_pct": 100 * (after - before) / before,
+        "requests": count,
+        "samples_mb": samples,
+    }
+
+
+async def run(settings: Settings, targets: list[Target]) -> dict[str, Any]:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=settings.concurrency * 2, force_close=False)
+    results: dict[str, Any] = {t.name: {"plain": [], "ttfc": [], "stream": [], "rps": []}
+                               for t in targets}  # fmt: skip
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for t in targets:  # warm-up: connections, litellm's first-call setup
+            await latency_round(session, t, 20)
+            await throughput_round(session, t, settings.concurrency, 1.0)
+        for r in range(settings.rounds):
+            print(f"round {r + 1}/{settings.rounds}")
+            order = targets if r % 2 == 0 else list(reversed(targets))
+            for t in order:
+                lat = await latency_round(session, t, settings.requests)
+                for key, values in lat.items():
+                    results[t.name][key].append(
+                        {"p50": quantile(values, 0.5), "p99": quantile(values, 0.99)}
+                    )
+            for t in order:
+                rps = await throughput_round(session, t, settings.concurrency, settings.window_s)
+                results[t.name]["rps"].append(rps)
+                print(f"  {t.name}: {rps:.0f} req/s at concurrency {settings.concurrency}")
+        memory = {}
+        for t in targets:
+            if t.server is not None and t.name != "direct" and settings.minutes > 0:
+                print(f"steady run: {t.name}, {settings.minutes:g} min")
+                memory[t.name] = await steady(
+                    session, t, settings.minutes, settings.rss_concurrency
+                )
+    return summarize(results, memory, settings)
+
+
+def summarize(raw: dict[str, Any], memory: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    direct = raw["direct"]
+    out: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(settings).items()}}
+    out["machine"] = machine_facts()
+    figures: dict[str, Any] = {}
+    for name, data in raw.items():
+        entry: dict[str, Any] = {"rps": spread(data["rps"])}
+        for kind in ("plain", "ttfc", "stream"):
+            rounds = data[kind]
+            entry[kind] = {q: spread([x[q] * 1e3 for x in rounds]) for q in ("p50", "p99")}
+            if name != "direct":
+                entry[f"{kind}_added_ms"] = {
+                    q: spread([(x[q] - d[q]) * 1e3 for x, d in zip(rounds, direct[kind],
+                                                                    strict=True)])
+                    for q in ("p50", "p99")
+                }  # fmt: skip
+        figures[name] = entry
+    out["figures"] = figures
+    out["memory"] = memory
+    if "LiteLLM proxy" in raw:
+        ratios = [
+            a / b for a, b in zip(raw["router serve"]["rps"], raw["LiteLLM proxy"]["rps"],
+                                  strict=True)
+        ]  # fmt: skip
+        out["throughput_ratio_vs_litellm"] = spread(ratios)
+    return out
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = ["", "target          plain p50 ms   p99 ms   added p50/p99 ms   ttfc p50 ms"
+             "   added ttfc p50   req/s @64"]  # fmt: skip
+    for name, f in results["figures"].items():
+        added = f.get("plain_added_ms")
+        added_text = (
+            f"{added['p50']['median']:+.2f} / {added['p99']['median']:+.2f}" if added else "-"
+        )
+        ttfc_added = f.get("ttfc_added_ms")
+        ttfc_text = f"{ttfc_added['p50']['median']:+.2f}" if ttfc_added else "-"
+        lines.append(
+            f"{name:<15} {f['plain']['p50']['median']:>10.2f} {f['plain']['p99']['median']:>8.2f}"
+            f"   {added_text:>17}   {f['ttfc']['p50']['median']:>9.2f}   {ttfc_text:>14}"
+            f"   {f['rps']['median']:>9.0f} ({f['rps']['min']:.0f}-{f['rps']['max']:.0f})"
+        )
+    ratio = results.get("throughput_ratio_vs_litellm")
+    if ratio:
+        lines.append(
+            f"throughput router serve / LiteLLM proxy: {ratio['median']:.2f}x "
+            f"(rounds {ratio['min']:.2f}-{ratio['max']:.2f})"
+        )
+    for name, m in results["memory"].items():
+        lines.append(
+            f"RSS {name}: {m['rss_mb_after_warmup']:.1f} MB after warm-up -> "
+            f"{m['rss_mb_end']:.1f} MB at the end ({m['growth_pct']:+.1f}%, "
+            f"{m['requests']} requests)"
+        )
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def started(servers: Sequence[Server]) -> Iterator[None]:
+    try:
+        for s in servers:
+            print(f"starting {s.name}...")
+            s.start()
+        yield
+    finally:
+        for s in reversed(servers):
+            s.stop()
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--requests", type=int, default=200, help="per target per round (c=1)")
+    p.add_argument("--window", type=float, default=5.0, help="throughput window, s")
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--workers", type=int, default=1, help="gateway workers (both gateways)")
+    p.add_argument("--minutes", type=float, default=10.0, help="steady run for RSS (0: none)")
+    p.add_argument("--rss-concurrency", type=int, default=8)
+    p.add_argument("--no-litellm", action="store_true", help="leave LiteLLM's proxy out")
+    p.add_argument("--litellm-venv", type=Path, default=Settings.litellm_venv)
+    p.add_argument("--quick", action="store_true", help="2 rounds, small counts, 0.2 min")
+    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    a = p.parse_args(argv)
+    s = Settings(
+        rounds=a.rounds, requests=a.requests, window_s=a.window, concurrency=a.concurrency,
+        workers=a.workers, minutes=a.minutes, rss_concurrency=a.rss_concurrency,
+        litellm=not a.no_litellm, litellm_venv=a.litellm_venv,
+    )  # fmt: skip
+    if a.quick:
+        s.rounds, s.requests, s.window_s, s.minutes = 2, 30, 1.0, 0.2
+    return s, a.json
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings, json_path = parse_args(argv)
+    exe = ensure_litellm_proxy(settings.litellm_venv) if settings.litellm else None
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        prov = provider(free_port())
+        base = f"{prov.url}/v1"
+        gateway = router_server(tmp, base, settings.workers)
+        servers = [prov, gateway]
+        targets = [
+            Target("direct", f"{base}/chat/completions", {"content-type": "application/json"}),
+            Target("router serve", f"{gateway.url}/v1/chat/completions",
+                   {"content-type": "application/json", "authorization": f"Bearer {KEY}"},
+                   gateway),
+        ]  # fmt: skip
+        if exe is not None:
+            proxy = litellm_server(tmp, exe, base, settings.workers)
+            servers.append(proxy)
+            targets.append(
+                Target("LiteLLM proxy", f"{proxy.url}/v1/chat/completions",
+                       {"content-type": "application/json",
+                        "authorization": f"Bearer {MASTER}"}, proxy)
+            )  # fmt: skip
+        with started(servers):
+            urllib.request.urlopen(
+                urllib.request.Request(
+                    f"{prov.url}/_sim/knobs",
+                    data=json.dumps({"latency_ms": 0, "latency_jitter_ms": 0,
+                                     "chunk_delay_ms": 0}).encode(),
+                    method="POST", headers={"content-type": "application/json"},
+                ),
+                timeout=5,
+            ).close()  # fmt: skip
+            results = asyncio.run(run(settings, targets))
+    print(report(results))
+    write_json(json_path, results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
