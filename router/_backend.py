@@ -1,8 +1,10 @@
-"""The backend seam: the only module that calls litellm to talk to a provider.
+"""The transport seam: the only module that calls litellm to talk to a provider.
 
-`LiteLLMBackend` wraps `litellm.acompletion` with the router's rules: litellm's own retries are
-off (``num_retries=0``, ``max_retries=0``) and every attempt carries an explicit timeout. Tests
-and `router.testing` provide a scripted `FakeBackend` with the same protocol.
+`LiteLLMTransport` wraps `litellm.acompletion` with the router's rules: litellm's own retries
+are off (``num_retries=0``, ``max_retries=0``) and every attempt carries an explicit timeout.
+Prices, context windows and token counts are the other half of the seam, the catalogue
+(`router._catalogue`). `Backend` is both halves in one object, as `router.testing.FakeBackend`
+and the eval replay provide them.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from router._catalogue import Catalogue
+
 if TYPE_CHECKING:
     from router._config import Deployment
 
 
-class Backend(Protocol):
-    """What the engine needs from the world: one call, one stream, prices and windows."""
+class Transport(Protocol):
+    """How an attempt reaches a provider: one call, or one stream."""
 
     async def complete(
         self, deployment: Deployment, request: Mapping[str, Any], timeout: float
@@ -29,18 +33,13 @@ class Backend(Protocol):
     ) -> AsyncIterator[Any]:
         """Open one streaming attempt; returns an async iterator of litellm chunks."""
 
-    def cost(self, deployment: Deployment, prompt_tokens: int, completion_tokens: int) -> float:
-        """USD cost of the given usage on this deployment (0.0 when unknown)."""
 
-    def context_window(self, deployment: Deployment) -> int | None:
-        """Maximum input tokens of the deployment, if known."""
-
-    def count_tokens(self, deployment: Deployment, messages: Any) -> int:
-        """Estimated prompt tokens of `messages` for this deployment's model."""
+class Backend(Transport, Catalogue, Protocol):
+    """A transport that is its own catalogue (fakes, the eval replay, the tool pool)."""
 
 
-class LiteLLMBackend:
-    """The real backend: `litellm.acompletion` with retries off and an explicit timeout."""
+class LiteLLMTransport:
+    """The real transport: `litellm.acompletion` with retries off and an explicit timeout."""
 
     def __init__(self) -> None:
         from router._env import prepare_litellm_env
@@ -57,8 +56,6 @@ class LiteLLMBackend:
         # Per-deployment static kwargs (model, resolved key/base, pass-through params), built on
         # first use so a missing env var is reported when the deployment is used, not at load.
         self._static: dict[str, dict[str, Any]] = {}
-        self._price_known: dict[str, bool] = {}
-        self._windows: dict[str, int | None] = {}
 
     def _kwargs(self, deployment: Deployment) -> dict[str, Any]:
         static = self._static.get(deployment.name)
@@ -95,42 +92,6 @@ class LiteLLMBackend:
         stream: AsyncIterator[Any] = await self._litellm.acompletion(**kwargs)
         return stream
 
-    def cost(self, deployment: Deployment, prompt_tokens: int, completion_tokens: int) -> float:
-        configured = configured_cost(deployment, prompt_tokens, completion_tokens)
-        if configured is not None:
-            return configured
-        model = deployment.model
-        if self._price_known.get(model) is False:
-            return 0.0
-        try:
-            prompt_cost, completion_cost = self._litellm.cost_per_token(
-                model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
-            )
-        except Exception:  # litellm raises for models missing from its price map
-            self._price_known[model] = False
-            return 0.0
-        self._price_known[model] = True
-        return float(prompt_cost) + float(completion_cost)
-
-    def context_window(self, deployment: Deployment) -> int | None:
-        if deployment.max_context_tokens is not None:
-            return deployment.max_context_tokens
-        model = deployment.model
-        if model not in self._windows:
-            try:
-                info = self._litellm.get_model_info(model)
-                window = info.get("max_input_tokens") or info.get("max_tokens")
-                self._windows[model] = int(window) if window else None
-            except Exception:  # unknown to litellm's map
-                self._windows[model] = None
-        return self._windows[model]
-
-    def count_tokens(self, deployment: Deployment, messages: Any) -> int:
-        try:
-            return int(self._litellm.token_counter(model=deployment.model, messages=messages))
-        except Exception:  # a tokenizer problem must not fail the call; estimate instead
-            return estimate_tokens(messages)
-
 
 def _stable(deployment: Deployment, timeout: float) -> float:
     """The timeout handed to litellm: the deployment's own, else the attempt's rounded up.
@@ -141,32 +102,6 @@ def _stable(deployment: Deployment, timeout: float) -> float:
     stable bound that is never shorter than it.
     """
     return deployment.timeout if deployment.timeout is not None else float(math.ceil(timeout))
-
-
-def configured_cost(
-    deployment: Deployment, prompt_tokens: int, completion_tokens: int
-) -> float | None:
-    """Cost from the prices in providers.toml, or None when the deployment sets none."""
-    cin = deployment.input_cost_per_token
-    cout = deployment.output_cost_per_token
-    if cin is None and cout is None:
-        return None
-    return prompt_tokens * (cin or 0.0) + completion_tokens * (cout or 0.0)
-
-
-def estimate_tokens(messages: Any) -> int:
-    """A cheap token estimate (~4 characters per token) over message contents."""
-    chars = 0
-    if isinstance(messages, list):
-        for message in messages:
-            content = message.get("content") if isinstance(message, Mapping) else None
-            if isinstance(content, str):
-                chars += len(content)
-            elif isinstance(content, list):
-                for part in content:
-                    if isinstance(part, Mapping) and isinstance(part.get("text"), str):
-                        chars += len(part["text"])
-    return max(1, chars // 4)
 
 
 async def drain_litellm(grace: float) -> None:

@@ -65,7 +65,8 @@ from router._errors import (
 from router._select import REASONS, Selector
 
 if TYPE_CHECKING:
-    from router._backend import Backend
+    from router._backend import Transport
+    from router._catalogue import Catalogue
     from router._clock import Clock
     from router._config import Deployment, RouterSettings
     from router._observe import Observer
@@ -256,12 +257,14 @@ class _Result(Generic[T]):
         self.index = index
 
 
-def _usage_cost(backend: Backend, deployment: Deployment, usage: Any) -> float:
+def _usage_cost(catalogue: Catalogue, deployment: Deployment, usage: Any) -> float:
+    """The served usage's price; 0.0 in the record when the catalogue does not know it."""
     if usage is None:
         return 0.0
     prompt = getattr(usage, "prompt_tokens", None) or 0
     completion = getattr(usage, "completion_tokens", None) or 0
-    return backend.cost(deployment, int(prompt), int(completion))
+    price = catalogue.price(deployment, int(prompt), int(completion))
+    return 0.0 if price is None else price
 
 
 class Engine:
@@ -269,7 +272,8 @@ class Engine:
 
     def __init__(
         self,
-        backend: Backend,
+        transport: Transport,
+        catalogue: Catalogue,
         clock: Clock,
         state: StateStore,
         rng: random.Random,
@@ -281,12 +285,13 @@ class Engine:
         self.observer = observer
         # Content (messages, output) goes to observers only when one asked for it.
         self.capture_content = bool(getattr(observer, "capture_content", False))
-        self.backend = backend
+        self.transport = transport
+        self.catalogue = catalogue
         self.clock = clock
         self.state = state
         self.rng = rng
         self.budget = budget
-        self.selector = Selector(backend, state, rng)
+        self.selector = Selector(catalogue, state, rng)
         self._policies: dict[int, tuple[RouterSettings, BreakerPolicy]] = {}
 
     # -- entry points ------------------------------------------------------------------------
@@ -302,10 +307,10 @@ class Engine:
     ) -> Any:
         """One non-streaming call: returns the litellm response with its decision attached."""
         call = self._start(group, settings, deadline, stream=False, context=context)
-        backend = self.backend
+        transport = self.transport
 
         async def attempt(deployment: Deployment, timeout: float) -> Any:
-            return await backend.complete(deployment, request, timeout)
+            return await transport.complete(deployment, request, timeout)
 
         try:
             result = await self._run(call, deployments, attempt, first_chunk=False, discard=None)
@@ -365,10 +370,10 @@ class Engine:
     ) -> RoutedStream:
         """One streaming call: fails over freely until a first chunk arrives, then commits."""
         call = self._start(group, settings, deadline, stream=True, context=context)
-        backend = self.backend
+        transport = self.transport
 
         async def attempt(deployment: Deployment, timeout: float) -> tuple[Any, Any]:
-            iterator = (await backend.stream(deployment, request, timeout)).__aiter__()
+            iterator = (await transport.stream(deployment, request, timeout)).__aiter__()
             try:
                 first = await iterator.__anext__()
             except StopAsyncIteration:
@@ -640,7 +645,7 @@ class Engine:
                 # A full response knows its cost now; a stream's is added when it ends.
                 cost_usd=0.0
                 if first_chunk
-                else _usage_cost(self.backend, deployment, getattr(value, "usage", None)),
+                else _usage_cost(self.catalogue, deployment, getattr(value, "usage", None)),
             )
         )
         return _Result(deployment, Outcome.SUCCESS, value, index=len(call.attempts) - 1)
@@ -868,12 +873,12 @@ class Engine:
     def _larger_windows(
         self, call: _Call, failed: Deployment, ranked: list[Deployment]
     ) -> list[Deployment]:
-        window = self.backend.context_window(failed)
+        window = self.catalogue.context_window(failed)
         kept: list[Deployment] = []
         for deployment in ranked:
             if deployment is failed:
                 continue
-            other = self.backend.context_window(deployment)
+            other = self.catalogue.context_window(deployment)
             if other is not None and (window is None or other > window):
                 kept.append(deployment)
             else:
@@ -1091,7 +1096,7 @@ class RoutedStream:
         engine = self._engine
         call = self._call
         usage = self._usage
-        cost = _usage_cost(engine.backend, self._deployment, usage)
+        cost = _usage_cost(engine.catalogue, self._deployment, usage)
         if cost:
             call.attempts[self._index] = replace(call.attempts[self._index], cost_usd=cost)
         cost += call.context.prior_cost

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from router._decision import Skip
 
 if TYPE_CHECKING:
-    from router._backend import Backend
+    from router._catalogue import Catalogue
     from router._config import ClassifierSettings, Config, Deployment, Match, Route
 
 ClassifierFn = Callable[[Mapping[str, Any]], Any]
@@ -106,7 +106,7 @@ class Policy:
     """Chooses the group for a request (see the module docstring)."""
 
     config: Config
-    backend: Backend
+    catalogue: Catalogue
     classify_with_llm: Callable[[str, list[dict[str, Any]], str, bool], Awaitable[Any]]
     """Calls a group for the llm classifier: (group, messages, classifier name, logprobs)."""
     classifiers: Mapping[str, ClassifierFn] = field(default_factory=dict)
@@ -115,10 +115,10 @@ class Policy:
     def _count(self, messages: Any) -> int:
         deployments = self.config.deployments
         if not deployments:
-            from router._backend import estimate_tokens
+            from router._catalogue import estimate_tokens
 
             return estimate_tokens(messages)
-        return self.backend.count_tokens(deployments[0], messages)
+        return self.catalogue.count_tokens(deployments[0], messages)
 
     async def choose(self, model: str, request: Mapping[str, Any]) -> RouteChoice:
         """The group for this request: by rules for ``auto``, else `model`, then context."""
@@ -291,7 +291,7 @@ class Policy:
         if not config.is_routable(choice.group):
             return choice
         deployments = config.deployments_in(choice.group)
-        windows = [self.backend.context_window(d) for d in deployments]
+        windows = [self.catalogue.context_window(d) for d in deployments]
         known = [w for w in windows if w is not None]
         if not known:
             return choice
@@ -336,7 +336,7 @@ class Policy:
         for name in names:
             if name is None:
                 continue
-            windows = [self.backend.context_window(d) for d in config.deployments_in(name)]
+            windows = [self.catalogue.context_window(d) for d in config.deployments_in(name)]
             if any(w is not None and w >= need for w in windows):
                 return name
         return None

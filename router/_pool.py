@@ -20,7 +20,6 @@ import difflib
 import inspect
 import math
 import random
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypedDict, TypeVar, overload
@@ -45,10 +44,6 @@ __all__ = ["Pool", "PoolSettings", "Routed"]
 P = ParamSpec("P")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
-
-_FREE = sys.float_info.min
-"""The ranking price of a tool declared free (see `_ToolBackend.cost`)."""
-
 
 class PoolSettings(TypedDict, total=False):
     """The `RouterSettings` a `Pool` takes as keywords (see `RouterSettings` for each).
@@ -109,7 +104,7 @@ class Routed(Generic[R_co]):
 class _Usage:
     """The usage a tool reply reports: no tokens (a tool is priced per call, not per token).
 
-    It is not None so that the engine asks `_ToolBackend.cost` for the served call's cost and
+    It is not None so that the engine asks `_ToolBackend.price` for the served call's cost and
     records it on the attempt and the decision, exactly as for an LLM response.
     """
 
@@ -166,16 +161,12 @@ class _ToolBackend:
     ) -> AsyncIterator[Any]:
         raise NotImplementedError("a Pool does not stream")
 
-    def cost(self, deployment: Deployment, prompt_tokens: int, completion_tokens: int) -> float:
-        price = self._costs.get(deployment.name)
-        if price is None:
-            return 0.0  # unknown: the selector ranks it last, as an unpriced LLM deployment
-        if price == 0.0 and (prompt_tokens or completion_tokens):
-            # The selector asks for a 1k/1k reference request and reads 0.0 as "price unknown"
-            # (ranked last); a tool declared free must rank first, so it gets the smallest
-            # positive price there. A served call (zero-token `_Usage`) still costs exactly 0.
-            return _FREE
-        return price
+    def price(
+        self, deployment: Deployment, prompt_tokens: int, completion_tokens: int
+    ) -> float | None:
+        # Per call, whatever the tokens; None (no price given) ranks last, as an unpriced LLM
+        # deployment, and a tool declared free (0.0) ranks first.
+        return self._costs.get(deployment.name)
 
     def context_window(self, deployment: Deployment) -> int | None:
         return None
@@ -309,8 +300,10 @@ class Pool(Generic[P, R]):
         self.state: StateStore = state if state is not None else MemoryState(seed)
         s = self.settings
         budget = RetryBudget(s.retry_budget_ratio, s.retry_budget_window, s.retry_budget_floor)
+        tool_backend = _ToolBackend(tools, costs)
         self.engine = Engine(
-            _ToolBackend(tools, costs),
+            tool_backend,
+            tool_backend,
             self.clock,
             self.state,
             random.Random(seed),

@@ -90,7 +90,8 @@ if TYPE_CHECKING:
     from redis.asyncio.client import PubSub
     from redis.commands.core import AsyncScript
 
-    from router._backend import Backend
+    from router._backend import Transport
+    from router._catalogue import Catalogue
     from router._clock import Clock
     from router._config import Deployment, StateSettings
     from router._state import StateStore
@@ -1094,10 +1095,15 @@ def _tokens_of(usage: Any) -> int:
 
 
 class LimitedBackend:
-    """A `Backend` that applies ``rpm``/``tpm`` limits before each attempt it forwards."""
+    """A `Transport` that applies ``rpm``/``tpm`` limits before each attempt it forwards.
 
-    def __init__(self, inner: Backend, state: StateStore, clock: Clock) -> None:
+    `catalogue` counts a stream's prompt tokens (the stream's usage may never arrive)."""
+
+    def __init__(
+        self, inner: Transport, catalogue: Catalogue, state: StateStore, clock: Clock
+    ) -> None:
         self.inner = inner
+        self.catalogue = catalogue
         self.limits = FleetLimits(state, clock)
 
     async def complete(
@@ -1119,17 +1125,8 @@ class LimitedBackend:
         inner = await self.inner.stream(deployment, request, timeout)
         if deployment.tpm is None:
             return inner
-        prompt = self.inner.count_tokens(deployment, request.get("messages"))
+        prompt = self.catalogue.count_tokens(deployment, request.get("messages"))
         return _CountingStream(inner, lambda n: self.limits.used(deployment, n), prompt)
-
-    def cost(self, deployment: Deployment, prompt_tokens: int, completion_tokens: int) -> float:
-        return self.inner.cost(deployment, prompt_tokens, completion_tokens)
-
-    def context_window(self, deployment: Deployment) -> int | None:
-        return self.inner.context_window(deployment)
-
-    def count_tokens(self, deployment: Deployment, messages: Any) -> int:
-        return self.inner.count_tokens(deployment, messages)
 
 
 class _CountingStream:

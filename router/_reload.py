@@ -52,13 +52,13 @@ def reload_router(
     new = load_any(source)  # raises ConfigError: nothing has changed
     old = router.config
     diff = diff_configs(old, new)
-    backend = router.backend
+    transport = router.transport
     if any(d.rpm is not None or d.tpm is not None for d in new.deployments):
         from router._redis_state import LimitedBackend
 
-        if not isinstance(backend, LimitedBackend):
-            backend = LimitedBackend(backend, router.state, router.clock)
-    policy = Policy(new, backend, router._classify_call, dict(router.policy.classifiers))
+        if not isinstance(transport, LimitedBackend):
+            transport = LimitedBackend(transport, router.catalogue, router.state, router.clock)
+    policy = Policy(new, router.catalogue, router._classify_call, dict(router.policy.classifiers))
     budget = router.budget
     base_old, base_new = old.router, new.router
     if (
@@ -74,8 +74,8 @@ def reload_router(
         state = router.state.get(name)
         state.health = Health()
         state.breaker = Breaker(name, BreakerPolicy(), router.engine.rng)
-    router.backend = backend
-    router.engine.backend = backend
+    router.transport = transport
+    router.engine.transport = transport
     router.engine.budget = router.budget = budget
     router.config = new
     router.policy = policy

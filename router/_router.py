@@ -8,8 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from router._backend import Backend, LiteLLMBackend
+from router._backend import LiteLLMTransport, Transport
 from router._budget import RetryBudget
+from router._catalogue import Catalogue, LiteLLMCatalogue
 from router._clock import Clock, SystemClock
 from router._config import Config, Deployment, RouterSettings, load_config
 from router._decision import Escalation, get_decision
@@ -60,8 +61,11 @@ class Router:
     - ``timeout``: caps the call's deadline (it never extends the configured one);
     - ``num_retries`` / ``max_retries``: ignored, the router is the only retry layer.
 
-    The collaborators are injectable seams: `backend` (default: litellm), `clock`, `state`
-    (where health and breakers live) and `seed` for every random draw (jitter, P2C, weights).
+    The collaborators are injectable seams: `backend`, the transport that sends attempts
+    (default: litellm), `catalogue` for prices, context windows and token counts (default: the
+    backend itself when it is one, e.g. `router.testing.FakeBackend`, else the config and
+    litellm's model map), `clock`, `state` (where health and breakers live) and `seed` for every
+    random draw (jitter, P2C, weights).
 
     Telemetry: `observer` receives every decision record and breaker transition (e.g. a
     ``telemetry.Telemetry``). Without one, and unless ``telemetry=False``, the ``[telemetry]``
@@ -73,7 +77,8 @@ class Router:
         self,
         config: Config | Mapping[str, Any] | str | os.PathLike[str] | None = None,
         *,
-        backend: Backend | None = None,
+        backend: Transport | None = None,
+        catalogue: Catalogue | None = None,
         clock: Clock | None = None,
         state: StateStore | None = None,
         seed: int | None = None,
@@ -87,7 +92,10 @@ class Router:
         elif not isinstance(config, Config):
             config = Config.from_dict(config)
         self.config: Config = config
-        self.backend: Backend = backend if backend is not None else LiteLLMBackend()
+        self.transport: Transport = backend if backend is not None else LiteLLMTransport()
+        if catalogue is None:
+            catalogue = backend if isinstance(backend, Catalogue) else LiteLLMCatalogue()
+        self.catalogue: Catalogue = catalogue
         self.clock: Clock = clock if clock is not None else SystemClock()
         if state is None:
             state = _state_for(config, self.clock, seed)
@@ -96,7 +104,7 @@ class Router:
             from router._redis_state import LimitedBackend
 
             # RPM/TPM limits are checked where each attempt is sent (fleet-wide with Redis).
-            self.backend = LimitedBackend(self.backend, state, self.clock)
+            self.transport = LimitedBackend(self.transport, self.catalogue, state, self.clock)
         base = config.router
         self.budget = RetryBudget(
             base.retry_budget_ratio, base.retry_budget_window, base.retry_budget_floor
@@ -116,7 +124,8 @@ class Router:
         )
         # Job accounting always listens (one contextvar read per call when no job is open).
         self.engine = Engine(
-            self.backend,
+            self.transport,
+            self.catalogue,
             self.clock,
             self.state,
             random.Random(seed),
@@ -124,7 +133,7 @@ class Router:
             observer=Fanout([JobAccounting(self.observer), *outer]),
         )
         self.validators: dict[str, Validator] = dict(validators or {})
-        self.policy = Policy(config, self.backend, self._classify_call, dict(classifiers or {}))
+        self.policy = Policy(config, self.catalogue, self._classify_call, dict(classifiers or {}))
         self._policy_free: dict[str, bool] = {}
         self._routes: dict[str, tuple[Sequence[Deployment], RouterSettings]] = {}
 
@@ -195,7 +204,7 @@ class Router:
             config = self.config
             routed = model == config.router.auto_model and bool(config.routes)
             windows = config.is_routable(model) and any(
-                self.backend.context_window(d) is not None for d in config.deployments_in(model)
+                self.catalogue.context_window(d) is not None for d in config.deployments_in(model)
             )
             free = self._policy_free[model] = not routed and not windows
         return free

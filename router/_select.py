@@ -30,10 +30,10 @@ import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from router._backend import configured_cost
+from router._catalogue import configured_cost
 
 if TYPE_CHECKING:
-    from router._backend import Backend
+    from router._catalogue import Catalogue
     from router._config import BalancedWeights, Deployment
     from router._state import StateStore
 
@@ -54,8 +54,8 @@ REASONS = {
 class Selector:
     """Ranks candidates with the strategy a group asks for."""
 
-    def __init__(self, backend: Backend, state: StateStore, rng: random.Random) -> None:
-        self._backend = backend
+    def __init__(self, catalogue: Catalogue, state: StateStore, rng: random.Random) -> None:
+        self._catalogue = catalogue
         self._state = state
         self._rng = rng
         self._prices: dict[str, float] = {}
@@ -81,13 +81,12 @@ class Selector:
         """USD of a 1k-in/1k-out request on `deployment` (inf when unknown)."""
         price = self._prices.get(deployment.name)
         if price is None:
-            # A configured price of 0 means free (ranked first); a backend price of 0 means
-            # litellm does not know the model (ranked last).
+            # A configured price of 0 means free (ranked first); an unknown one (None: neither
+            # the config nor the catalogue knows the model) ranks last.
             configured = configured_cost(deployment, _REF_TOKENS, _REF_TOKENS)
-            if configured is not None:
-                price = configured
-            else:
-                price = self._backend.cost(deployment, _REF_TOKENS, _REF_TOKENS) or math.inf
+            if configured is None:
+                configured = self._catalogue.price(deployment, _REF_TOKENS, _REF_TOKENS)
+            price = math.inf if configured is None else configured
             self._prices[deployment.name] = price
         return price
 

@@ -344,7 +344,7 @@ def _why_not(exc: BaseException) -> str:
 
 
 async def _warm_up(router: Router, deployment: Deployment) -> None:
-    """One unrecorded call to `deployment`, straight through the backend.
+    """One unrecorded call to `deployment`, straight through the transport.
 
     litellm's first call pays a one-off setup (about a second) and each deployment's first
     call builds its HTTP client. Neither is the provider's latency, and the peak EWMA would
@@ -354,7 +354,7 @@ async def _warm_up(router: Router, deployment: Deployment) -> None:
     request = {"messages": _PING, "max_tokens": 1}
     try:
         async with asyncio.timeout(timeout):
-            await router.backend.complete(deployment, request, timeout)
+            await router.transport.complete(deployment, request, timeout)
     except Exception:  # a failing deployment is the probes' business, not the warm-up's
         return
 

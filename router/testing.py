@@ -25,7 +25,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from router._backend import configured_cost, estimate_tokens
+from router._catalogue import configured_cost, estimate_tokens
 from router._clock import no_timeout
 
 if TYPE_CHECKING:
@@ -266,9 +266,10 @@ class FakeBackend:
                 choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}],
             )
 
-    def cost(self, deployment: Deployment, prompt_tokens: int, completion_tokens: int) -> float:
-        configured = configured_cost(deployment, prompt_tokens, completion_tokens)
-        return 0.0 if configured is None else configured
+    def price(
+        self, deployment: Deployment, prompt_tokens: int, completion_tokens: int
+    ) -> float | None:
+        return configured_cost(deployment, prompt_tokens, completion_tokens)
 
     def context_window(self, deployment: Deployment) -> int | None:
         return deployment.max_context_tokens

@@ -438,10 +438,10 @@ class InstantBackend:
     async def stream(self, deployment: Any, request: Mapping[str, Any], timeout: float) -> Any:
         raise NotImplementedError("the benchmarks measure non-streaming calls only")
 
-    def cost(self, deployment: Any, prompt_tokens: int, completion_tokens: int) -> float:
-        from router._backend import configured_cost
+    def price(self, deployment: Any, prompt_tokens: int, completion_tokens: int) -> float | None:
+        from router._catalogue import configured_cost
 
-        return configured_cost(deployment, prompt_tokens, completion_tokens) or 0.0
+        return configured_cost(deployment, prompt_tokens, completion_tokens)
 
     def context_window(self, deployment: Any) -> int | None:
         return deployment.max_context_tokens  # type: ignore[no-any-return]

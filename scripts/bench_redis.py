@@ -108,8 +108,10 @@ class InstantBackend:
     ) -> Any:
         raise NotImplementedError
 
-    def cost(self, deployment: Deployment, prompt_tokens: int, completion_tokens: int) -> float:
-        return 0.0
+    def price(
+        self, deployment: Deployment, prompt_tokens: int, completion_tokens: int
+    ) -> float | None:
+        return None
 
     def context_window(self, deployment: Deployment) -> int | None:
         return None

@@ -1,9 +1,9 @@
 """The replay backend: recorded answers in place of live providers, behind the real engine.
 
-`ReplayBackend` implements the `router._backend.Backend` protocol, so a `Router` built over it
-runs every layer a production call runs (rules, classifiers, context checks, the engine's
-selection and breakers, escalation, decision records, observers). Only the provider call is
-replaced:
+`ReplayBackend` implements the `router._backend.Backend` protocol (transport and catalogue),
+so a `Router` built over it runs every layer a production call runs (rules, classifiers,
+context checks, the engine's selection and breakers, escalation, decision records, observers).
+Only the provider call is replaced:
 
 - each deployment is *bound* to a dataset model (``bindings``: deployment name -> model key;
   by default the deployment's own name);
@@ -24,7 +24,7 @@ import itertools
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from router._backend import configured_cost, estimate_tokens
+from router._catalogue import configured_cost, estimate_tokens
 
 if TYPE_CHECKING:
     from router._config import Deployment
@@ -156,10 +156,11 @@ class ReplayBackend:
             usage=response.usage,
         )
 
-    def cost(self, deployment: Deployment, prompt_tokens: int, completion_tokens: int) -> float:
+    def price(
+        self, deployment: Deployment, prompt_tokens: int, completion_tokens: int
+    ) -> float | None:
         """Tokens times the config's prices (a replay has no other price source)."""
-        configured = configured_cost(deployment, prompt_tokens, completion_tokens)
-        return 0.0 if configured is None else configured
+        return configured_cost(deployment, prompt_tokens, completion_tokens)
 
     def context_window(self, deployment: Deployment) -> int | None:
         """The config's ``max_context_tokens`` (the replay never looks up litellm's map)."""

@@ -205,13 +205,13 @@ def _quiet_router_log() -> Iterator[None]:
 
 
 async def _warm_up(router: Router) -> None:
-    """One plain and one streaming call per deployment, straight through the backend.
+    """One plain and one streaming call per deployment, straight through the transport.
 
     litellm's first call pays a one-off setup (about a second) and each deployment's first call
     builds its HTTP client. Neither is the provider's latency, so they go outside the
     measurement and outside the health figures (a peak EWMA would keep them for seconds).
     """
-    backend = router.backend
+    backend = router.transport
     request = {"messages": [{"role": "user", "content": "warm up"}]}
 
     async def one(deployment: Any) -> None:

@@ -70,7 +70,7 @@ async def test_the_response_is_the_recorded_answer_priced_by_litellm_tokens(
     prompt = litellm.token_counter(model="openai/sim-small", messages=messages)
     assert response.usage.prompt_tokens == prompt
     assert response.usage.completion_tokens == 1
-    assert backend.cost(small, prompt, 1) == pytest.approx(0.001)  # prompts are free here
+    assert backend.price(small, prompt, 1) == pytest.approx(0.001)  # prompts are free here
     chunks = [c async for c in await backend.stream(small, request, 1.0)]
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "no"
     with pytest.raises(UnknownItem):
