@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     )
     from router._escalate import register_validator
     from router._jobs import Job, JobRecord, current_job, job
+    from router._outcomes import record_outcome
     from router._policy import register_classifier
     from router._pool import Pool, PoolSettings, Routed
     from router._router import Router
@@ -72,6 +73,7 @@ __all__ = [
     "get_decision",
     "job",
     "load_config",
+    "record_outcome",
     "register_classifier",
     "register_validator",
 ]
@@ -106,6 +108,7 @@ _WHERE = {
     "get_decision": "router._decision",
     "job": "router._jobs",
     "load_config": "router._config",
+    "record_outcome": "router._outcomes",
     "register_classifier": "router._policy",
     "register_validator": "router._escalate",
 }

@@ -2,7 +2,14 @@
 
 Enabled with ``[router] record_file = "router-records.jsonl"`` (or ``ROUTER_RECORD_FILE``).
 Lines are appended and flushed one at a time, so several processes may share a file (each
-line is one ``write``). Records carry no prompt or response content and no keys.
+line is one ``write``). Records carry no keys, and no prompt or response content unless
+content capture is on (``[telemetry] capture_content = true``): then a call record also
+holds ``prompt`` (the user text) and ``output`` (the served answer's text), which
+``router review`` shows and ``router eval`` reads as a dataset.
+
+Outcomes (`router.record_outcome`) append ``{"type": "outcome", "ts", "call": response id,
+"job": job id, "outcome": "correct" | "wrong" | "accepted" | "rejected", "label", "note"}``;
+a call record's ``response_id`` is what an outcome's ``call`` refers to.
 
 Line shapes::
 
@@ -32,8 +39,10 @@ if TYPE_CHECKING:
 class Recorder:
     """An observer that appends decision and job records to a JSONL file."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, capture_content: bool = False) -> None:
         self.path = os.fspath(path)
+        self.capture_content = capture_content
+        """When true the engine hands this recorder the messages and output (see module)."""
         self._lock = threading.Lock()
 
     def _write(self, record: dict[str, Any]) -> None:
@@ -50,37 +59,46 @@ class Recorder:
         output: Any = None,
     ) -> None:
         response = decision.response
-        self._write(
-            {
-                "type": "call",
-                "ts": decision.started_at,
-                "group": decision.group,
-                "route": decision.route,
-                "step": decision.step,
-                "job": decision.job,
-                "deployment": decision.deployment,
-                "outcome": decision.outcome,
-                "cost_usd": decision.cost_usd,
-                "latency_s": decision.elapsed_s,
-                "attempts": len(decision.attempts),
-                "failovers": decision.failovers,
-                "hedged": decision.hedged,
-                "escalations": [
-                    {
-                        "from": e.from_group,
-                        "to": e.to_group,
-                        "trigger": e.trigger,
-                        "detail": e.detail,
-                        "cost_usd": e.cost_usd,
-                    }
-                    for e in decision.escalations
-                ],
-                "reason": decision.reason,
-                "error": None if error is None else type(error).__name__,
-                "input_tokens": None if response is None else response.input_tokens,
-                "output_tokens": None if response is None else response.output_tokens,
-            }
-        )
+        record = {
+            "type": "call",
+            "ts": decision.started_at,
+            "group": decision.group,
+            "route": decision.route,
+            "step": decision.step,
+            "job": decision.job,
+            "deployment": decision.deployment,
+            "outcome": decision.outcome,
+            "cost_usd": decision.cost_usd,
+            "latency_s": decision.elapsed_s,
+            "attempts": len(decision.attempts),
+            "failovers": decision.failovers,
+            "hedged": decision.hedged,
+            "escalations": [
+                {
+                    "from": e.from_group,
+                    "to": e.to_group,
+                    "trigger": e.trigger,
+                    "detail": e.detail,
+                    "cost_usd": e.cost_usd,
+                }
+                for e in decision.escalations
+            ],
+            "reason": decision.reason,
+            "error": None if error is None else type(error).__name__,
+            "input_tokens": None if response is None else response.input_tokens,
+            "output_tokens": None if response is None else response.output_tokens,
+            "response_id": None if response is None else response.id,
+        }
+        if self.capture_content:
+            from router._learned import request_text
+
+            record["prompt"] = request_text({"messages": messages})[0] if messages else None
+            record["output"] = _output_text(output)
+        self._write(record)
+
+    def outcome(self, record: dict[str, Any]) -> None:
+        """Append an outcome line (see `router.record_outcome`)."""
+        self._write(record)
 
     def transition(self, transition: Transition) -> None:
         return None
@@ -114,3 +132,17 @@ class Recorder:
                 ],
             }
         )
+
+
+def _output_text(output: Any) -> str | None:
+    """The served answer's text: a response's first choice, or a stream's collected text."""
+    if output is None:
+        return None
+    if isinstance(output, str):
+        return output
+    if isinstance(output, list):
+        return "".join(str(part) for part in output)
+    choices = getattr(output, "choices", None) or ()
+    message = getattr(choices[0], "message", None) if choices else None
+    content = getattr(message, "content", None)
+    return None if content is None else str(content)

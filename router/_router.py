@@ -115,10 +115,15 @@ class Router:
             observer = observer_for(config.telemetry)
         outer: list[Observer] = [] if observer is None else [observer]
         record_file = os.environ.get("ROUTER_RECORD_FILE") or base.record_file
+        self.record_file: str | None = record_file or None
+        """Where this router appends its records (and `router.record_outcome` its outcomes)."""
         if record_file:
             from router._records import Recorder
 
-            outer.append(Recorder(record_file))
+            capture = config.telemetry.capture_content or os.environ.get(
+                "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", ""
+            ).strip().lower() in ("1", "true", "yes")
+            outer.append(Recorder(record_file, capture_content=capture))
         self.observer: Observer | None = (
             None if not outer else outer[0] if len(outer) == 1 else Fanout(outer)
         )

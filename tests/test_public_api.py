@@ -37,6 +37,7 @@ EXPECTED = [
     "get_decision",
     "job",
     "load_config",
+    "record_outcome",
     "register_classifier",
     "register_validator",
 ]

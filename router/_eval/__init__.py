@@ -10,7 +10,7 @@ Live mode runs the same harness against real providers, graded by a scorer.
 - `router._eval._replay`: the replay backend;
 - `router._eval._policies`: the compared policies as router configs, fitted on train only;
 - `router._eval._learn`: the scikit-learn models and threshold fitting;
-- `router._eval._gsm8k`: output checks on GSM8K answers (the cascade's validators);
+- `router._answers` (outside this package: the runtime loads it): GSM8K answer checks;
 - `router._eval._harness`: items through routers, figures from decision records;
 - `router._eval._experiment`: ``router eval routellm``; `router._eval._run`: ``router eval run``;
 - `router._eval._report`: tables, CSV, the plot and the README section;

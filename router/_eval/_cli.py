@@ -4,11 +4,19 @@
 
     router eval routellm [--dataset gsm8k|mmlu|all] [--out DIR] [--json] [--seed N]
                          [--test-fraction F] [--splits N] [--data DIR] [--records DIR]
+                         [--confidence C] [--new-items N] [--train FILE --test FILE]
     router eval run FILE --config PROVIDERS.toml [--scorer SPEC] [--live] [--policy MODEL]...
                          [--strong GROUP] [--bind DEPLOYMENT=MODEL]... [--import MODULE]...
                          [--concurrency N] [--out DIR] [--json] [--records FILE]
+    router eval fit DATA --policy classifier-first|cascade [--target 0.95] [--confidence C]
+                         [--new-items N] --out DIR [--name NAME]
+    router eval compare A.toml B.toml DATA [--model MODEL] [--max-drop POINTS] [--json] ...
 
-Exit codes: 0 done; 1 a dataset, config or scorer problem (one line on stderr); 2 usage.
+DATA is a dataset file (JSONL or CSV), ``gsm8k`` / ``mmlu`` (the shipped RouteLLM files), or
+a router record file with outcomes (see `router._eval._records`).
+
+Exit codes: 0 done; 1 a dataset, config or scorer problem (one line on stderr); 2 usage;
+3 (compare) B's quality drop is significant beyond ``--max-drop``.
 A progress bar goes to stderr when it is a terminal (``--no-progress`` turns it off);
 ``--json`` prints one JSON object on stdout and nothing else there.
 """
@@ -54,6 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rl.add_argument("--seed", type=int, default=0, help="split and model seed (0)")
     rl.add_argument("--test-fraction", type=float, default=0.5, help="test share (0.5)")
+    _margin(rl)
+    rl.add_argument(
+        "--train",
+        default=None,
+        metavar="FILE",
+        help="fit on this file instead of a split (with --test; any dataset with weak and "
+        "strong labels, e.g. last month's records)",
+    )
+    rl.add_argument(
+        "--test", default=None, metavar="FILE", help="measure on this file (with --train)"
+    )
     rl.add_argument(
         "--splits",
         type=int,
@@ -109,7 +128,76 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--concurrency", type=int, default=1, help="live: calls in flight (1)")
     run.add_argument("--seed", type=int, default=0, help="the routers' seed (0)")
     _common(run, records="a JSONL record file for every call (router report reads it)")
+
+    ft = sub.add_parser(
+        "fit",
+        help="fit classifier-first or cascade on DATA and export it for providers.toml",
+        description="Fit a learned policy on every item of DATA, calibrated so the target "
+        "holds on new data at the given confidence; write the JSON artifact (no pickle), the "
+        "providers.toml snippet that uses it, and a complete example config.",
+    )
+    ft.add_argument("data", metavar="DATA", help="dataset file, gsm8k / mmlu, or a record file")
+    ft.add_argument("--policy", required=True, choices=("classifier-first", "cascade"))
+    ft.add_argument(
+        "--target", type=float, default=0.95, help="fraction of strong quality (0.95)"
+    )
+    _margin(ft)
+    ft.add_argument("--out", required=True, metavar="DIR", help="where to write the files")
+    ft.add_argument("--name", default=None, help="classifier name (default DATASET-POLICY)")
+    ft.add_argument("--seed", type=int, default=0, help="fold and model seed (0)")
+    ft.add_argument("--json", action="store_true", help="print the fit's figures as JSON")
+
+    cp = sub.add_parser(
+        "compare",
+        help="two configs over the same items, paired: differences with 95% intervals",
+        description="Replay DATA through config A and config B (same items, paired) and "
+        "report the change in quality, cost per item, strong share, escalation and review "
+        "rates with paired-bootstrap 95% intervals, and a one-line verdict.",
+    )
+    cp.add_argument("a", metavar="A.toml")
+    cp.add_argument("b", metavar="B.toml")
+    cp.add_argument("data", metavar="DATA", help="dataset file, gsm8k / mmlu, or a record file")
+    cp.add_argument(
+        "--model",
+        default=None,
+        help="the model string both configs are called with (default per config: 'auto' "
+        "when it has routes, else its escalating group, else its first group)",
+    )
+    cp.add_argument("--model-a", default=None, help="override --model for A")
+    cp.add_argument("--model-b", default=None, help="override --model for B")
+    cp.add_argument(
+        "--max-drop",
+        type=float,
+        default=0.0,
+        metavar="POINTS",
+        help="exit 3 when B's accuracy is lower than A's by more than this many percentage "
+        "points with 95%% confidence (the whole interval below -POINTS; default 0)",
+    )
+    cp.add_argument("--bind", action="append", default=[], metavar="DEPLOYMENT=MODEL")
+    cp.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
+    cp.add_argument("--scorer", default=None, help="for items without labels")
+    cp.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (2000)")
+    cp.add_argument("--seed", type=int, default=0)
+    cp.add_argument("--json", action="store_true", help="print one JSON object")
+    cp.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def _margin(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        default=0.9,
+        help="calibrate so the target holds on new data with this probability (0.9); "
+        "0 = no margin (the cheapest setting reaching the target on the training items)",
+    )
+    parser.add_argument(
+        "--new-items",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the size of the new batch the target must hold on (default: the training size)",
+    )
 
 
 def _common(parser: argparse.ArgumentParser, *, records: str) -> None:
@@ -196,14 +284,35 @@ def _run_routellm(args: argparse.Namespace) -> int:
     from router._eval._experiment import evaluate, plan, repeated
 
     names = ["gsm8k", "mmlu"] if args.dataset == "all" else [args.dataset]
+    confidence = args.confidence or None
     bar = _Bar(not args.no_progress and sys.stderr.isatty() and not args.json)
     reports: list[dict[str, Any]] = []
+    if (args.train is None) != (args.test is None):
+        print("router eval: --train and --test go together", file=sys.stderr)
+        return 2
     try:
+        if confidence is not None and not 0 < confidence < 1:
+            raise ValueError(f"--confidence {confidence}: a probability in (0, 1)")
+        parts = None
+        if args.train is not None:
+            from router._eval._data import Split
+
+            train, test = load_data(args.train), load_data(args.test)
+            parts = Split(train.items, test.items, args.seed, 0.0)
+            names = [args.dataset if args.dataset != "all" else _guess(train.name)]
         with bar.running():
             for name in names:
                 bar.phase(f"{name}: loading and fitting on the training split")
-                dataset = load_routellm(name, args.data)
-                work = plan(name, seed=args.seed, test_fraction=args.test_fraction, dataset=dataset)
+                dataset = train if parts is not None else load_routellm(name, args.data)
+                work = plan(
+                    name,
+                    seed=args.seed,
+                    test_fraction=args.test_fraction,
+                    dataset=dataset,
+                    confidence=confidence,
+                    new_items=args.new_items,
+                    parts=parts,
+                )
                 bar.phase(f"{name}: replaying the test split", work.calls)
                 report = asyncio.run(
                     evaluate(
@@ -216,7 +325,7 @@ def _run_routellm(args: argparse.Namespace) -> int:
                     )
                 )
                 count = args.splits if args.splits is not None else DEFAULT_SPLITS[name]
-                if count > 1:
+                if count > 1 and parts is None:
                     bar.phase(f"{name}: {count} splits, fitting and replaying", 0)
                     report.splits = asyncio.run(
                         repeated(
@@ -255,6 +364,23 @@ def _run_routellm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _guess(name: str) -> str:
+    lowered = name.lower()
+    return "mmlu" if "mmlu" in lowered else "gsm8k"
+
+
+def load_data(spec: str) -> Any:
+    """A dataset from a file (JSONL/CSV or a record file), or ``gsm8k`` / ``mmlu``."""
+    from router._eval._data import ROUTELLM, load_dataset, load_routellm
+    from router._eval._records import is_record_file, load_records
+
+    if spec in ROUTELLM and not Path(spec).exists():
+        return load_routellm(spec)
+    if is_record_file(spec):
+        return load_records(spec)
+    return load_dataset(spec)
+
+
 def _relative(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
@@ -265,12 +391,12 @@ def _relative(path: Path) -> str:
 def _run_file(args: argparse.Namespace) -> int:
     from router._config import ConfigError, load_config
     from router._eval import _report
-    from router._eval._data import DatasetError, load_dataset
+    from router._eval._data import DatasetError
     from router._eval._run import run_dataset
     from router._eval._scorers import ScorerError, make_scorer
 
     try:
-        dataset = load_dataset(args.file)
+        dataset = load_data(args.file)
         config = load_config(args.config)
         scorer = make_scorer(args.scorer) if args.scorer else None
         bindings = dict(_binding(b) for b in args.bind) or None
@@ -326,7 +452,7 @@ def _run_file(args: argparse.Namespace) -> int:
         f"{report['config']}; strong = {report['strong_group'] or '-'}"
     )
     rows = [_report.table_cells(r) for r in report["table"]]
-    print("\n".join("  " + line for line in _report.aligned(rows, _report.TABLE_COLUMNS)))
+    print("\n".join("  " + line for line in _report.aligned(rows, _report.RESULT_COLUMNS)))
     for note in report["notes"]:
         print(f"Note: {note}")
     return 0
@@ -348,8 +474,62 @@ def main(argv: Sequence[str]) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     if args.what is None:
         parser.print_usage(sys.stderr)
-        print("router eval: error: a command is required (routellm or run)", file=sys.stderr)
+        print(
+        "router eval: error: a command is required (routellm, run, fit or compare)",
+        file=sys.stderr,
+    )
         return 2
     if args.what == "routellm":
         return _run_routellm(args)
+    if args.what == "fit":
+        return _run_fit(args)
+    if args.what == "compare":
+        from router._eval._compare import run_compare
+
+        return run_compare(args)
     return _run_file(args)
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    from router._eval._data import DatasetError
+    from router._eval._fit import export_policy
+
+    try:
+        dataset = load_data(args.data)
+        done = export_policy(
+            dataset,
+            args.policy,
+            args.out,
+            target=args.target,
+            confidence=args.confidence or None,
+            new_items=args.new_items,
+            name=args.name,
+            seed=args.seed,
+        )
+    except (DatasetError, ValueError, OSError) as exc:
+        print(f"router eval: {exc}", file=sys.stderr)
+        return 1
+    figures = done.fitted
+    if args.json:
+        payload = {
+            "artifact": str(done.artifact),
+            "snippet": str(done.snippet),
+            "example": str(done.example),
+            "fitted": figures,
+        }
+        print(json.dumps(payload, indent=2))
+        return 0
+    low, high = figures["expected_interval_95"]
+    interval = "" if low is None else f" (95% interval for new data: {low:.1%} to {high:.1%})"
+    reached = "" if figures["reached"] else " -- target NOT reached: best setting used"
+    print(
+        f"fitted {args.policy} on {figures['items']} items of {figures['dataset']}: "
+        f"{figures['setting']}{reached}\n"
+        f"  strong share on train {figures['train_share']:.1%}; quality on its own training "
+        f"items {figures['in_sample_quality']:.1%}; expected on new data "
+        f"{figures['expected_quality']:.1%}{interval}"
+    )
+    print(f"wrote {done.artifact} (the policy), {done.snippet} (providers.toml snippet),")
+    print(f"      {done.example} (a complete config to replay it). The snippet:\n")
+    print(done.snippet_text)
+    return 0

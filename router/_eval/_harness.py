@@ -63,6 +63,22 @@ class RunResult:
     target: float | None = None
     train_share: float | None = None
     train_quality: float | None = None
+    """Cross-validated quality on train at the fitted setting (the expected quality)."""
+    expected_low: float | None = None
+    expected_high: float | None = None
+    """95% interval of the quality on a batch of new items (the calibration margin's view)."""
+    bound: float | None = None
+    confidence: float | None = None
+    in_sample_quality: float | None = None
+    """The final model on its own training items: the optimistic training figure."""
+
+    def fitted_from(self, found: Any, in_sample: float | None = None) -> None:
+        """Copy a fitted `Threshold`'s figures."""
+        self.train_share = found.train_share
+        self.train_quality = found.train_quality
+        self.expected_low, self.expected_high = found.low, found.high
+        self.bound, self.confidence = found.bound, found.confidence
+        self.in_sample_quality = in_sample
 
     @property
     def n(self) -> int:
@@ -128,6 +144,11 @@ class RunResult:
             "target": self.target,
             "train_share": self.train_share,
             "train_quality": self.train_quality,
+            "expected_low": self.expected_low,
+            "expected_high": self.expected_high,
+            "bound": self.bound,
+            "confidence": self.confidence,
+            "in_sample_quality": self.in_sample_quality,
             "note": self.note,
         }
 
@@ -230,8 +251,7 @@ class Runner:
         result = RunResult(spec.name, spec.family, spec.setting, note=spec.note)
         result.target = spec.target
         if spec.fitted is not None:
-            result.train_share = spec.fitted.train_share
-            result.train_quality = spec.fitted.train_quality
+            result.fitted_from(spec.fitted, spec.in_sample_quality)
         if self.concurrency == 1:
             for item in items:
                 result.items.append(await self._one(router, spec, item))
@@ -255,7 +275,7 @@ class Runner:
 
 def replay_judge(bindings: Mapping[str, str], scorer: Any = None) -> Judge:
     """Correct = the dataset's label for the serving deployment's model, else the scorer."""
-    from router._eval._gsm8k import content_of
+    from router._answers import content_of
 
     def judge(item: Item, deployment: str | None, response: Any) -> bool:
         if deployment is None:
@@ -272,7 +292,7 @@ def replay_judge(bindings: Mapping[str, str], scorer: Any = None) -> Judge:
 
 def live_judge(scorer: Any) -> Judge:
     """Correct = the scorer's verdict on the served answer's text."""
-    from router._eval._gsm8k import content_of
+    from router._answers import content_of
 
     def judge(item: Item, deployment: str | None, response: Any) -> bool:
         if response is None:

@@ -84,9 +84,58 @@ class Threshold:
     train_share: float
     """Share of training items the threshold sends to the strong model."""
     train_quality: float
-    """Training accuracy with it, as a fraction of the always-strong accuracy."""
+    """Training accuracy with it, as a fraction of the always-strong accuracy (from the
+    scores given: out-of-fold ones make this the cross-validated estimate)."""
     reached: bool
-    """Whether the target was reached on the training split at all."""
+    """Whether the target was reached on the training split at all (by `bound`)."""
+    low: float | None = None
+    high: float | None = None
+    """95% interval of the quality on `new_items` new items (None without a margin)."""
+    bound: float | None = None
+    """The one-sided lower bound at `confidence` the fit required to reach the target."""
+    confidence: float | None = None
+    new_items: int | None = None
+
+
+class _Running:
+    """Accuracy of a routing and its standard error on new data, updated one item at a time.
+
+    The quality of a routing is A/S (its accuracy over always-strong accuracy). On a new
+    sample of m items drawn like the n training items, its standard error is about
+    sd(c - q s) / mean(s) * sqrt(1/n + 1/m) (delta method: c the routing's correctness, s
+    the strong model's, q = A/S): the uncertainty of the estimate plus the new sample's own.
+    """
+
+    def __init__(self, weak: Sequence[bool], strong: Sequence[bool]) -> None:
+        self.n = len(weak)
+        self.c = float(sum(weak))  # sum of c (= sum of c^2: binary)
+        self.s = float(sum(strong))
+        self.cs = float(sum(1 for w, s in zip(weak, strong, strict=True) if w and s))
+
+    def move(self, w: bool, s: bool) -> None:
+        """An item goes from the weak answer to the strong one."""
+        self.c += int(s) - int(w)
+        self.cs += int(s) - int(w and s)
+
+    def quality(self) -> float:
+        return self.c / self.s if self.s else 0.0
+
+    def error(self, new_items: int) -> float:
+        n = self.n
+        if n < 2 or not self.s:
+            return math.inf
+        q = self.quality()
+        ec, es, ecs = self.c / n, self.s / n, self.cs / n
+        var = ec - 2 * q * ecs + q * q * es - (ec - q * es) ** 2
+        var = max(0.0, var) * n / (n - 1)
+        return math.sqrt(var * (1.0 / n + 1.0 / max(1, new_items))) / es
+
+
+def z_of(confidence: float) -> float:
+    """The one-sided normal quantile for a confidence in (0, 1)."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(confidence)
 
 
 def fit_threshold(
@@ -95,44 +144,74 @@ def fit_threshold(
     strong: Sequence[bool],
     target: float,
     forced: Sequence[bool] | None = None,
+    *,
+    confidence: float | None = None,
+    new_items: int | None = None,
 ) -> Threshold:
     """The cheapest threshold from which training quality stays >= `target` x strong.
 
     Items are routed strong in descending score order (`forced` ones always); ties move
     together. Quality is accuracy over always-strong accuracy on the same items.
+
+    With `confidence` (e.g. 0.9) the test is on the lower confidence bound instead of the
+    point estimate: quality - z(confidence) x its standard error on a batch of `new_items`
+    new items (default: as many as were given), so the target holds on such a batch with
+    about that probability (the margin). Without it, the point estimate decides (the
+    cheapest setting that reaches the target on these items: it lands below about half the
+    time on new ones).
     """
     n = len(scores)
     if n == 0:
         return Threshold(math.inf, 0.0, 0.0, False)
     forced = forced or [False] * n
-    strong_acc = sum(strong) / n
-    routed = sum(forced)
-    correct = sum(weak) + sum(int(strong[i]) - int(weak[i]) for i in range(n) if forced[i])
-    # Cut points (items routed, threshold, correct answers): after each run of tied scores.
-    points: list[tuple[int, float, int]] = [(routed, math.inf, correct)]
+    m = new_items or n
+    z = z_of(confidence) if confidence is not None else 0.0
+    run = _Running(weak, strong)
+    routed = 0
+    for i in range(n):
+        if forced[i]:
+            run.move(weak[i], strong[i])
+            routed += 1
+
+    def point(value: float) -> tuple[int, float, float, float]:
+        err = run.error(m) if confidence is not None else 0.0
+        q = run.quality()
+        return routed, value, q, err
+
+    # Cut points (items routed, threshold, quality, its error): after each run of tied scores.
+    points = [point(math.inf)]
     rest = sorted((i for i in range(n) if not forced[i]), key=lambda i: -scores[i])
     j = 0
     while j < len(rest):
         value = scores[rest[j]]
         while j < len(rest) and scores[rest[j]] == value:
-            correct += int(strong[rest[j]]) - int(weak[rest[j]])
+            run.move(weak[rest[j]], strong[rest[j]])
+            routed += 1
             j += 1
-        points.append((routed + j, value, correct))
-    goal = target * strong_acc * n - 1e-9
+        points.append(point(value))
+    goal = target - 1e-12
     chosen = None
-    for point in reversed(points):
-        if point[2] < goal:
+    for p in reversed(points):
+        if p[2] - z * p[3] < goal:
             break
-        chosen = point
+        chosen = p
     reached = chosen is not None
     if chosen is None:  # unreachable: the best setting there is, the cheaper on ties
-        chosen = max(points, key=lambda p: (p[2], -p[0]))
-    k, value, hits = chosen
+        chosen = max(points, key=lambda p: (p[2] - z * p[3], -p[0]))
+    k, value, q, err = chosen
+    if confidence is None:
+        return Threshold(value, k / n, q, reached)
+    spread = 1.959964 * err
     return Threshold(
         value=value,
         train_share=k / n,
-        train_quality=hits / n / strong_acc if strong_acc else 0.0,
+        train_quality=q,
         reached=reached,
+        low=q - spread,
+        high=q + spread,
+        bound=q - z * err,
+        confidence=confidence,
+        new_items=m,
     )
 
 
@@ -147,13 +226,17 @@ def share_thresholds(scores: Sequence[float], shares: Sequence[float]) -> list[f
 
 
 class PromptGainModel:
-    """P(strong correct) - P(weak correct) from the prompt (see the module docstring)."""
+    """P(strong correct) - P(weak correct) from the prompt (see the module docstring).
+
+    Fitted with scikit-learn; `document` exports it as a `router._learned` artifact, whose
+    plain-Python inference is what routes (in the eval replay and in production alike).
+    """
 
     def __init__(self, categorical: Sequence[str] = (), seed: int = 0) -> None:
         self.categorical = tuple(categorical)
         self.seed = seed
         self._vectorizer: Any = None
-        self._encoder: Any = None
+        self._encoders: list[Any] = []
         self._weak: Any = None
         self._strong: Any = None
 
@@ -163,21 +246,27 @@ class PromptGainModel:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.preprocessing import OneHotEncoder
 
+        from router._learned import tokens
+
         if fit:
             self._vectorizer = TfidfVectorizer(
-                min_df=2, max_features=20000, sublinear_tf=True, dtype=numpy.float64
+                analyzer=tokens,
+                min_df=2,
+                max_features=20000,
+                sublinear_tf=True,
+                dtype=numpy.float64,
             )
             text = self._vectorizer.fit_transform(prompts)
         else:
             text = self._vectorizer.transform(prompts)
-        parts = [text, csr_matrix([[math.log1p(len(p)) / 10.0] for p in prompts])]
-        if self.categorical:
-            rows = [[str(m.get(c, "")) for c in self.categorical] for m in metadata]
+        parts = [text, csr_matrix([[math.log1p(len(p)) * LENGTH_SCALE] for p in prompts])]
+        for k, column in enumerate(self.categorical):
+            rows = [[str(m.get(column, ""))] for m in metadata]
             if fit:
-                self._encoder = OneHotEncoder(handle_unknown="ignore")
-                parts.append(self._encoder.fit_transform(rows))
+                self._encoders.append(OneHotEncoder(handle_unknown="ignore"))
+                parts.append(self._encoders[k].fit_transform(rows))
             else:
-                parts.append(self._encoder.transform(rows))
+                parts.append(self._encoders[k].transform(rows))
         return hstack(parts).tocsr()
 
     def fit(
@@ -197,13 +286,44 @@ class PromptGainModel:
         return self
 
     def score(self, prompts: Sequence[str], metadata: Sequence[Any]) -> list[float]:
-        """The expected gain of the strong model for each prompt."""
+        """The expected gain of the strong model for each prompt (scikit-learn, batched)."""
         with single_thread():
             x = self._matrix(prompts, metadata, fit=False)
             return [
                 float(s - w)
                 for s, w in zip(_positive(self._strong, x), _positive(self._weak, x), strict=True)
             ]
+
+    def strong_probability(self, prompts: Sequence[str]) -> list[float]:
+        """P(strong correct) per prompt (no categorical columns: for the cascade)."""
+        with single_thread():
+            return _positive(self._strong, self._matrix(prompts, [{}] * len(prompts), fit=False))
+
+    def blocks(self) -> list[dict[str, Any]]:
+        """The feature recipe, in column order (tfidf, log length, one-hot per column)."""
+        vocabulary = self._vectorizer.get_feature_names_out().tolist()
+        out: list[dict[str, Any]] = [
+            {
+                "type": "tfidf",
+                "field": "prompt",
+                "ngrams": 1,
+                "sublinear_tf": True,
+                "vocabulary": vocabulary,
+                "idf": [float(v) for v in self._vectorizer.idf_],
+            },
+            {"type": "log_length", "field": "prompt", "scale": LENGTH_SCALE},
+        ]
+        for column, encoder in zip(self.categorical, self._encoders, strict=True):
+            values = [str(v) for v in encoder.categories_[0]]
+            out.append({"type": "onehot", "key": column, "values": values})
+        return out
+
+    def models(self) -> dict[str, dict[str, Any]]:
+        return {"strong": _logistic(self._strong), "weak": _logistic(self._weak)}
+
+
+LENGTH_SCALE = 0.1
+"""log1p(prompt characters) x this: one length column on the scale of the TF-IDF values."""
 
 
 class AnswerConfidence:
@@ -228,6 +348,48 @@ class AnswerConfidence:
         """P(correct) for each row."""
         with single_thread():
             return [float(p) for p in _positive(self._model, features)]
+
+    def export(self, offset: int) -> dict[str, Any]:
+        """The trees as data (feature indices shifted by `offset` columns)."""
+        model = self._model
+        if isinstance(model, _Constant):
+            return {"type": "trees", "baseline": 50.0 if model.value else -50.0, "trees": []}
+        if list(model.classes_) != [False, True]:
+            raise ValueError("answer model: expected classes [False, True]")
+        trees = []
+        for predictors in model._predictors:
+            nodes = predictors[0].nodes
+            trees.append(
+                [
+                    [
+                        int(node["feature_idx"]) + offset,
+                        float(node["num_threshold"]),
+                        bool(node["missing_go_to_left"]),
+                        int(node["left"]),
+                        int(node["right"]),
+                        bool(node["is_leaf"]),
+                        float(node["value"]),
+                    ]
+                    for node in nodes
+                ]
+            )
+        return {
+            "type": "trees",
+            "baseline": float(model._baseline_prediction.ravel()[0]),
+            "trees": trees,
+        }
+
+
+def _logistic(model: Any) -> dict[str, Any]:
+    if isinstance(model, _Constant):
+        return {"type": "logistic", "coef": [], "intercept": 50.0 if model.value else -50.0}
+    if list(model.classes_) != [False, True]:
+        raise ValueError("logistic model: expected classes [False, True]")
+    return {
+        "type": "logistic",
+        "coef": [float(c) for c in model.coef_[0]],
+        "intercept": float(model.intercept_[0]),
+    }
 
 
 class _Constant:

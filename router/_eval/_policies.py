@@ -31,14 +31,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from router._answers import FEATURE_NAMES, answer_features
 from router._eval._data import Item
-from router._eval._gsm8k import (
-    answer_features,
-    arithmetic_problem,
-    content_of,
-    final_answer_problem,
-    prompt_of,
-)
 from router._eval._learn import (
     AnswerConfidence,
     PromptGainModel,
@@ -48,6 +42,13 @@ from router._eval._learn import (
     share_thresholds,
 )
 from router._eval._replay import ITEM_KEY
+from router._learned import (
+    FORMAT,
+    LearnedPolicy,
+    answer_validator,
+    request_text,
+    rule_problem,
+)
 
 __all__ = [
     "BINDINGS",
@@ -80,13 +81,6 @@ PRICES: Mapping[str, Mapping[str, Any]] = {
 """The two deployments' models and prices ($ per token), and where the prices come from."""
 BINDINGS: Mapping[str, str] = {WEAK_DEPLOYMENT: "weak", STRONG_DEPLOYMENT: "strong"}
 """Replay bindings: deployment name -> dataset model."""
-CASCADE_TRIGGERS = (
-    "empty",
-    "length",
-    "validator:gsm8k_arithmetic",
-    "validator:gsm8k_final_answer",
-    "validator:answer_confidence",
-)
 GENERIC_TRIGGERS = ("empty", "length", "refusal")
 
 
@@ -135,6 +129,8 @@ class PolicySpec:
     note: str = ""
     threshold: float | None = None
     """The family's threshold this spec was built with (None for the baselines)."""
+    in_sample_quality: float | None = None
+    """Training quality of the final model on its own training items at this setting."""
 
 
 def _routes(*routes: Mapping[str, Any], classifiers: Mapping[str, Any] | None = None) -> Any:
@@ -168,16 +164,55 @@ class Family:
     prime: Callable[[Sequence[Item]], None] | None = None
     """Batch-computes the policy's per-prompt scores for items about to be routed (the same
     function the router calls per request, memoised; it reads prompts and answers only)."""
+    in_sample: list[float] | None = None
+    """The final model's scores on its own training items (the optimistic training figure)."""
+    artifact: Callable[[float], dict[str, Any]] | None = None
+    """threshold -> the `router._learned` document of this family (learned families only)."""
+    confidence: float | None = None
+    new_items: int | None = None
 
     def fitted(
-        self, weak: Sequence[bool], strong: Sequence[bool], target: float
+        self,
+        weak: Sequence[bool],
+        strong: Sequence[bool],
+        target: float,
+        confidence: float | str | None = "family",
     ) -> tuple[Threshold, PolicySpec]:
-        """The cheapest setting reaching `target` on the training split, as a spec."""
-        found = fit_threshold(self.scores, weak, strong, target, self.forced)
-        name = f"{self.label} (fitted for {target:.0%})"
+        """The cheapest setting reaching `target` on the training split (at the family's
+        confidence unless `confidence` is given; None: no margin; see `fit_threshold`)."""
+        level = self.confidence if confidence == "family" else confidence
+        assert level is None or isinstance(level, float)
+        found = fit_threshold(
+            self.scores,
+            weak,
+            strong,
+            target,
+            self.forced,
+            confidence=level,
+            new_items=self.new_items,
+        )
+        suffix = ""
+        if level != self.confidence:
+            suffix = ", no margin" if level is None else f", confidence {level:g}"
+        name = f"{self.label} (fitted for {target:.0%}{suffix})"
         spec = replace(self.build(found.value, name), threshold=found.value)
         note = "" if found.reached else f"{target:.0%} not reached on train; best setting used"
-        return found, replace(spec, target=target, fitted=found, note=note or spec.note)
+        in_sample = self.in_sample_quality(weak, strong, found.value)
+        spec = replace(spec, target=target, fitted=found, note=note or spec.note)
+        return found, replace(spec, in_sample_quality=in_sample)
+
+    def in_sample_quality(
+        self, weak: Sequence[bool], strong: Sequence[bool], value: float
+    ) -> float | None:
+        """Training quality of the final model at `value` on its own training items."""
+        scores = self.in_sample if self.in_sample is not None else self.scores
+        forced = self.forced or [False] * len(scores)
+        hits = sum(
+            (s if (f or x >= value) else w)
+            for x, f, w, s in zip(scores, forced, weak, strong, strict=True)
+        )
+        total = sum(strong)
+        return hits / total if total else None
 
     def curve(self, shares: Sequence[float]) -> list[PolicySpec]:
         """Specs sending about each share of training items to the strong model."""
@@ -214,15 +249,19 @@ def fit(
     *,
     seed: int,
     count_tokens: Callable[[str], int],
+    confidence: float | None = None,
+    new_items: int | None = None,
+    only: Sequence[str] | None = None,
 ) -> Fitted:
     """Fit every policy family on the training items (and nothing else).
 
     `count_tokens` is the router's own prompt counter (the backend's), so the length rule's
-    threshold is in the unit the rule is checked in.
+    threshold is in the unit the rule is checked in. `confidence` and `new_items` set every
+    family's calibration margin (see `router._eval._learn.fit_threshold`). `only` fits just
+    the named families (``classifier``, ``cascade``...), for ``router eval fit``.
     """
     weak, strong = _labels(train)
     prompts = [it.prompt for it in train]
-    metadata = [it.metadata for it in train]
     has_text = all("weak" in it.answers for it in train)
     categorical = ("subject",) if all("subject" in it.metadata for it in train) else ()
     baselines = [
@@ -231,6 +270,9 @@ def fit(
     ]
     families: list[Family] = []
     notes: list[str] = []
+
+    def wanted(key: str) -> bool:
+        return only is None or key in only
 
     # Random mix: a seeded coin per item; the share is the tunable.
     def build_random(value: float, label: str) -> PolicySpec:
@@ -251,18 +293,14 @@ def fit(
             classifiers={"random-mix": classify},
         )
 
-    families.append(
-        Family(
-            "random",
-            "random mix",
-            build_random,
-            [1.0 - coin(seed, it.id) for it in train],
+    if wanted("random"):
+        families.append(
+            Family("random", "random mix", build_random, [1.0 - coin(seed, it.id) for it in train])
         )
-    )
     baselines.append(build_random(0.5, "random mix 50%"))
 
     # Rule: prompt length. The practitioners' first idea; the table shows what it buys.
-    lengths = [float(count_tokens(p)) for p in prompts]
+    lengths = [float(count_tokens(p)) for p in prompts] if wanted("length") else []
 
     def build_length(value: float, label: str) -> PolicySpec:
         if math.isinf(value):
@@ -273,17 +311,11 @@ def fit(
             label, "rule:length", f">= {tokens} prompt tokens", "auto", _routes(route)
         )
 
-    families.append(
-        Family(
-            "length",
-            "rule: prompt length",
-            build_length,
-            lengths,
-        )
-    )
+    if wanted("length"):
+        families.append(Family("length", "rule: prompt length", build_length, lengths))
 
     # Rule: subject. Each subject's gain (strong accuracy - weak accuracy) on train.
-    if categorical:
+    if categorical and wanted("subject"):
         subjects = [str(it.metadata["subject"]) for it in train]
 
         def gains(rows: Sequence[int]) -> dict[str, float]:
@@ -326,68 +358,11 @@ def fit(
             )
         )
 
-    # Classifier-first: expected gain from the prompt, fitted on train.
-    def fit_score(rows: list[int], score_rows: list[int]) -> list[float]:
-        model = PromptGainModel(categorical, seed).fit(
-            [prompts[i] for i in rows],
-            [metadata[i] for i in rows],
-            [weak[i] for i in rows],
-            [strong[i] for i in rows],
-        )
-        return model.score([prompts[i] for i in score_rows], [metadata[i] for i in score_rows])
-
-    gain_oof = out_of_fold(prompts, fit_score, seed)
-    gain_model = PromptGainModel(categorical, seed).fit(prompts, metadata, weak, strong)
-    gain_cache: dict[tuple[str, str], float] = {}
-
-    def gain_of(request: Mapping[str, Any]) -> float:
-        text = prompt_of(request)
-        meta = request.get("metadata") or {}
-        key = (text, _meta_key(meta, categorical))
-        value = gain_cache.get(key)
-        if value is None:
-            value = gain_cache[key] = gain_model.score([text], [meta])[0]
-        return value
-
-    def build_classifier(value: float, label: str) -> PolicySpec:
-        def classify(request: Mapping[str, Any]) -> str:
-            return "strong" if gain_of(request) >= value else "weak"
-
-        return PolicySpec(
-            label,
-            "classifier",
-            _describe_gain(value),
-            "auto",
-            _routes(
-                _label_route("classifier-first", "prompt-gain"),
-                classifiers={"prompt-gain": {"kind": "python", "callable": "prompt-gain"}},
-            ),
-            classifiers={"prompt-gain": classify},
-        )
-
-    def prime_gain(items: Sequence[Item]) -> None:
-        todo = [
-            it for it in items if (it.prompt, _meta_key(it.metadata, categorical)) not in gain_cache
-        ]
-        if todo:
-            values = gain_model.score([it.prompt for it in todo], [it.metadata for it in todo])
-            for it, value in zip(todo, values, strict=True):
-                gain_cache[(it.prompt, _meta_key(it.metadata, categorical))] = value
-
-    families.append(
-        Family(
-            "classifier",
-            "classifier-first",
-            build_classifier,
-            gain_oof,
-            prime=prime_gain,
-        )
-    )
-
-    # The escalation cascade.
-    if has_text:
-        families.append(_cascade(train, weak, strong, seed))
-    else:
+    if wanted("classifier"):
+        families.append(_classifier_first(name, train, categorical, weak, strong, seed))
+    if has_text and wanted("cascade"):
+        families.append(_cascade(name, train, weak, strong, seed))
+    elif not has_text:
         notes.append(
             "cascade: the data records no answer text (labels only), so no check on the "
             "weak answer has anything to read: it never escalates and equals always-weak. "
@@ -412,7 +387,80 @@ def fit(
                 note="no answer text in the data: nothing for the checks to read",
             )
         )
+    for family in families:
+        family.confidence, family.new_items = confidence, new_items
     return Fitted(name, seed, baselines, families, weak, strong, notes)
+
+
+def _classifier_first(
+    name: str,
+    train: Sequence[Item],
+    categorical: Sequence[str],
+    weak: list[bool],
+    strong: list[bool],
+    seed: int,
+) -> Family:
+    """Classifier-first: the expected gain of the strong model from the prompt."""
+    prompts = [it.prompt for it in train]
+    metadata = [it.metadata for it in train]
+
+    def fit_score(rows: list[int], score_rows: list[int]) -> list[float]:
+        model = PromptGainModel(categorical, seed).fit(
+            [prompts[i] for i in rows],
+            [metadata[i] for i in rows],
+            [weak[i] for i in rows],
+            [strong[i] for i in rows],
+        )
+        return model.score([prompts[i] for i in score_rows], [metadata[i] for i in score_rows])
+
+    gain_oof = out_of_fold(prompts, fit_score, seed)
+    gain_model = PromptGainModel(categorical, seed).fit(prompts, metadata, weak, strong)
+    gain_doc = route_document(gain_model, math.inf, dataset=name, items=len(train), seed=seed)
+    gain_runtime = LearnedPolicy(gain_doc, f"<{name} classifier-first>")
+    gain_cache: dict[tuple[str, str], float] = {}
+
+    def gain_of(request: Mapping[str, Any]) -> float:
+        text, meta = request_text(request)
+        key = (text, _meta_key(meta, categorical))
+        value = gain_cache.get(key)
+        if value is None:
+            value = gain_cache[key] = gain_runtime.score(text, meta)
+        return value
+
+    def build_classifier(value: float, label: str) -> PolicySpec:
+        def classify(request: Mapping[str, Any]) -> str:
+            return "strong" if gain_of(request) >= value else "weak"
+
+        return PolicySpec(
+            label,
+            "classifier",
+            _describe_gain(value),
+            "auto",
+            _routes(
+                _label_route("classifier-first", "prompt-gain"),
+                classifiers={"prompt-gain": {"kind": "python", "callable": "prompt-gain"}},
+            ),
+            classifiers={"prompt-gain": classify},
+        )
+
+    def prime_gain(items: Sequence[Item]) -> None:
+        for it in items:
+            key = (it.prompt, _meta_key(it.metadata, categorical))
+            if key not in gain_cache:
+                gain_cache[key] = gain_runtime.score(it.prompt, it.metadata)
+
+    def gain_artifact(value: float) -> dict[str, Any]:
+        return {**gain_doc, "threshold": value}
+
+    return Family(
+        "classifier",
+        "classifier-first",
+        build_classifier,
+        gain_oof,
+        prime=prime_gain,
+        in_sample=[gain_runtime.score(p, m) for p, m in zip(prompts, metadata, strict=True)],
+        artifact=gain_artifact,
+    )
 
 
 def oracle_policy(labels: Mapping[str, Item]) -> PolicySpec:
@@ -452,79 +500,110 @@ def _describe_gain(value: float) -> str:
     return "never" if math.isinf(value) else f"expected gain >= {value:+.3f}"
 
 
-def _cascade(train: Sequence[Item], weak: list[bool], strong: list[bool], seed: int) -> Family:
-    """Weak first; validators on its answer escalate; the strong answer is checked again."""
+ANSWER_RULES = ("empty", "arithmetic", "final_answer")
+"""The cascade's hard checks (`router._learned` rules): every answer failing one escalates."""
+
+
+def route_document(model: PromptGainModel, threshold: float, **fitted: Any) -> dict[str, Any]:
+    """A classifier-first artifact (`router._learned`, role ``route``)."""
+    return {
+        "format": FORMAT,
+        "role": "route",
+        "description": "classifier-first: route to the strong model when P(strong right) - "
+        "P(weak right), from the prompt, is >= threshold",
+        "labels": {"above": "strong", "below": "weak"},
+        "threshold": threshold,
+        "score": {"plus": "strong", "minus": "weak"},
+        "features": model.blocks(),
+        "models": model.models(),
+        "fitted": fitted,
+    }
+
+
+def _cascade(
+    name: str, train: Sequence[Item], weak: list[bool], strong: list[bool], seed: int
+) -> Family:
+    """Weak first; its answer escalates when a hard check fails or when the expected gain of
+    the strong answer, P(strong right | prompt) - P(weak right | prompt, weak answer), is
+    over the threshold; the strong answer is checked again (hard checks: review)."""
     answers = [it.answers["weak"] for it in train]
     prompts = [it.prompt for it in train]
+    metadata = [it.metadata for it in train]
     features = [answer_features(q, a) for q, a in zip(prompts, answers, strict=True)]
-    forced = [
-        arithmetic_problem(a) is not None or final_answer_problem(a) is not None or not a.strip()
-        for a in answers
-    ]
+    forced = [rule_problem(a, ANSWER_RULES) is not None for a in answers]
 
     def fit_score(rows: list[int], score_rows: list[int]) -> list[float]:
-        model = AnswerConfidence(seed).fit([features[i] for i in rows], [weak[i] for i in rows])
-        return [1.0 - p for p in model.probability([features[i] for i in score_rows])]
+        gain = PromptGainModel((), seed).fit(
+            [prompts[i] for i in rows],
+            [metadata[i] for i in rows],
+            [weak[i] for i in rows],
+            [strong[i] for i in rows],
+        )
+        right = AnswerConfidence(seed).fit([features[i] for i in rows], [weak[i] for i in rows])
+        p_strong = gain.strong_probability([prompts[i] for i in score_rows])
+        p_weak = right.probability([features[i] for i in score_rows])
+        return [s - w for s, w in zip(p_strong, p_weak, strict=True)]
 
     scores = out_of_fold(prompts, fit_score, seed)
-    model = AnswerConfidence(seed).fit(features, weak)
-    weak_model = PRICES[WEAK_DEPLOYMENT]["model"]
+    gain = PromptGainModel((), seed).fit(prompts, metadata, weak, strong)
+    right = AnswerConfidence(seed).fit(features, weak)
+    blocks = gain.blocks()
+    offset = sum(
+        len(b["vocabulary"]) if b["type"] == "tfidf" else len(b.get("values", ())) or 1
+        for b in blocks
+    )
+    document = {
+        **_cascade_shell(),
+        "features": [
+            *blocks,
+            {"type": "answer_features", "set": "math-word-problem/1", "size": len(FEATURE_NAMES)},
+        ],
+        "models": {"strong": gain.models()["strong"], "weak": right.export(offset)},
+        "group": "weak",
+        "fitted": {"dataset": name, "items": len(train), "seed": seed},
+    }
+    runtime = LearnedPolicy(document, f"<{name} cascade>")
     cache: dict[tuple[str, str], float] = {}
 
-    def doubt(question: str, answer: str) -> float:
+    def doubt(question: str, meta: Mapping[str, Any], answer: str) -> float:
         key = (question, answer)
         value = cache.get(key)
         if value is None:
-            value = cache[key] = 1.0 - model.probability([answer_features(question, answer)])[0]
+            value = cache[key] = runtime.score(question, meta, answer)
         return value
 
-    def arithmetic(response: Any, request: Mapping[str, Any]) -> str | None:
-        return arithmetic_problem(content_of(response))
-
-    def final(response: Any, request: Mapping[str, Any]) -> str | None:
-        return final_answer_problem(content_of(response))
-
     def build(value: float, label: str) -> PolicySpec:
-        def confidence(response: Any, request: Mapping[str, Any]) -> str | None:
-            # Fitted on the weak model's answers: another model's answer is not its to judge.
-            if getattr(response, "model", None) != weak_model:
-                return None
-            score = doubt(prompt_of(request), content_of(response))
-            if score >= value:
-                return f"P(correct) {1.0 - score:.2f} <= {1.0 - value:.2f}"
-            return None
-
+        check = answer_validator(
+            {**document, "threshold": value}, lambda d: d == WEAK_DEPLOYMENT, score=doubt
+        )
         config = base_config()
         config["groups"] = {
             "weak": {
                 "escalate_to": "strong",
-                "escalate_on": list(CASCADE_TRIGGERS),
+                "escalate_on": ["length", "validator:learned_answer"],
                 "max_escalations": 1,
                 "on_exhausted": "review",
             }
         }
-        setting = "hard checks only" if math.isinf(value) else f"P(correct) < {1.0 - value:.2f}"
+        setting = "hard checks only" if math.isinf(value) else f"expected gain >= {value:+.2f}"
         return PolicySpec(
             label,
             "cascade",
             f"escalate: checks fail or {setting}",
             "weak",
             config,
-            validators={
-                "gsm8k_arithmetic": arithmetic,
-                "gsm8k_final_answer": final,
-                "answer_confidence": confidence,
-            },
+            validators={"learned_answer": check},
         )
 
     def prime(items: Sequence[Item]) -> None:
-        todo = [(it.prompt, it.answers["weak"]) for it in items if "weak" in it.answers]
-        todo = [pair for pair in todo if pair not in cache]
-        if todo:
-            values = model.probability([answer_features(q, a) for q, a in todo])
-            for pair, p in zip(todo, values, strict=True):
-                cache[pair] = 1.0 - p
+        for it in items:
+            if "weak" in it.answers:
+                doubt(it.prompt, it.metadata, it.answers["weak"])
 
+    def artifact(value: float) -> dict[str, Any]:
+        return {**document, "threshold": value}
+
+    in_sample = [runtime.score(q, m, a) for q, m, a in zip(prompts, metadata, answers, strict=True)]
     return Family(
         "cascade",
         "cascade",
@@ -532,4 +611,18 @@ def _cascade(train: Sequence[Item], weak: list[bool], strong: list[bool], seed: 
         scores,
         forced,
         prime=prime,
+        in_sample=in_sample,
+        artifact=artifact,
     )
+
+
+def _cascade_shell() -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "role": "answer",
+        "description": "cascade check on the weak answer: escalate when a hard rule fails, or "
+        "when P(strong right | prompt) - P(weak right | prompt, answer) is >= threshold",
+        "threshold": math.inf,
+        "score": {"plus": "strong", "minus": "weak"},
+        "rules": list(ANSWER_RULES),
+    }

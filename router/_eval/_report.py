@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "CURVE_COLUMNS",
+    "RESULT_COLUMNS",
     "TABLE_COLUMNS",
     "aligned",
     "calibration_lines",
@@ -27,7 +28,7 @@ __all__ = [
     "write_csv",
 ]
 
-TABLE_COLUMNS = (
+RESULT_COLUMNS = (
     "policy",
     "setting",
     "accuracy",
@@ -38,6 +39,9 @@ TABLE_COLUMNS = (
     "escalated",
     "review",
 )
+"""A run's columns (``router eval run``: nothing fitted)."""
+TABLE_COLUMNS = (*RESULT_COLUMNS[:2], "train", "expected on new data", *RESULT_COLUMNS[2:])
+"""``router eval routellm``'s: the fitted rows' training figures beside the test's."""
 CURVE_COLUMNS = (
     "dataset",
     "family",
@@ -78,11 +82,25 @@ def usd(value: float | None) -> str:
     return f"${value:.{digits}f}"
 
 
+def expected_cell(row: Mapping[str, Any]) -> str:
+    """The cross-validated quality on train and its 95% interval for new data, or '-'."""
+    if row.get("train_quality") is None:
+        return "-"
+    if row.get("expected_low") is None:
+        return pct(row["train_quality"])
+    return (
+        f"{pct(row['train_quality'])} ({100 * row['expected_low']:.1f}-"
+        f"{100 * row['expected_high']:.1f})"
+    )
+
+
 def table_cells(row: Mapping[str, Any]) -> dict[str, str]:
     """One result row (`RunResult.row`) as display strings."""
     return {
         "policy": str(row["policy"]),
         "setting": str(row["setting"]),
+        "train": pct(row.get("in_sample_quality")),
+        "expected on new data": expected_cell(row),
         "accuracy": pct(row["accuracy"]),
         "% of strong": pct(row["quality_vs_strong"]),
         "$ / item": usd(row["cost_per_item_usd"]),
@@ -123,6 +141,8 @@ _CALIBRATION_COLUMNS = (
     "policy",
     "setting",
     "train: strong calls",
+    "train",
+    "expected on new data",
     "% of strong",
     "strong calls",
     "$ / item",
@@ -141,6 +161,8 @@ def calibration_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
                 "policy": str(row["policy"]).split(" (fitted")[0],
                 "setting": str(row["setting"]),
                 "train: strong calls": pct(row["train_share"]),
+                "train": pct(row.get("in_sample_quality")),
+                "expected on new data": expected_cell(row),
                 "% of strong": pct(row["quality_vs_strong"]),
                 "strong calls": pct(row["strong_share"]),
                 "$ / item": usd(row["cost_per_item_usd"]),
@@ -174,6 +196,7 @@ _SPLIT_COLUMNS = (
     "lowest",
     "mean strong calls",
     "highest",
+    "quality target held",
     "splits meeting goal",
 )
 
@@ -193,6 +216,7 @@ def split_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
                 "lowest": pct(entry["min_quality"]),
                 "mean strong calls": pct(entry["mean_strong_share"]),
                 "highest": pct(entry["max_strong_share"]),
+                "quality target held": f"{entry.get('splits_quality_held', '-')} of {count}",
                 "splits meeting goal": f"{entry['splits_meeting_goal']} of {count}",
             }
         )
@@ -253,12 +277,13 @@ def text_report(report: Mapping[str, Any]) -> list[str]:
     lines.append("")
     lines += goal_lines(report)
     repro = report["reproduction"]
-    lines.append(
-        f"Reproduction on all {repro['items']} items: weak {pct(repro['weak'])}, strong "
-        f"{pct(repro['strong'])}, oracle {pct(repro['oracle'])}, random mix needs "
-        f"{pct(repro['random_share_95'], 0)} for 95% "
-        f"({'matches' if repro['matches'] else 'DIFFERS FROM'} data/routellm/README.md)"
-    )
+    if repro:
+        lines.append(
+            f"Reproduction on all {repro['items']} items: weak {pct(repro['weak'])}, strong "
+            f"{pct(repro['strong'])}, oracle {pct(repro['oracle'])}, random mix needs "
+            f"{pct(repro['random_share_95'], 0)} for 95% "
+            f"({'matches' if repro['matches'] else 'DIFFERS FROM'} data/routellm/README.md)"
+        )
     lines += [f"Note: {n}" for n in report["notes"]]
     return lines
 

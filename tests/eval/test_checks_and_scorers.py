@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from router._eval._data import DatasetError, Item, load_dataset
-from router._eval._gsm8k import (
+from router._answers import (
     FEATURE_NAMES,
     answer_features,
     arithmetic_problem,

@@ -212,8 +212,18 @@ FEATURE_NAMES: tuple[str, ...] = (
     "new_decimals",
     *(f"q:{w}" for w in _QUESTION_WORDS),
     *(f"a:{w}" for w in _ANSWER_WORDS),
+    "equals_signs",
+    "paragraphs",
+    "says_therefore",
+    "says_so",
+    "final_negative",
+    "final_zero",
+    "distinct_numbers",
+    "over_1500_chars",
+    "ends_cleanly",
 )
-"""Names of `answer_features`' values, in order."""
+"""Names of `answer_features`' values, in order (the last nine: how the answer is written,
+which lowered the strong share a 95% cascade needs on GSM8K by about two points)."""
 
 
 def answer_features(question: str, answer: str) -> list[float]:
@@ -247,6 +257,15 @@ def answer_features(question: str, answer: str) -> list[float]:
         float(new_decimals),
         *(float(w in lowered_q) for w in _QUESTION_WORDS),
         *(float(w in lowered_a) for w in _ANSWER_WORDS),
+        float(answer.count("=")),
+        float(answer.count("\n\n")),
+        float("therefore" in lowered_a),
+        float("so," in lowered_a),
+        float(final is not None and final < 0),
+        float(final is not None and final == 0),
+        float(len(set(answer_numbers))),
+        float(len(answer) > 1500),
+        float(answer.rstrip().endswith((".", ")", ">"))),
     ]
 
 

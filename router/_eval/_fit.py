@@ -1,0 +1,203 @@
+"""``router eval fit``: fit a learned policy on labelled data and export it for production.
+
+Fits one family (``classifier-first`` or ``cascade``) on *every* item of the dataset, picks
+the cheapest setting whose quality reaches the target at the given confidence on new data
+(out-of-fold scores, `router._eval._learn.fit_threshold`), and writes to ``--out``:
+
+- ``NAME.json``: the artifact (`router._learned`, format ``router.learned/1``): data only,
+  loaded by the base install without scikit-learn;
+- ``NAME.toml``: the providers.toml snippet that uses it (``[classifiers.NAME] kind =
+  "learned"`` and a route, or a learned ``escalate_on`` check for the cascade);
+- ``NAME.example.toml``: a complete config (the two priced deployments of the eval, the
+  snippet) that ``router eval run DATA --config ...`` replays, to see the exported policy
+  make its decisions through the production config loader.
+
+The fit's figures (training share and quality, the expected quality on new data with its
+interval) are printed and stored in the artifact's ``fitted`` table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from router._eval._data import Dataset
+from router._eval._policies import BINDINGS, PRICES, base_config, fit
+
+__all__ = ["FAMILIES", "Export", "export_policy"]
+
+FAMILIES: Mapping[str, str] = {"classifier-first": "classifier", "cascade": "cascade"}
+"""``--policy`` names -> the family keys of `router._eval._policies.fit`."""
+NEVER = 1e9
+"""The threshold written for "never" (scores are differences of probabilities, in [-1, 1])."""
+
+
+@dataclass(frozen=True)
+class Export:
+    """What `export_policy` wrote and the fit's figures."""
+
+    name: str
+    artifact: Path
+    snippet: Path
+    example: Path
+    fitted: dict[str, Any]
+    snippet_text: str
+
+
+def _slug(text: str) -> str:
+    slug = "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+    while "--" in slug:
+        slug = slug.replace("--", "-")
+    return slug or "policy"
+
+
+def export_policy(
+    dataset: Dataset,
+    policy: str,
+    out: str | os.PathLike[str],
+    *,
+    target: float = 0.95,
+    confidence: float | None = 0.9,
+    new_items: int | None = None,
+    name: str | None = None,
+    seed: int = 0,
+) -> Export:
+    """Fit `policy` on all of `dataset` and write the artifact, snippet and example config."""
+    if policy not in FAMILIES:
+        raise ValueError(f"--policy {policy!r}: use {' or '.join(FAMILIES)}")
+    if not 0 < target <= 1.5:
+        raise ValueError(f"--target {target}: a fraction of strong quality, e.g. 0.95")
+    if confidence is not None and not 0 < confidence < 1:
+        raise ValueError(f"--confidence {confidence}: a probability in (0, 1), e.g. 0.9")
+    missing = [m for m in ("weak", "strong") if m not in dataset.models]
+    if missing:
+        raise ValueError(
+            f"{dataset.source or dataset.name}: no labels for model(s) {missing}; the data "
+            "needs weak_correct and strong_correct (or correct.weak / correct.strong)"
+        )
+    items = [it for it in dataset.items if "weak" in it.correct and "strong" in it.correct]
+    if len(items) < 20:
+        raise ValueError(f"{dataset.name}: {len(items)} items with both labels; need 20 or more")
+    if policy == "cascade" and not all("weak" in it.answers for it in items):
+        raise ValueError(
+            f"{dataset.name}: the cascade reads the weak model's answer, and the data has no "
+            "weak answer text (weak_response); fit classifier-first instead"
+        )
+    key = FAMILIES[policy]
+    fitted = fit(
+        dataset.name,
+        items,
+        seed=seed,
+        count_tokens=lambda prompt: 0,
+        confidence=confidence,
+        new_items=new_items,
+        only=(key,),
+    )
+    family = next(f for f in fitted.families if f.key == key)
+    assert family.artifact is not None
+    found, spec = family.fitted(fitted.weak, fitted.strong, target)
+    threshold = NEVER if math.isinf(found.value) else found.value
+    document = family.artifact(threshold)
+    figures: dict[str, Any] = {
+        "dataset": dataset.name,
+        "source": dataset.source,
+        "items": len(items),
+        "seed": seed,
+        "policy": policy,
+        "target": target,
+        "reached": found.reached,
+        "confidence": confidence,
+        "new_items": found.new_items,
+        "train_share": found.train_share,
+        "expected_quality": found.train_quality,
+        "expected_interval_95": [found.low, found.high],
+        "lower_bound": found.bound,
+        "in_sample_quality": spec.in_sample_quality,
+        "setting": spec.setting,
+        "fitted_with": "router eval fit",
+    }
+    document["fitted"] = figures
+    base = name or f"{dataset.name}-{policy}"
+    slug = _slug(base)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    artifact = folder / f"{slug}.json"
+    artifact.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    path_text = artifact.as_posix()
+    snippet_text = _snippet(policy, slug, path_text, figures)
+    snippet = folder / f"{slug}.toml"
+    snippet.write_text(snippet_text, encoding="utf-8")
+    example = folder / f"{slug}.example.toml"
+    # The example sits beside the artifact, and a path resolves from its config's folder.
+    local = _snippet(policy, slug, artifact.name, figures)
+    example.write_text(_example(local, slug), encoding="utf-8")
+    return Export(slug, artifact, snippet, example, figures, snippet_text)
+
+
+def _header(policy: str, figures: Mapping[str, Any]) -> str:
+    low, high = figures["expected_interval_95"]
+    interval = "" if low is None else f" (95% interval on new data {low:.1%}-{high:.1%})"
+    return (
+        f"# router eval fit: {policy} on {figures['dataset']} ({figures['items']} items), "
+        f"target {figures['target']:.0%} of strong quality at confidence "
+        f"{figures['confidence']}\n# expected quality on new data {figures['expected_quality']:.1%}"
+        f"{interval}, strong share on train {figures['train_share']:.1%}\n"
+    )
+
+
+def _snippet(policy: str, slug: str, path: str, figures: Mapping[str, Any]) -> str:
+    head = _header(policy, figures)
+    if policy == "classifier-first":
+        return (
+            f"{head}\n"
+            "[[routes]]\n"
+            f'name = "{slug}"\n'
+            f'classifier = "{slug}"\n'
+            'classes = { strong = "strong", weak = "weak" }\n'
+            "\n"
+            "[[routes]]\n"
+            'name = "default"\n'
+            'group = "weak"\n'
+            "\n"
+            f"[classifiers.{slug}]\n"
+            'kind = "learned"\n'
+            f'path = "{path}"\n'
+        )
+    return (
+        f"{head}\n"
+        "[groups.weak]\n"
+        'escalate_to = "strong"\n'
+        f'escalate_on = ["length", "learned:{slug}"]\n'
+        "max_escalations = 1\n"
+        'on_exhausted = "review"\n'
+        "\n"
+        f"[classifiers.{slug}]\n"
+        'kind = "learned"\n'
+        f'path = "{path}"\n'
+        'group = "weak"          # the group whose answers the model was fitted on\n'
+    )
+
+
+def _example(snippet: str, slug: str) -> str:
+    lines = [
+        f"# A complete config around the {slug} snippet: the eval's two priced deployments.",
+        "# Replay it: router eval run DATA --config THIS_FILE --policy auto (or weak).",
+        "",
+    ]
+    for deployment in base_config()["deployments"]:
+        info = PRICES[deployment["name"]]
+        lines += [
+            "[[deployments]]",
+            f'name = "{deployment["name"]}"',
+            f'model = "{info["model"]}"',
+            f"input_cost_per_token = {info['input_cost_per_token']!r}",
+            f"output_cost_per_token = {info['output_cost_per_token']!r}",
+            f'groups = ["{BINDINGS[deployment["name"]]}"]',
+            "",
+        ]
+    return "\n".join(lines) + "\n" + snippet

@@ -1,0 +1,132 @@
+"""Record files as datasets: production traffic (with outcomes) for ``router eval`` and ``fit``.
+
+A record file (``[router] record_file``) holds call lines and, from `router.record_outcome`,
+outcome lines. With content capture on, call lines carry the prompt and the served answer.
+This module turns such a file into a `Dataset`:
+
+- each distinct prompt is an item (id: the first call's response id);
+- each *group* that answered it is a model: its answer text from the call's ``output``, its
+  label from the outcomes (``correct`` / ``accepted`` true, ``wrong`` / ``rejected`` false)
+  recorded on that call, or on the call's job when the call has none of its own;
+- the metadata are the call's ``step`` and ``route`` (what rules and classifiers can read);
+- an outcome ``label`` becomes the item's ``reference`` (for scorers).
+
+Calls without a prompt (content capture off), without an outcome, or that failed are left
+out; the counts are in the dataset's notes. Two groups' labels on one item, which fitting a
+weak/strong policy needs, come from traffic sent to both groups (a shadow sample).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from router._eval._data import Dataset, DatasetError, Item
+
+__all__ = ["is_record_file", "load_records"]
+
+_POSITIVE = {"correct": True, "accepted": True, "wrong": False, "rejected": False}
+
+
+def is_record_file(path: str | os.PathLike[str]) -> bool:
+    """Whether the file's first non-blank line is a router record (has a ``type``)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    first = json.loads(line)
+                    return isinstance(first, dict) and first.get("type") in (
+                        "call",
+                        "job",
+                        "outcome",
+                    )
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def load_records(path: str | os.PathLike[str], name: str | None = None) -> Dataset:
+    """The items of a record file (see the module docstring)."""
+    file = os.fspath(path)
+    calls: list[dict[str, Any]] = []
+    by_call: dict[str, dict[str, Any]] = {}
+    by_job: dict[str, dict[str, Any]] = {}
+    try:
+        with open(file, encoding="utf-8") as handle:
+            lines = handle.readlines()
+    except OSError as exc:
+        raise DatasetError(f"{file}: cannot read ({exc.strerror})") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise DatasetError(f"{file}:{number}: not JSON ({exc})") from None
+        if not isinstance(record, dict):
+            continue
+        kind = record.get("type")
+        if kind == "call":
+            calls.append(record)
+        elif kind == "outcome":
+            if record.get("outcome") not in _POSITIVE:
+                raise DatasetError(f"{file}:{number}: unknown outcome {record.get('outcome')!r}")
+            if record.get("call"):
+                by_call[str(record["call"])] = record  # the last word wins
+            elif record.get("job"):
+                by_job[str(record["job"])] = record
+    items: dict[str, dict[str, Any]] = {}
+    skipped = {"no prompt (content capture off)": 0, "no outcome": 0, "not served": 0}
+    for call in calls:
+        prompt = call.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            skipped["no prompt (content capture off)"] += 1
+            continue
+        if call.get("outcome") not in ("success", "needs_review") or not call.get("group"):
+            skipped["not served"] += 1
+            continue
+        outcome = by_call.get(str(call.get("response_id"))) or by_job.get(str(call.get("job")))
+        if outcome is None:
+            skipped["no outcome"] += 1
+            continue
+        entry = items.setdefault(
+            " ".join(prompt.split()),
+            {
+                "id": str(call.get("response_id") or f"call-{len(items) + 1}"),
+                "prompt": prompt,
+                "metadata": {k: call[k] for k in ("step", "route") if call.get(k) is not None},
+                "answers": {},
+                "correct": {},
+                "reference": None,
+            },
+        )
+        group = str(call["group"])
+        entry["correct"][group] = _POSITIVE[outcome["outcome"]]
+        if isinstance(call.get("output"), str):
+            entry["answers"][group] = call["output"]
+        if outcome.get("label") is not None:
+            entry["reference"] = str(outcome["label"])
+    if not items:
+        reasons = ", ".join(f"{k}: {v}" for k, v in skipped.items() if v)
+        raise DatasetError(
+            f"{file}: no call with a prompt and an outcome ({len(calls)} calls; {reasons or '-'})"
+            "; turn on [telemetry] capture_content and record outcomes with "
+            "router.record_outcome"
+        )
+    out = [
+        Item(
+            id=e["id"],
+            prompt=e["prompt"],
+            metadata=e["metadata"],
+            reference=e["reference"],
+            answers=e["answers"],
+            correct=e["correct"],
+        )
+        for e in items.values()
+    ]
+    models = tuple(dict.fromkeys(m for it in out for m in (*it.answers, *it.correct)))
+    left = [f"{v} call(s) left out: {k}" for k, v in skipped.items() if v]
+    notes = (f"from the record file {file}: {len(out)} prompt(s) with outcomes", *left)
+    stem = os.path.splitext(os.path.basename(file))[0]
+    return Dataset(name or stem, tuple(out), models, file, notes)

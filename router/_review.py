@@ -1,0 +1,324 @@
+"""``router review FILE``: the routed failures, escalations and review cases, for a person.
+
+The seed's advice is to review routed failures by hand before adding more branches. This
+reads a record file (``[router] record_file``; see router._records) and lists the calls a
+person should look at, grouped by route and reason, newest first:
+
+- **review**: the call ended ``needs_review`` (escalation exhausted: the last answer failed
+  its checks too);
+- **escalated**: an answer failed a check and a stronger group answered (the trigger and its
+  detail say why);
+- **failed**: the call did not return an answer (``failed``, ``deadline_exceeded``,
+  ``no_deployment``...; ``closed_early`` and caller errors are not the route's failures);
+- **wrong**: it returned an answer that an outcome (`router.record_outcome`) marked
+  ``wrong`` or ``rejected``.
+
+Each case shows when, the route and groups, the path taken (group -> escalation group ->
+review, the serving deployment, failovers), the decision's reason, and the prompt and answer
+*only when content capture was on* when the call was recorded (``[telemetry]
+capture_content = true``); otherwise the record has no content to show. ``--html OUT``
+writes one self-contained page (inline CSS, no scripts, no external resources; all recorded
+text is HTML-escaped). Standard library only: litellm is never imported.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Case", "ReviewError", "cases", "load", "render_html", "render_text", "review"]
+
+KINDS = ("review", "failed", "wrong", "escalated")
+"""Case kinds, in the order a reader should look at them."""
+_NOT_FAILURES = frozenset({"success", "needs_review", "closed_early", "caller_error", "streaming"})
+_NEGATIVE = frozenset({"wrong", "rejected"})
+
+
+class ReviewError(Exception):
+    """The record file cannot be read: one line naming the file (and line) and why."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One call worth a look."""
+
+    kind: str
+    ts: float
+    route: str
+    reason_key: str
+    """What groups it: the trigger, the failure outcome or the verdict."""
+    call: Mapping[str, Any]
+    outcome: Mapping[str, Any] | None = None
+    job_outcome: Mapping[str, Any] | None = None
+
+    @property
+    def path(self) -> str:
+        """Group -> escalation group(s) -> review, then the serving deployment."""
+        call = self.call
+        steps = [str(call.get("group") or "?")]
+        escalations = call.get("escalations") or ()
+        if escalations:
+            steps = [str(escalations[0].get("from") or steps[0])]
+            for e in escalations:
+                steps.append(str(e.get("to")) if e.get("to") else "human review")
+        text = " -> ".join(steps)
+        served = call.get("deployment")
+        text += f"; served by {served}" if served else "; no deployment served"
+        failovers = call.get("failovers") or 0
+        if failovers:
+            text += f" after {failovers} failover(s)"
+        return text
+
+
+@dataclass
+class Records:
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    job_outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    content: int = 0
+    """Calls that carry recorded content (prompt or output)."""
+
+
+def load(path: str | os.PathLike[str]) -> Records:
+    """Read the call and outcome lines of a record file (other lines are skipped)."""
+    name = os.fspath(path)
+    records = Records()
+    try:
+        with open(name, "rb") as handle:
+            raw_lines = handle.readlines()
+    except FileNotFoundError:
+        raise ReviewError(f"{name}: file not found") from None
+    except IsADirectoryError:
+        raise ReviewError(f"{name}: is a directory, not a record file") from None
+    except OSError as exc:
+        raise ReviewError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    for number, raw in enumerate(raw_lines, 1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ReviewError(f"{name}: line {number}: not UTF-8 text") from None
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ReviewError(f"{name}: line {number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise ReviewError(f"{name}: line {number}: a record must be a JSON object")
+        kind = record.get("type")
+        if kind == "call":
+            if not isinstance(record.get("outcome"), str):
+                raise ReviewError(f"{name}: line {number}: call record has no 'outcome'")
+            records.calls.append(record)
+            records.content += bool(record.get("prompt") or record.get("output"))
+        elif kind == "outcome":
+            if record.get("call"):
+                records.outcomes[str(record["call"])] = record
+            elif record.get("job"):
+                records.job_outcomes[str(record["job"])] = record
+    return records
+
+
+def _route(call: Mapping[str, Any]) -> str:
+    route = call.get("route")
+    return str(route) if route else "(explicit group)"
+
+
+def cases(records: Records) -> list[Case]:
+    """Every case of the file, newest first (a call is one case: the most serious kind)."""
+    out: list[Case] = []
+    for call in records.calls:
+        ts = float(call.get("ts") or 0.0)
+        outcome = records.outcomes.get(str(call.get("response_id")))
+        job_outcome = records.job_outcomes.get(str(call.get("job"))) if call.get("job") else None
+        escalations = call.get("escalations") or []
+        verdict = outcome or job_outcome
+        if call["outcome"] == "needs_review":
+            last = escalations[-1] if escalations else {}
+            key = str(last.get("trigger") or "needs review")
+            out.append(Case("review", ts, _route(call), key, call, outcome, job_outcome))
+        elif call["outcome"] not in _NOT_FAILURES:
+            key = str(call["outcome"]) + (f" ({call['error']})" if call.get("error") else "")
+            out.append(Case("failed", ts, _route(call), key, call, outcome, job_outcome))
+        elif verdict is not None and verdict.get("outcome") in _NEGATIVE:
+            key = f"marked {verdict['outcome']}"
+            out.append(Case("wrong", ts, _route(call), key, call, outcome, job_outcome))
+        elif any(e.get("to") for e in escalations):
+            key = str(escalations[0].get("trigger") or "escalated")
+            out.append(Case("escalated", ts, _route(call), key, call, outcome, job_outcome))
+    out.sort(key=lambda c: -c.ts)
+    return out
+
+
+def grouped(found: Sequence[Case]) -> list[tuple[tuple[str, str, str], list[Case]]]:
+    """(kind, route, reason) groups, by kind order then size, cases newest first."""
+    groups: dict[tuple[str, str, str], list[Case]] = {}
+    for case in found:
+        groups.setdefault((case.kind, case.route, case.reason_key), []).append(case)
+    return sorted(groups.items(), key=lambda g: (KINDS.index(g[0][0]), -len(g[1]), g[0]))
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) + " UTC" if ts else "-"
+
+
+def _details(case: Case) -> list[tuple[str, str]]:
+    call = case.call
+    rows = [
+        ("when", _when(case.ts)),
+        ("path", case.path),
+        ("why", str(call.get("reason") or "-")),
+    ]
+    for e in call.get("escalations") or ():
+        target = e.get("to") or "human review"
+        rows.append(("check", f"{e.get('trigger')}: {e.get('detail')} (-> {target})"))
+    if call.get("step") or call.get("job"):
+        rows.append(("job / step", f"{call.get('job') or '-'} / {call.get('step') or '-'}"))
+    verdict = case.outcome or case.job_outcome
+    if verdict is not None:
+        about = "call" if case.outcome is not None else "job"
+        text = f"{verdict.get('outcome')} ({about})"
+        if verdict.get("label") is not None:
+            text += f", label {verdict['label']!r}"
+        if verdict.get("note"):
+            text += f": {verdict['note']}"
+        rows.append(("outcome", text))
+    cost = call.get("cost_usd")
+    if isinstance(cost, int | float):
+        rows.append(("cost", f"${cost:.6f}"))
+    if call.get("prompt") is not None:
+        rows.append(("prompt", str(call["prompt"])))
+    if call.get("output") is not None:
+        rows.append(("answer", str(call["output"])))
+    return rows
+
+
+def summary(records: Records, found: Sequence[Case], source: str) -> str:
+    counts = {k: sum(1 for c in found if c.kind == k) for k in KINDS}
+    parts = ", ".join(f"{n} {k}" for k, n in counts.items())
+    line = f"{source}: {len(records.calls)} call(s); {len(found)} to review ({parts})"
+    if records.calls and not records.content:
+        line += "; no content recorded (capture_content off): prompts are not shown"
+    return line
+
+
+def render_text(records: Records, found: Sequence[Case], source: str, limit: int) -> str:
+    """The terminal listing (each group shows its newest `limit` cases)."""
+    lines = [summary(records, found, source)]
+    for (kind, route, reason), group in grouped(found):
+        lines.append("")
+        lines.append(f"== {kind}: route {route}: {reason} ({len(group)})")
+        for case in group[:limit]:
+            rows = _details(case)
+            lines.append(f"  - {rows[0][1]}")
+            for label, value in rows[1:]:
+                text = value if len(value) <= 400 else value[:400] + "..."
+                text = text.replace("\n", "\n      ")
+                lines.append(f"    {label}: {text}")
+        if len(group) > limit:
+            lines.append(f"  ... {len(group) - limit} older case(s) (--limit to show more)")
+    return "\n".join(lines)
+
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:70em;
+color:#1d2330;padding:0 1em}
+h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #dde}
+.kind{display:inline-block;border-radius:4px;padding:0 .5em;margin-right:.4em;color:#fff}
+.review{background:#b3261e}.failed{background:#6b3fa0}.wrong{background:#c25e00}
+.escalated{background:#2f6db3}
+details{border:1px solid #dde;border-radius:6px;margin:.4em 0;padding:.3em .8em}
+summary{cursor:pointer}table{border-collapse:collapse;margin:.4em 0}
+td{vertical-align:top;padding:.15em .6em}td.k{color:#667;white-space:nowrap}
+pre{white-space:pre-wrap;margin:0;font:12px/1.4 ui-monospace,Menlo,Consolas,monospace}
+.muted{color:#667}
+"""
+
+
+def render_html(records: Records, found: Sequence[Case], source: str) -> str:
+    """One self-contained page: inline CSS, no script, no external resource, text escaped."""
+    esc = html.escape
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>router review: {esc(os.path.basename(source))}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>router review: {esc(source)}</h1>",
+        f'<p class="muted">{esc(summary(records, found, source))}</p>',
+    ]
+    for (kind, route, reason), group in grouped(found):
+        parts.append(
+            f'<h2><span class="kind {esc(kind)}">{esc(kind)}</span>route {esc(route)}: '
+            f"{esc(reason)} ({len(group)})</h2>"
+        )
+        for case in group:
+            rows = _details(case)
+            head = f"{rows[0][1]} &middot; {esc(case.path)}"
+            parts.append(f"<details><summary>{head}</summary><table>")
+            for label, value in rows[1:]:
+                parts.append(
+                    f'<tr><td class="k">{esc(label)}</td><td><pre>{esc(value)}</pre></td></tr>'
+                )
+            parts.append("</table></details>")
+    if not found:
+        parts.append("<p>Nothing to review: no failures, escalations or review cases.</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def as_json(records: Records, found: Iterable[Case], source: str) -> dict[str, Any]:
+    found = list(found)
+    return {
+        "source": source,
+        "calls": len(records.calls),
+        "groups": [
+            {
+                "kind": kind,
+                "route": route,
+                "reason": reason,
+                "cases": [
+                    {
+                        "ts": c.ts,
+                        "path": c.path,
+                        "reason": c.call.get("reason"),
+                        "escalations": c.call.get("escalations") or [],
+                        "outcome": (c.outcome or c.job_outcome or {}).get("outcome"),
+                        "label": (c.outcome or c.job_outcome or {}).get("label"),
+                        "prompt": c.call.get("prompt"),
+                        "answer": c.call.get("output"),
+                        "response_id": c.call.get("response_id"),
+                    }
+                    for c in group
+                ],
+            }
+            for (kind, route, reason), group in grouped(found)
+        ],
+    }
+
+
+def review(
+    path: str, *, html_out: str | None = None, limit: int = 5, as_json_output: bool = False
+) -> tuple[str, int]:
+    """(what to print, exit code) for ``router review``."""
+    try:
+        records = load(path)
+    except ReviewError as exc:
+        return f"router review: {exc}", 1
+    found = cases(records)
+    if html_out is not None:
+        try:
+            with open(html_out, "w", encoding="utf-8") as handle:
+                handle.write(render_html(records, found, path))
+        except OSError as exc:
+            return f"router review: cannot write {html_out}: {exc.strerror or exc}", 1
+    if as_json_output:
+        return json.dumps(as_json(records, found, path), indent=2), 0
+    text = render_text(records, found, path, limit)
+    if html_out is not None:
+        text += f"\n\nwrote {html_out} (one self-contained page)"
+    return text, 0
