@@ -1,0 +1,166 @@
+"""compare (paired bootstrap, CI exit status), outcomes on record files, and review."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from router._eval import main
+from router._eval._compare import compare_results
+from router._eval._data import Dataset
+from router._eval._harness import ItemResult
+from router._eval._records import load_records
+from router._review import cases, load, render_html
+from router._review import review as review_file
+from tests.eval.conftest import BINDINGS, tiny_config
+from tests.eval.test_outputs import small_copy
+
+CONFIG = """
+[[deployments]]
+name = "mixtral-8x7b"
+model = "together_ai/mistralai/Mixtral-8x7B-Instruct-v0.1"
+input_cost_per_token = 6e-07
+output_cost_per_token = 6e-07
+groups = ["weak"]
+
+[[deployments]]
+name = "gpt-4-1106"
+model = "gpt-4-1106-preview"
+input_cost_per_token = 1e-05
+output_cost_per_token = 3e-05
+groups = ["strong"]
+"""
+
+
+def _result(i: int, correct: bool, cost: float, strong: bool) -> ItemResult:
+    return ItemResult(str(i), correct, cost, "x", strong, False, False, False)
+
+
+def test_paired_intervals_see_a_small_consistent_change() -> None:
+    # B is right on exactly the items A is, plus 10 of 400: a +2.5 point change that two
+    # unpaired intervals (each about +-4.5 points wide) could not tell from noise.
+    a = [_result(i, i % 3 != 0, 0.01, True) for i in range(400)]
+    b = [_result(i, i % 3 != 0 or i in range(0, 30, 3), 0.005, False) for i in range(400)]
+    found = compare_results(a, b, resamples=500, seed=1)
+    point, low, high = found.changes["accuracy"]
+    assert point == pytest.approx(0.025) and 0 < low <= point <= high < 0.05
+    assert found.changes["cost_per_item"][0] == pytest.approx(-0.5)
+    assert found.changes["strong_share"][:1] == (-1.0,)
+    assert found.verdict.startswith("B is cheaper by 50% (50%..50%)")
+    assert "B is better" in found.verdict and not found.quality_drop
+    with pytest.raises(ValueError, match="same items"):
+        compare_results(a, list(reversed(b)))
+
+
+def test_compare_cli_exit_status_blocks_a_significant_quality_drop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = small_copy(tmp_path, rows=60) / "gsm8k.csv"
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text(CONFIG)
+    b.write_text(CONFIG)
+    args = ["compare", str(a), str(b), str(data), "--model-a", "strong", "--model-b", "weak"]
+    assert main([*args, "--max-drop", "5", "--resamples", "200"]) == 3
+    printed = capsys.readouterr().out
+    assert "B is cheaper by" in printed and "B is worse beyond the allowed 5 point(s)" in printed
+    assert main([*args, "--max-drop", "60", "--resamples", "200", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    change = document["changes"]["accuracy"]
+    assert change["high"] < 0 and document["exit_status"] == 0 and document["items"] == 60
+    # The same config against itself: no change at all.
+    assert main(["compare", str(a), str(a), str(data), "--model", "weak"]) == 0
+    assert "quality change +0.0 points (+0.0..+0.0), not significant" in capsys.readouterr().out
+
+
+async def _recorded(tmp_path: Path, tiny: Dataset) -> Path:
+    """The tiny dataset through a cascade, recorded with content capture, plus outcomes."""
+    import router
+    from router._eval._replay import ReplayBackend
+    from router._records import Recorder
+
+    path = tmp_path / "records.jsonl"
+    groups = {
+        "weak": {"escalate_to": "strong", "escalate_on": ["validator:says_yes"]},
+    }
+    config = tiny_config(groups=groups)
+    config["telemetry"] = {"enabled": False}
+
+    def says_yes(response: object, request: object) -> str | None:
+        text = response.choices[0].message.content  # type: ignore[attr-defined]
+        return None if text == "yes" else f"said {text!r}"
+
+    backend = ReplayBackend(list(tiny.items), BINDINGS)
+    r = router.Router(
+        config,
+        backend=backend,
+        observer=Recorder(path, capture_content=True),
+        telemetry=False,
+        validators={"says_yes": says_yes},
+    )
+    responses = {}
+    for it in tiny.items:
+        prompt = it.prompt + (" <script>alert(1)</script>" if it.id == "c" else "")
+        responses[it.id] = await r.acompletion(
+            "weak", [{"role": "user", "content": prompt}], metadata={"eval_item": it.id}
+        )
+    router.record_outcome(responses["a"], "correct", path=path)
+    router.record_outcome(responses["d"], "wrong", label="no", note="the user said so", path=path)
+    router.record_outcome(responses["b"], "accepted", path=path)
+    return path
+
+
+async def test_outcomes_make_a_record_file_a_dataset_and_review_lists_the_cases(
+    tmp_path: Path, tiny: Dataset
+) -> None:
+    path = await _recorded(tmp_path, tiny)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["type"] for line in lines].count("outcome") == 3
+    assert all(line.get("response_id") for line in lines if line["type"] == "call")
+    dataset = load_records(path)
+    by_prompt = {it.prompt: it for it in dataset.items}
+    assert by_prompt["question a"].correct == {"weak": True}
+    assert by_prompt["question d"].correct == {"weak": False}
+    assert by_prompt["question d"].reference == "no"
+    # b escalated: the served answer (the strong group's) is the one the outcome is about.
+    assert by_prompt["question b"].answers == {"strong": "yes"}
+    assert by_prompt["question b"].correct == {"strong": True}
+    assert any("no outcome" in note for note in dataset.notes)
+
+    found = cases(load(path))
+    kinds = sorted((c.kind, c.call.get("prompt")) for c in found)
+    assert ("wrong", "question d") in kinds
+    escalated = [c for c in found if c.kind == "escalated"]
+    assert {c.call["prompt"] for c in escalated} >= {"question b"}
+    assert all(c.path.startswith("weak -> strong") for c in escalated)
+    text, code = review_file(str(path), html_out=str(tmp_path / "review.html"))
+    assert code == 0 and "== wrong: route (explicit group): marked wrong (1)" in text
+    assert "label 'no': the user said so" in text
+    page = (tmp_path / "review.html").read_text()
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "http://" not in page and "https://" not in page and "<link" not in page
+
+
+def test_review_without_content_says_so_and_bad_files_are_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    call = {
+        "type": "call",
+        "ts": 1.0,
+        "group": "cheap",
+        "route": "triage",
+        "deployment": None,
+        "outcome": "deadline_exceeded",
+        "reason": "every deployment timed out",
+        "escalations": [],
+    }
+    path.write_text(json.dumps(call) + "\n")
+    text, code = review_file(str(path))
+    assert code == 0 and "no content recorded (capture_content off)" in text
+    assert "== failed: route triage: deadline_exceeded (1)" in text
+    html_page = render_html(load(path), cases(load(path)), str(path))
+    assert html_page.startswith("<!doctype html>")
+    path.write_text("{not json\n")
+    text, code = review_file(str(path))
+    assert code == 1 and "line 1: not valid JSON" in text

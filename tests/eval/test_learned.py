@@ -1,0 +1,149 @@
+"""Learned policies: the JSON artifact scores exactly as the scikit-learn models it came from,
+loads without scikit-learn, and the calibration margin behaves as documented."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from router._eval._data import load_routellm
+from router._eval._fit import export_policy
+from router._eval._learn import AnswerConfidence, PromptGainModel, fit_threshold
+from router._learned import LearnedError, LearnedPolicy, load_policy, tokens
+
+
+def _items(n: int = 160) -> list:
+    return list(load_routellm("gsm8k").items[:n])
+
+
+def test_tokens_are_what_scikit_learn_vocabularies_are_built_from() -> None:
+    assert tokens("Wendi's 3 chickens, 25 cups!") == ["wendi", "chickens", "25", "cups"]
+    assert tokens("a b cd ef gh", ngrams=2) == ["cd", "ef", "gh", "cd ef", "ef gh"]
+
+
+def test_the_artifact_scores_as_the_fitted_scikit_learn_models() -> None:
+    items = _items()
+    prompts = [it.prompt for it in items]
+    weak = [it.correct["weak"] for it in items]
+    strong = [it.correct["strong"] for it in items]
+    model = PromptGainModel((), seed=0).fit(prompts, [{}] * len(items), weak, strong)
+    document = {
+        "format": "router.learned/1",
+        "role": "route",
+        "threshold": 0.1,
+        "score": {"plus": "strong", "minus": "weak"},
+        "features": model.blocks(),
+        "models": model.models(),
+    }
+    runtime = LearnedPolicy(json.loads(json.dumps(document)))
+    expected = model.score(prompts, [{}] * len(items))
+    assert [runtime.score(p) for p in prompts] == pytest.approx(expected, abs=1e-9)
+    # Unseen text too (words outside the vocabulary are ignored, as scikit-learn does).
+    other = ["How many legs do 7 spiders and 3 zebras have?", ""]
+    assert [runtime.score(p) for p in other] == pytest.approx(
+        model.score(other, [{}, {}]), abs=1e-9
+    )
+
+
+def test_exported_trees_predict_as_the_gradient_boosted_model() -> None:
+    rng = random.Random(3)
+    rows = [[rng.random(), rng.random() * 10, float(rng.random() < 0.3)] for _ in range(300)]
+    labels = [r[0] + 0.1 * r[1] - r[2] > 0.7 for r in rows]
+    model = AnswerConfidence(seed=0).fit(rows, labels)
+    document = {
+        "format": "router.learned/1",
+        "role": "answer",
+        "threshold": 0.5,
+        "score": {"minus": "right"},
+        "features": [],
+        "models": {"right": model.export(offset=0)},
+    }
+    runtime = LearnedPolicy(document)
+    for row, p in zip(rows[:60], model.probability(rows[:60]), strict=True):
+        x = {i: v for i, v in enumerate(row) if v}
+        assert runtime.models["right"].probability(x) == pytest.approx(p, abs=1e-9)
+
+
+def test_bad_artifacts_get_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "something else"}')
+    with pytest.raises(LearnedError, match="bad.json: not a learned policy"):
+        load_policy(bad)
+    bad.write_text("not json")
+    with pytest.raises(LearnedError, match="not a JSON learned policy"):
+        load_policy(bad)
+    with pytest.raises(LearnedError, match="cannot read"):
+        load_policy(tmp_path / "missing.json")
+    document = {
+        "format": "router.learned/1",
+        "role": "route",
+        "threshold": 0,
+        "score": {"plus": "s"},
+        "features": [{"type": "pickle"}],
+    }
+    with pytest.raises(LearnedError, match=r"features\[0\]: unknown type 'pickle'"):
+        LearnedPolicy(document)
+
+
+def test_a_wider_margin_costs_more_strong_calls_and_none_is_the_old_rule() -> None:
+    rng = random.Random(0)
+    n = 400
+    scores = [rng.random() for _ in range(n)]
+    strong = [rng.random() < 0.85 for _ in range(n)]
+    weak = [s and rng.random() > sc for s, sc in zip(strong, scores, strict=True)]
+    plain = fit_threshold(scores, weak, strong, 0.95)
+    assert plain.low is None and plain.bound is None
+    shares = []
+    for confidence in (0.5, 0.75, 0.9, 0.97):
+        found = fit_threshold(scores, weak, strong, 0.95, confidence=confidence)
+        assert found.bound is not None and found.low is not None and found.high is not None
+        assert found.low < found.train_quality < found.high
+        if found.reached:
+            assert found.bound >= 0.95 - 1e-12
+        shares.append(found.train_share)
+    assert shares == sorted(shares) and shares[-1] > shares[0]
+    # Confidence 0.5 is z = 0: the same setting as no margin.
+    assert fit_threshold(scores, weak, strong, 0.95, confidence=0.5).value == plain.value
+    # A bigger new batch is a smaller margin.
+    small = fit_threshold(scores, weak, strong, 0.95, confidence=0.9, new_items=100)
+    large = fit_threshold(scores, weak, strong, 0.95, confidence=0.9, new_items=100_000)
+    assert small.train_share >= large.train_share
+
+
+def test_fit_exports_data_only_and_the_runtime_loads_it_without_scikit_learn(
+    tmp_path: Path,
+) -> None:
+    from router._eval._data import Dataset
+
+    items = _items(200)
+    dataset = Dataset("gsm8k-small", tuple(items), ("weak", "strong"), "<test>")
+    done = export_policy(dataset, "cascade", tmp_path / "policy", confidence=0.9)
+    document = json.loads(done.artifact.read_text())
+    assert document["format"] == "router.learned/1" and document["role"] == "answer"
+    assert document["fitted"]["items"] == 200 and document["fitted"]["confidence"] == 0.9
+    low, high = document["fitted"]["expected_interval_95"]
+    assert low < document["fitted"]["expected_quality"] < high
+    assert math.isfinite(document["threshold"])
+    snippet = done.snippet.read_text()
+    assert 'kind = "learned"' in snippet and "learned:gsm8k-small-cascade" in snippet
+    assert f'path = "{done.artifact.as_posix()}"' in snippet
+    # The production side: load and score in a process where scikit-learn cannot import.
+    code = (
+        "import sys; sys.modules['sklearn'] = None; sys.modules['numpy'] = None\n"
+        "import router\n"
+        "from router._learned import load_policy\n"
+        f"p = load_policy({str(done.artifact)!r})\n"
+        "print(p.role, p.answer_problem('What is 2+3?', {}, 'It is 2+3 = <<2+3=6>>6. #### 6'))\n"
+        "assert 'litellm' not in sys.modules and 'sklearn' not in sys.modules or "
+        "sys.modules['sklearn'] is None\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.startswith("answer arithmetic: <<2+3=6>> is wrong"), out.stdout
