@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from router._eval._data import DatasetError, Item, load_dataset
 from router._answers import (
     FEATURE_NAMES,
     answer_features,
@@ -16,6 +15,7 @@ from router._answers import (
     final_answer,
     final_answer_problem,
 )
+from router._eval._data import DatasetError, Item, load_dataset
 from router._eval._scorers import ScorerError, make_scorer
 
 ITEM = Item(id="q", prompt="p", reference="72")

@@ -73,7 +73,7 @@ def test_exported_trees_predict_as_the_gradient_boosted_model() -> None:
 def test_bad_artifacts_get_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "something else"}')
-    with pytest.raises(LearnedError, match="bad.json: not a learned policy"):
+    with pytest.raises(LearnedError, match=r"bad\.json: not a learned policy"):
         load_policy(bad)
     bad.write_text("not json")
     with pytest.raises(LearnedError, match="not a JSON learned policy"):
