@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from router._eval._data import load_routellm
+from router._eval._data import Item, load_routellm
 from router._eval._fit import export_policy
 from router._eval._learn import AnswerConfidence, PromptGainModel, fit_threshold
 from router._learned import LearnedError, LearnedPolicy, load_policy, tokens
 
 
-def _items(n: int = 160) -> list:
+def _items(n: int = 160) -> list[Item]:
     return list(load_routellm("gsm8k").items[:n])
 
 
