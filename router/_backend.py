@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from router._catalogue import Catalogue
+from router._quiet import QuietLogging
 
 if TYPE_CHECKING:
     from router._config import Deployment
@@ -53,6 +54,8 @@ class LiteLLMTransport:
         if not os.environ.get("ROUTER_LITELLM_DEBUG_INFO"):
             litellm.suppress_debug_info = True
         self._litellm = litellm
+        # litellm's logging work is skipped on calls nobody listens to (router._quiet).
+        self.quiet = QuietLogging(litellm)
         # Per-deployment static kwargs (model, resolved key/base, pass-through params), built on
         # first use so a missing env var is reported when the deployment is used, not at load.
         self._static: dict[str, dict[str, Any]] = {}
@@ -76,9 +79,10 @@ class LiteLLMTransport:
     async def complete(
         self, deployment: Deployment, request: Mapping[str, Any], timeout: float
     ) -> Any:
-        return await self._litellm.acompletion(
-            **request, **self._kwargs(deployment), timeout=_stable(deployment, timeout)
-        )
+        with self.quiet.scope(request):
+            return await self._litellm.acompletion(
+                **request, **self._kwargs(deployment), timeout=_stable(deployment, timeout)
+            )
 
     async def stream(
         self, deployment: Deployment, request: Mapping[str, Any], timeout: float
@@ -89,7 +93,8 @@ class LiteLLMTransport:
             "timeout": _stable(deployment, timeout),
             "stream": True,
         }
-        stream: AsyncIterator[Any] = await self._litellm.acompletion(**kwargs)
+        with self.quiet.scope(request):
+            stream: AsyncIterator[Any] = await self._litellm.acompletion(**kwargs)
         return stream
 
 
