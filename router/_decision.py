@@ -10,6 +10,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from router._fields import field as read
+
 if TYPE_CHECKING:
     from router._breaker import Transition
 
@@ -54,15 +56,15 @@ class ResponseInfo:
     @classmethod
     def of(cls, response: Any) -> ResponseInfo:
         """Read a litellm `ModelResponse` (missing parts stay None)."""
-        usage = getattr(response, "usage", None)
-        choices = getattr(response, "choices", None) or ()
+        usage = read(response, "usage")
+        choices = read(response, "choices") or ()
         return cls(
-            id=getattr(response, "id", None),
-            model=getattr(response, "model", None),
-            input_tokens=getattr(usage, "prompt_tokens", None),
-            output_tokens=getattr(usage, "completion_tokens", None),
+            id=read(response, "id"),
+            model=read(response, "model"),
+            input_tokens=read(usage, "prompt_tokens"),
+            output_tokens=read(usage, "completion_tokens"),
             finish_reasons=tuple(
-                str(c.finish_reason) for c in choices if getattr(c, "finish_reason", None)
+                str(reason) for c in choices if (reason := read(c, "finish_reason"))
             ),
         )
 

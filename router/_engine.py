@@ -42,6 +42,7 @@ import litellm
 
 from router._breaker import Admission, BreakerPolicy, State, Transition
 from router._budget import RetryBudget
+from router._clock import SystemClock
 from router._config import ConfigError
 from router._decision import (
     AttemptRecord,
@@ -62,6 +63,7 @@ from router._errors import (
     describe,
     retry_after_of,
 )
+from router._fields import field
 from router._select import REASONS, Selector
 
 if TYPE_CHECKING:
@@ -261,8 +263,8 @@ def _usage_cost(catalogue: Catalogue, deployment: Deployment, usage: Any) -> flo
     """The served usage's price; 0.0 in the record when the catalogue does not know it."""
     if usage is None:
         return 0.0
-    prompt = getattr(usage, "prompt_tokens", None) or 0
-    completion = getattr(usage, "completion_tokens", None) or 0
+    prompt = field(usage, "prompt_tokens") or 0
+    completion = field(usage, "completion_tokens") or 0
     price = catalogue.price(deployment, int(prompt), int(completion))
     return 0.0 if price is None else price
 
@@ -323,7 +325,7 @@ class Engine:
         decision = call.decision(
             self.clock.now(), "success", result.deployment.name, cost, ResponseInfo.of(response)
         )
-        hidden = getattr(response, "_hidden_params", None)
+        hidden = field(response, "_hidden_params")
         if isinstance(hidden, dict):
             hidden["router_decision"] = decision
         if self.observer is not None and context.notify:
@@ -645,7 +647,7 @@ class Engine:
                 # A full response knows its cost now; a stream's is added when it ends.
                 cost_usd=0.0
                 if first_chunk
-                else _usage_cost(self.catalogue, deployment, getattr(value, "usage", None)),
+                else _usage_cost(self.catalogue, deployment, field(value, "usage")),
             )
         )
         return _Result(deployment, Outcome.SUCCESS, value, index=len(call.attempts) - 1)
@@ -1004,6 +1006,54 @@ def _fire_and_forget_close(iterator: Any) -> None:
     task.add_done_callback(_closing.discard)
 
 
+class _StreamDeadline:
+    """The call's deadline over a stream's chunk reads: one timer for the whole stream.
+
+    A timeout scope per chunk (``asyncio.timeout``) costs a timer, a scope object and a
+    heap push and cancel for every chunk. This arms one loop timer at the deadline; if it fires
+    while a read is waiting, that read's task is cancelled and the cancellation turned into
+    `TimeoutError`, exactly as ``asyncio.timeout`` does (a cancellation of the task from
+    anywhere else still propagates). A read started after the deadline never gets here (the
+    stream checks the time left first). Used with the system clock only; other clocks keep
+    their own timeout scope.
+    """
+
+    __slots__ = ("_fired_on", "_reader", "_timer")
+
+    def __init__(self) -> None:
+        self._timer: asyncio.TimerHandle | None = None
+        self._reader: asyncio.Task[Any] | None = None
+        self._fired_on: asyncio.Task[Any] | None = None
+
+    async def read(self, iterator: Any, left: float) -> Any:
+        task = asyncio.current_task()
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(loop.time() + left, self._fire)
+        self._reader = task
+        try:
+            return await iterator.__anext__()
+        except asyncio.CancelledError:
+            if task is not None and self._fired_on is task:
+                self._fired_on = None
+                if task.uncancel() == 0:
+                    raise TimeoutError from None
+            raise
+        finally:
+            self._reader = None
+
+    def _fire(self) -> None:
+        reader = self._reader
+        if reader is not None and not reader.done():
+            self._fired_on = reader
+            reader.cancel()
+
+    def cancel(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+
+
 class RoutedStream:
     """An async iterator of litellm chunks from the deployment that sent the first chunk.
 
@@ -1034,9 +1084,10 @@ class RoutedStream:
         self._reasons: list[str] = []
         self._text: list[str] | None = [] if engine.capture_content else None
         self._messages = messages
-        self._id: str | None = getattr(first, "id", None)
-        self._model: str | None = getattr(first, "model", None)
+        self._id: str | None = field(first, "id")
+        self._model: str | None = field(first, "model")
         self._done = False
+        self._deadline = _StreamDeadline() if type(engine.clock) is SystemClock else None
         self.decision: Decision = call.decision(
             engine.clock.now(), "streaming", deployment.name, 0.0
         )
@@ -1056,8 +1107,11 @@ class RoutedStream:
         try:
             if left <= 0:
                 raise TimeoutError
-            async with clock.timeout(left):
-                chunk = await self._iterator.__anext__()
+            if self._deadline is not None:
+                chunk = await self._deadline.read(self._iterator, left)
+            else:
+                async with clock.timeout(left):
+                    chunk = await self._iterator.__anext__()
         except StopAsyncIteration:
             if not self._finished:
                 raise self._fail("the stream ended without a finish_reason", None) from None
@@ -1075,24 +1129,25 @@ class RoutedStream:
 
     def _track(self, chunk: Any) -> None:
         self._chunks += 1
-        choices = getattr(chunk, "choices", None)
+        choices = field(chunk, "choices")
         if choices:
             for choice in choices:
                 if self._text is not None:
-                    delta = getattr(choice, "delta", None)
-                    piece = getattr(delta, "content", None)
+                    piece = field(field(choice, "delta"), "content")
                     if piece:
                         self._text.append(piece)
-                reason = getattr(choice, "finish_reason", None)
+                reason = field(choice, "finish_reason")
                 if reason:
                     self._finished = True
                     self._reasons.append(str(reason))
-        usage = getattr(chunk, "usage", None)
+        usage = field(chunk, "usage")
         if usage is not None:
             self._usage = usage
 
     def _finish(self) -> None:
         self._done = True
+        if self._deadline is not None:
+            self._deadline.cancel()
         engine = self._engine
         call = self._call
         usage = self._usage
@@ -1119,6 +1174,8 @@ class RoutedStream:
 
     def _fail(self, why: str, cause: BaseException | None) -> BaseException:
         self._done = True
+        if self._deadline is not None:
+            self._deadline.cancel()
         call = self._call
         engine = self._engine
         now = engine.clock.now()
@@ -1146,6 +1203,8 @@ class RoutedStream:
 
     async def aclose(self) -> None:
         """Stop reading early and release the connection."""
+        if self._deadline is not None:
+            self._deadline.cancel()
         if not self._done:
             self._done = True
             engine = self._engine

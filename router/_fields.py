@@ -24,6 +24,11 @@ def field(obj: Any, name: str) -> Any:
         return getattr(obj, name, None)
     if name in values:
         return values[name]
+    if name[:1] == "_":  # a pydantic private attribute (litellm's `_hidden_params`)
+        private = getattr(obj, "__pydantic_private__", None)
+        if private and name in private:
+            return private[name]
+        return getattr(obj, name, None)
     extra = getattr(obj, "__pydantic_extra__", None)
     if extra is None:
         return getattr(obj, name, None)

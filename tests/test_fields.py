@@ -33,7 +33,19 @@ class WithProperty:
 
 
 @pytest.mark.parametrize(
-    "name", ["usage", "choices", "id", "model", "delta", "finish_reason", "content", "missing"]
+    "name",
+    [
+        "usage",
+        "choices",
+        "id",
+        "model",
+        "delta",
+        "finish_reason",
+        "content",
+        "missing",
+        "_hidden_params",
+        "_missing_private",
+    ],
 )
 def test_same_as_getattr_on_litellm_objects(name: str) -> None:
     for obj in _chunks():
