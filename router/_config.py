@@ -170,14 +170,15 @@ class BalancedWeights(BaseModel):
 
 def _check_triggers(value: list[str]) -> list[str]:
     for trigger in value:
+        prefix = trigger.partition(":")[0]
         if trigger not in TRIGGERS and not (
-            trigger.startswith("validator:") and len(trigger) > len("validator:")
+            prefix in ("validator", "learned") and len(trigger) > len(prefix) + 1
         ):
             known = ", ".join(sorted(TRIGGERS))
             raise PydanticCustomError(
                 _CUSTOM_ERROR,
-                f"unknown trigger '{trigger}'{_suggest(trigger, TRIGGERS)}; use {known} or "
-                "validator:NAME",
+                f"unknown trigger '{trigger}'{_suggest(trigger, TRIGGERS)}; use {known}, "
+                "validator:NAME or learned:NAME",
             )
     return value
 
@@ -245,16 +246,22 @@ class ClassifierSettings(BaseModel):
     - ``kind = "python"``: ``callable = "package.module:function"`` or a name registered with
       `router.register_classifier`; it gets the request and returns a label or (label,
       confidence), sync or async.
+    - ``kind = "learned"``: ``path = "policy/NAME.json"``, an artifact ``router eval fit``
+      wrote (JSON data, never code; relative paths are from the config file's folder). A
+      ``route`` artifact labels requests before the call (``strong`` / ``weak``); an
+      ``answer`` artifact is an escalation check, ``escalate_on = ["learned:NAME"]``, whose
+      score judges the answers of ``group`` (its hard rules judge every answer).
     Uncertain, failing or unknown labels fall through to the next route (the default last).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["keywords", "regex", "llm", "python"]
+    kind: Literal["keywords", "regex", "llm", "python", "learned"]
     labels: dict[str, list[str]] | list[str] = Field(default_factory=list)
     group: str | None = None
     prompt: str | None = None
     callable: str | None = None
+    path: str | None = None
     min_confidence: _Number = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
 
 
@@ -838,11 +845,30 @@ def _policy_problems(config: Config) -> list[tuple[Loc, str]]:
             problems.append(
                 (("classifiers", name, "labels"), 'must be a table: label = ["word", ...]')
             )
+        elif classifier.kind == "learned":
+            if not classifier.path:
+                problems.append(
+                    (
+                        ("classifiers", name, "path"),
+                        'a learned classifier needs path = "policy/NAME.json" (router eval fit)',
+                    )
+                )
+            target(("classifiers", name, "group"), classifier.group)
     tables: list[tuple[Loc, RouterSettings | GroupSettings]] = [(("router",), config.router)]
     tables += [(("groups", g), t) for g, t in config.groups.items()]
+    learned = {n for n, c in config.classifiers.items() if c.kind == "learned"}
     for loc, table in tables:
         target((*loc, "escalate_to"), table.escalate_to)
         target((*loc, "long_context"), table.long_context)
+        for i, trigger in enumerate(table.escalate_on or ()):
+            name = trigger.partition(":")[2]
+            if trigger.startswith("learned:") and name not in learned:
+                problems.append(
+                    (
+                        (*loc, "escalate_on", i),
+                        f"no learned classifier named '{name}'{_suggest(name, learned)}",
+                    )
+                )
     return problems
 
 

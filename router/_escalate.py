@@ -14,7 +14,9 @@ make an answer unacceptable, checked in the order given:
   returned logprobs), or a ``confidence`` field of the structured output is under
   ``min_confidence``;
 - ``validator:NAME``: a callable registered with `register_validator` returns False or a
-  message (sync or async; it gets the response and the request).
+  message (sync or async; it gets the response and the request);
+- ``learned:NAME``: the ``[classifiers.NAME] kind = "learned"`` answer check (an artifact of
+  ``router eval fit --policy cascade``, see router._learned) finds a problem.
 """
 
 from __future__ import annotations
@@ -143,9 +145,12 @@ async def first_failure(
                 detail = _schema_problem(response_format, content)
         elif trigger == "low_confidence":
             detail = _low_confidence(response, content, min_logprob, min_confidence)
-        elif trigger.startswith("validator:"):
+        elif trigger.startswith(("validator:", "learned:")):
             name = trigger.partition(":")[2]
-            fn = validators.get(name) or _VALIDATORS.get(name)
+            if trigger.startswith("learned:"):  # the router loads these from the config
+                fn = validators.get(trigger)
+            else:
+                fn = validators.get(name) or _VALIDATORS.get(name)
             if fn is None:
                 detail = f"no validator registered as '{name}'"
             else:

@@ -386,6 +386,59 @@ def answer_validator(
     return check
 
 
+def resolve(path: str, config_source: str | None) -> str:
+    """`path` as written in a config: absolute as is, else from the config file's folder
+    (from the working directory when the config did not come from a file)."""
+    if os.path.isabs(path) or not config_source or not os.path.isfile(config_source):
+        return path
+    return os.path.join(os.path.dirname(os.path.abspath(config_source)), path)
+
+
+def for_config(config: Any, name: str) -> LearnedPolicy:
+    """The artifact of ``[classifiers.NAME]`` (kind learned) of a loaded config."""
+    settings = config.classifiers[name]
+    return load_policy(resolve(str(settings.path), config.source))
+
+
+def answer_checks(config: Any) -> dict[str, Callable[[Any, Mapping[str, Any]], str | None]]:
+    """``learned:NAME`` -> its escalation check, for every learned classifier a trigger names.
+
+    Raises `LearnedError` (naming the config key and the file) when an artifact cannot load
+    or has the wrong role.
+    """
+    names = {
+        t.partition(":")[2]
+        for table in (config.router, *config.groups.values())
+        for t in (table.escalate_on or ())
+        if t.startswith("learned:")
+    }
+    checks: dict[str, Callable[[Any, Mapping[str, Any]], str | None]] = {}
+    for name in sorted(names):
+        where = f"{config.source}: classifiers.{name}"
+        try:
+            policy = for_config(config, name)
+        except LearnedError as exc:
+            raise LearnedError(f"{where}: {exc}") from None
+        if policy.role != "answer":
+            raise LearnedError(
+                f"{where}: {policy.source} is a '{policy.role}' policy; "
+                "escalate_on needs an 'answer' one (router eval fit --policy "
+                "cascade)"
+            )
+        group = config.classifiers[name].group or policy.group
+        judged_names = (
+            {d.name for d in config.deployments_in(group)}
+            if group is not None and config.is_routable(group)
+            else None
+        )
+
+        def judged(deployment: str | None, names: set[str] | None = judged_names) -> bool:
+            return names is None or deployment in names
+
+        checks[f"learned:{name}"] = answer_validator(policy, judged)
+    return checks
+
+
 def load_policy(path: str | os.PathLike[str]) -> LearnedPolicy:
     """Read and check an artifact (cached per file and modification time)."""
     name = os.fspath(path)

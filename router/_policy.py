@@ -243,6 +243,14 @@ class Policy:
                 if any(re.search(p, text.text) for p in patterns):
                     return label, None
             return None, None
+        if settings.kind == "learned":
+            from router._learned import for_config, request_text
+
+            learned = for_config(self.config, name)
+            if learned.role != "route":
+                raise TypeError(f"{learned.source} is an '{learned.role}' policy, not a route one")
+            prompt, metadata = request_text(request)
+            return learned.label(prompt, metadata), None
         if settings.kind == "python":
             assert settings.callable is not None
             fn = self.classifiers.get(settings.callable) or _REGISTRY.get(settings.callable)

@@ -23,6 +23,7 @@ text is HTML-escaped). Standard library only: litellm is never imported.
 
 from __future__ import annotations
 
+import argparse
 import html
 import json
 import os
@@ -322,3 +323,24 @@ def review(
     if html_out is not None:
         text += f"\n\nwrote {html_out} (one self-contained page)"
     return text, 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``router review`` arguments."""
+    parser.add_argument("file", metavar="FILE", help="a JSONL record file ([router] record_file)")
+    parser.add_argument("--html", default=None, metavar="OUT", help="also write one HTML page")
+    parser.add_argument(
+        "--limit", type=int, default=5, help="cases shown per group in the terminal (5)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``router review FILE [--html OUT] [--limit N] [--json]``; exit 1 on an unreadable file."""
+    import sys
+
+    text, code = review(
+        args.file, html_out=args.html, limit=max(1, args.limit), as_json_output=args.json
+    )
+    print(text, file=sys.stderr if code else sys.stdout)
+    return code

@@ -138,6 +138,14 @@ class Router:
             observer=Fanout([JobAccounting(self.observer), *outer]),
         )
         self.validators: dict[str, Validator] = dict(validators or {})
+        if any(c.kind == "learned" for c in config.classifiers.values()):
+            from router._config import ConfigError
+            from router._learned import LearnedError, answer_checks
+
+            try:
+                self.validators.update(answer_checks(config))
+            except LearnedError as exc:
+                raise ConfigError([str(exc)]) from None
         self.policy = Policy(config, self.catalogue, self._classify_call, dict(classifiers or {}))
         self._policy_free: dict[str, bool] = {}
         self._routes: dict[str, tuple[Sequence[Deployment], RouterSettings]] = {}

@@ -643,6 +643,19 @@ def run_eval(args: argparse.Namespace) -> int:
 
 # --- the command table ----------------------------------------------------------------------
 
+def _review_arguments(parser: argparse.ArgumentParser) -> None:
+    from router._review import add_arguments
+
+    add_arguments(parser)
+
+
+def run_review(args: argparse.Namespace) -> int:
+    """``router review FILE``: routed failures, escalations and review cases (router._review)."""
+    from router._review import run
+
+    return run(args)
+
+
 COMMANDS: tuple[Command, ...] = (
     Command(
         "check", "validate the config and print the routing table", _check_arguments, run_check
@@ -672,6 +685,13 @@ COMMANDS: tuple[Command, ...] = (
         "replay labelled data through the router and compare routing policies",
         _eval_arguments,
         run_eval,
+    ),
+    Command(
+        "review",
+        "list the routed failures, escalations and human-review cases of a record file, "
+        "grouped by route and reason (--html OUT: one self-contained page)",
+        _review_arguments,
+        run_review,
     ),
     # To add a subcommand: write _<name>_arguments(parser) and run_<name>(args) -> exit code,
     # then add Command("<name>", "<help>", _<name>_arguments, run_<name>) here.

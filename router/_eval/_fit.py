@@ -47,6 +47,8 @@ class Export:
     example: Path
     fitted: dict[str, Any]
     snippet_text: str
+    spec: Any = None
+    """The eval replay's policy at the exported setting (`router._eval._policies.PolicySpec`)."""
 
 
 def _slug(text: str) -> str:
@@ -136,7 +138,7 @@ def export_policy(
     # The example sits beside the artifact, and a path resolves from its config's folder.
     local = _snippet(policy, slug, artifact.name, figures)
     example.write_text(_example(local, slug), encoding="utf-8")
-    return Export(slug, artifact, snippet, example, figures, snippet_text)
+    return Export(slug, artifact, snippet, example, figures, snippet_text, spec)
 
 
 def _header(policy: str, figures: Mapping[str, Any]) -> str:

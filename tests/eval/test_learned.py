@@ -147,3 +147,64 @@ def test_fit_exports_data_only_and_the_runtime_loads_it_without_scikit_learn(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.startswith("answer arithmetic: <<2+3=6>> is wrong"), out.stdout
+
+
+@pytest.mark.parametrize("policy", ["classifier-first", "cascade"])
+async def test_the_exported_policy_makes_the_decisions_the_eval_replay_made(
+    tmp_path: Path, policy: str
+) -> None:
+    """Fit -> export -> serve: a production Router loading the exported providers.toml
+    (``kind = "learned"``, the artifact read from its path) routes and escalates every item
+    exactly as the eval replay of the fitted policy did."""
+    from router._config import load_config
+    from router._eval._data import Dataset
+    from router._eval._harness import Runner, replay_judge
+    from router._eval._policies import BINDINGS, STRONG_DEPLOYMENT, PolicySpec
+    from router._eval._replay import ReplayBackend
+
+    items = _items(200)
+    dataset = Dataset("small", tuple(items), ("weak", "strong"), "<test>")
+    done = export_policy(dataset, policy, tmp_path / "policy", confidence=0.9)
+    config = load_config(done.example)
+    assert [c.kind for c in config.classifiers.values()] == ["learned"]
+
+    def runner() -> Runner:
+        backend = ReplayBackend(items, BINDINGS)
+        return Runner(backend, strong={STRONG_DEPLOYMENT}, judge=replay_judge(BINDINGS))
+
+    replayed = await runner().run(done.spec, items)
+    served = await runner().run(
+        PolicySpec("production", "configured", "-", done.spec.model, config), items
+    )
+
+    def decisions(run: object) -> list[tuple[object, ...]]:
+        return [
+            (r.id, r.deployment, r.reached_strong, r.escalated, r.review, r.correct)
+            for r in run.items  # type: ignore[attr-defined]
+        ]
+
+    assert decisions(served) == decisions(replayed)
+    strong = sum(r.reached_strong for r in served.items)
+    assert 0 < strong < len(items)  # it does route: some items each way
+
+
+def test_config_problems_with_learned_classifiers_name_the_key(tmp_path: Path) -> None:
+    from router import Router
+    from router._config import Config, ConfigError
+
+    base = {
+        "deployments": [
+            {"name": "w", "model": "openai/w", "groups": ["weak"]},
+            {"name": "s", "model": "openai/s", "groups": ["strong"]},
+        ]
+    }
+    with pytest.raises(ConfigError, match=r"classifiers\.gate\.path: a learned classifier needs"):
+        Config.from_dict({**base, "classifiers": {"gate": {"kind": "learned"}}})
+    groups = {"weak": {"escalate_to": "strong", "escalate_on": ["learned:gaet"]}}
+    with pytest.raises(ConfigError, match="no learned classifier named 'gaet'"):
+        Config.from_dict({**base, "groups": groups})
+    missing = {"gate": {"kind": "learned", "path": str(tmp_path / "nope.json")}}
+    groups = {"weak": {"escalate_to": "strong", "escalate_on": ["learned:gate"]}}
+    config = Config.from_dict({**base, "groups": groups, "classifiers": missing})
+    with pytest.raises(ConfigError, match=r"classifiers\.gate: .*nope\.json: cannot read"):
+        Router(config, telemetry=False)
