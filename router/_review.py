@@ -70,8 +70,9 @@ class Case:
         text = " -> ".join(steps)
         served = call.get("deployment")
         text += f"; served by {served}" if served else "; no deployment served"
-        failovers = call.get("failovers") or 0
-        if failovers:
+        # An escalation starts a new attempt; it is not a failover.
+        failovers = (call.get("failovers") or 0) - sum(1 for e in escalations if e.get("to"))
+        if failovers > 0:
             text += f" after {failovers} failover(s)"
         return text
 
@@ -125,6 +126,19 @@ def load(path: str | os.PathLike[str]) -> Records:
     return records
 
 
+def _reason(escalation: Mapping[str, Any]) -> str:
+    """An escalation's trigger, with the kind of problem when the detail names one
+    (``learned:x (arithmetic)``, ``learned:x (score)``): same trigger, different failures."""
+    trigger = str(escalation.get("trigger") or "escalated")
+    detail = str(escalation.get("detail") or "")
+    if detail.startswith("expected gain"):
+        return f"{trigger} (score)"
+    head, sep, _ = detail.partition(":")
+    if sep and head and len(head) <= 24 and " " not in head.strip():
+        return f"{trigger} ({head.strip()})"
+    return trigger
+
+
 def _route(call: Mapping[str, Any]) -> str:
     route = call.get("route")
     return str(route) if route else "(explicit group)"
@@ -140,8 +154,7 @@ def cases(records: Records) -> list[Case]:
         escalations = call.get("escalations") or []
         verdict = outcome or job_outcome
         if call["outcome"] == "needs_review":
-            last = escalations[-1] if escalations else {}
-            key = str(last.get("trigger") or "needs review")
+            key = _reason(escalations[-1]) if escalations else "needs review"
             out.append(Case("review", ts, _route(call), key, call, outcome, job_outcome))
         elif call["outcome"] not in _NOT_FAILURES:
             key = str(call["outcome"]) + (f" ({call['error']})" if call.get("error") else "")
@@ -150,7 +163,7 @@ def cases(records: Records) -> list[Case]:
             key = f"marked {verdict['outcome']}"
             out.append(Case("wrong", ts, _route(call), key, call, outcome, job_outcome))
         elif any(e.get("to") for e in escalations):
-            key = str(escalations[0].get("trigger") or "escalated")
+            key = _reason(escalations[0])
             out.append(Case("escalated", ts, _route(call), key, call, outcome, job_outcome))
     out.sort(key=lambda c: -c.ts)
     return out

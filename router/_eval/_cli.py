@@ -11,6 +11,7 @@
     router eval fit DATA --policy classifier-first|cascade [--target 0.95] [--confidence C]
                          [--new-items N] --out DIR [--name NAME]
     router eval compare A.toml B.toml DATA [--model MODEL] [--max-drop POINTS] [--json] ...
+    router eval split DATA --out DIR [--test-fraction F] [--seed N]
 
 DATA is a dataset file (JSONL or CSV), ``gsm8k`` / ``mmlu`` (the shipped RouteLLM files), or
 a router record file with outcomes (see `router._eval._records`).
@@ -147,6 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--seed", type=int, default=0, help="fold and model seed (0)")
     ft.add_argument("--json", action="store_true", help="print the fit's figures as JSON")
 
+    sp = sub.add_parser(
+        "split",
+        help="split DATA by prompt into train.jsonl and test.jsonl (to fit on one, measure "
+        "on the other)",
+        description="Split a dataset by prompt (seeded hash: a question never sits on both "
+        "sides) and write DIR/NAME-train.jsonl and DIR/NAME-test.jsonl in the dataset format.",
+    )
+    sp.add_argument("data", metavar="DATA", help="dataset file, gsm8k / mmlu, or a record file")
+    sp.add_argument("--out", required=True, metavar="DIR")
+    sp.add_argument("--test-fraction", type=float, default=0.5, help="test share (0.5)")
+    sp.add_argument("--seed", type=int, default=0)
+
     cp = sub.add_parser(
         "compare",
         help="two configs over the same items, paired: differences with 95% intervals",
@@ -273,7 +286,7 @@ def _recorders(directory: str | None, prefix: str) -> Callable[[Any], Any] | Non
             slug = slug.replace("--", "-")
         path = folder / f"{prefix}-{slug}.jsonl"
         path.unlink(missing_ok=True)  # one run per file: a rerun replaces it
-        return Recorder(path)
+        return Recorder(path, capture_content=True)  # the dataset's own text
 
     return observer
 
@@ -411,7 +424,7 @@ def _run_file(args: argparse.Namespace) -> int:
     if args.records:
         from router._records import Recorder
 
-        recorder = Recorder(args.records)
+        recorder = Recorder(args.records, capture_content=True)  # the dataset's own text
         observer = lambda spec: recorder  # noqa: E731  # one file for every policy
     policies = args.policy or None
     try:
@@ -483,11 +496,32 @@ def main(argv: Sequence[str]) -> int:
         return _run_routellm(args)
     if args.what == "fit":
         return _run_fit(args)
+    if args.what == "split":
+        return _run_split(args)
     if args.what == "compare":
         from router._eval._compare import run_compare
 
         return run_compare(args)
     return _run_file(args)
+
+
+def _run_split(args: argparse.Namespace) -> int:
+    from router._eval._data import DatasetError, split, write_jsonl
+
+    try:
+        dataset = load_data(args.data)
+        parts = split(dataset, args.test_fraction, args.seed)
+        folder = Path(args.out)
+        folder.mkdir(parents=True, exist_ok=True)
+        train = folder / f"{dataset.name}-train.jsonl"
+        test = folder / f"{dataset.name}-test.jsonl"
+        write_jsonl(train, parts.train)
+        write_jsonl(test, parts.test)
+    except (DatasetError, ValueError, OSError) as exc:
+        print(f"router eval: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {train} ({len(parts.train)} items) and {test} ({len(parts.test)} items)")
+    return 0
 
 
 def _run_fit(args: argparse.Namespace) -> int:

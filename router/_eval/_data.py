@@ -41,6 +41,7 @@ __all__ = [
     "load_routellm",
     "routellm_dir",
     "split",
+    "write_jsonl",
 ]
 
 _TRUE = {"true", "1", "yes"}
@@ -192,6 +193,22 @@ def load_dataset(path: str | os.PathLike[str], name: str | None = None) -> Datas
         seen[item.id] = index
     models = tuple(dict.fromkeys(m for it in items for m in (*it.answers, *it.correct)))
     return Dataset(name or file.stem, tuple(items), models, str(file))
+
+
+def write_jsonl(path: str | os.PathLike[str], items: Iterable[Item]) -> None:
+    """Items in the JSONL dataset format (`load_dataset` reads them back unchanged)."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for it in items:
+            row: dict[str, Any] = {"id": it.id, "prompt": it.prompt}
+            if it.metadata:
+                row["metadata"] = dict(it.metadata)
+            if it.reference is not None:
+                row["reference"] = it.reference
+            if it.answers:
+                row["answers"] = dict(it.answers)
+            if it.correct:
+                row["correct"] = dict(it.correct)
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 # --- RouteLLM's evaluation data -------------------------------------------------------------

@@ -237,10 +237,17 @@ def goal_lines(report: Mapping[str, Any]) -> list[str]:
     lines = [head]
     if pick is not None:
         verdict = "MET" if goal["met"] else "NOT MET"
+        expected = ""
+        if pick.get("expected_low") is not None:
+            expected = (
+                f" (expected on new data {expected_cell(pick)}"
+                f", fitted at confidence {pick['confidence']:g}; {pct(pick['train_share'])} "
+                "strong calls on train)"
+            )
         lines.append(
             f"Seed-{report['seed']} split, the policy the training split picks "
             f"({pick['policy']}): {pct(pick['quality'])} of strong with "
-            f"{pct(pick['strong_share'])} strong calls: {verdict}."
+            f"{pct(pick['strong_share'])} strong calls: {verdict}{expected}."
         )
         splits = report.get("splits")
         entry = splits["policies"].get(pick["policy"]) if splits else None
@@ -250,8 +257,9 @@ def goal_lines(report: Mapping[str, Any]) -> list[str]:
                 f"Over {len(splits['seeds'])} splits (seeds {splits['seeds'][0]}-"
                 f"{splits['seeds'][-1]}, each fitted on its own train side): mean "
                 f"{pct(entry['mean_quality'])} of strong with {pct(entry['mean_strong_share'])} "
-                f"strong calls ({mean} on average); both limits held on "
-                f"{entry['splits_meeting_goal']} of {len(splits['seeds'])} splits."
+                f"strong calls ({mean} on average); the quality target held on "
+                f"{entry.get('splits_quality_held', '-')} of {len(splits['seeds'])} splits, "
+                f"both limits on {entry['splits_meeting_goal']}."
             )
     return lines
 
@@ -462,17 +470,33 @@ def readme_section(
         "- **rule: prompt length**: `[[routes]] when.min_prompt_tokens = N` to the strong "
         "group; **rule: subject** (MMLU): `when.metadata.subject = [...]`, the subjects whose "
         "training gain (strong accuracy minus weak accuracy) clears the fitted bar.",
-        "- **classifier-first**: a python route classifier over two scikit-learn logistic "
-        "regressions on TF-IDF of the prompt (plus the subject, for MMLU): P(strong right) - "
-        "P(weak right), the expected gain of paying for the strong model. No embedding model "
+        "- **classifier-first**: a route classifier scoring P(strong right) - P(weak right) "
+        "from the prompt (two logistic regressions on TF-IDF of the prompt, its length and, "
+        "for MMLU, the subject), the expected gain of paying for the strong model; fitted "
+        "with scikit-learn, exported as a JSON artifact and scored by `router._learned` in "
+        'plain Python, the code production runs (`kind = "learned"`). No embedding model '
         "could be loaded offline from a trustworthy package, so none is used.",
-        "- **cascade** (GSM8K): the weak group answers; `escalate_on` validators recompute "
-        "every calculator annotation (`<<48/2=24>>`), require a whole-number final answer "
-        "(`#### n`), and score the answer with a gradient-boosted confidence model (length, "
-        "steps, numbers of the question left unused, a missing `####`...); a failing answer "
-        "escalates to the strong group, whose answer is checked again and goes to human "
-        "review if it fails (the review column). MMLU records no answer text, so no output "
-        "check has anything to read there: its cascade row equals always-weak.",
+        "- **cascade** (GSM8K): the weak group answers; the answer escalates to the strong "
+        "group when a hard check fails (empty, a calculator annotation `<<48/2=24>>` that does "
+        "not recompute, no whole-number final answer) or when the expected gain of escalating, "
+        "P(strong right | prompt) - P(weak right | prompt, answer), clears the fitted bar "
+        "(gradient-boosted trees over 50 features of the answer and question, logistic "
+        "regression on the prompt). The strong answer gets the hard checks again and goes to "
+        "human review if it fails (the review column). Production runs it as "
+        '`escalate_on = ["learned:NAME"]`. MMLU records no answer text, so no output check '
+        "has anything to read there: its cascade row equals always-weak.",
+        "",
+        "**Calibration with a margin.** The cheapest setting that reaches 95% on the training "
+        "items lands below 95% on new items about half the time. Every fitted setting here is "
+        "the cheapest whose *lower confidence bound* reaches the target: the quality "
+        "estimated from out-of-fold scores on the training split (5 folds by prompt), minus "
+        "z(confidence) times its standard error on a new batch as large as the training "
+        "split (the estimate's own uncertainty plus the new batch's sampling noise; "
+        "`--confidence 0.9`, `--new-items N`). Columns *train* (the final model on its own "
+        "training items: optimistic) and *expected on new data* (the cross-validated "
+        "estimate with its 95% interval for such a batch) sit beside the test figures; rows "
+        "marked *no margin* and *confidence 0.75* are the same family fitted without the "
+        "margin or with a smaller one.",
         "",
         "Columns: accuracy on the test split; % of strong = accuracy / always-strong accuracy; "
         "cost per item and per correct item; strong calls = share of calls with an attempt on "
@@ -499,8 +523,8 @@ def readme_section(
             f"{pct(repro['random_share_95'], 0)} strong calls for 95% of strong quality "
             f"({'as' if repro['matches'] else 'NOT as'} data/routellm/README.md states).",
             "",
-            "Calibration, the cheapest setting that reaches X% of strong quality (fitted on "
-            "train, measured on test):",
+            "Calibration, the cheapest setting whose lower confidence bound reaches X% of "
+            "strong quality (fitted on train, measured on test):",
             "",
             markdown_table(calibration_rows(report), _CALIBRATION_COLUMNS),
             "",
@@ -509,7 +533,8 @@ def readme_section(
         if rows:
             lines += [
                 "Repeated splits (each fitted on its own train side, measured on its test "
-                "side; how much of one split's result is luck):",
+                "side; how much of one split's result is luck; *quality target held*: the "
+                "95% target reached on the test side):",
                 "",
                 markdown_table(rows, _SPLIT_COLUMNS),
                 "",

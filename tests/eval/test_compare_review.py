@@ -164,3 +164,53 @@ def test_review_without_content_says_so_and_bad_files_are_one_line(tmp_path: Pat
     path.write_text("{not json\n")
     text, code = review_file(str(path))
     assert code == 1 and "line 1: not valid JSON" in text
+
+
+def test_router_review_command_writes_the_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from router.cli import main as cli
+
+    path = tmp_path / "r.jsonl"
+    lines = [
+        {
+            "type": "call",
+            "ts": 100.0 + i,
+            "group": "strong",
+            "route": "by-kind",
+            "deployment": "large",
+            "outcome": "success",
+            "reason": "route 'by-kind': classifier said 'billing'",
+            "escalations": [{"from": "cheap", "to": "strong", "trigger": "schema", "detail": "x"}],
+            "response_id": f"r{i}",
+        }
+        for i in range(3)
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "review.html"
+    assert cli(["review", str(path), "--html", str(out), "--limit", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "== escalated: route by-kind: schema (3)" in printed
+    assert "1 older case(s)" in printed
+    # Newest first.
+    assert printed.index("1970-01-01 00:01:42") < printed.index("1970-01-01 00:01:41")
+    page = out.read_text()
+    assert page.count("<details>") == 3 and "cheap -&gt; strong" in page
+    assert cli(["review", str(tmp_path / "missing.jsonl")]) == 1
+
+
+def test_split_then_train_here_measure_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = small_copy(tmp_path, rows=50) / "gsm8k.csv"
+    assert main(["split", str(data), "--out", str(tmp_path / "split")]) == 0
+    train, test = tmp_path / "split" / "gsm8k-train.jsonl", tmp_path / "split" / "gsm8k-test.jsonl"
+    assert "wrote" in capsys.readouterr().out
+    args = ["routellm", "--dataset", "gsm8k", "--train", str(train), "--test", str(test)]
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["datasets"][0]
+    assert report["items"] == {"train": 25, "test": 25}
+    assert report["reproduction"] is None and report["splits"] is None
+    fitted = [r for r in report["table"] if r["policy"] == "cascade (fitted for 95%)"]
+    assert fitted and fitted[0]["expected_low"] <= fitted[0]["train_quality"] <= 1.5
+    assert main(["routellm", "--train", str(train)]) == 2
