@@ -93,8 +93,12 @@ class LiteLLMTransport:
             "timeout": _stable(deployment, timeout),
             "stream": True,
         }
+        from router._stream_guard import guard_stream
+
         with self.quiet.scope(request):
-            stream: AsyncIterator[Any] = await self._litellm.acompletion(**kwargs)
+            # The router's checks on litellm's stream (router._stream_guard): a provider error
+            # before the first chunk is raised as itself; a synthesized finish_reason raises.
+            stream: AsyncIterator[Any] = guard_stream(await self._litellm.acompletion(**kwargs))
         return stream
 
 

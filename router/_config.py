@@ -1250,4 +1250,7 @@ def check_config(config: Config, *, env: Mapping[str, str] | None = None) -> lis
                 f"warning: {where}.groups: in no group; callers can reach it only by its"
                 f" own name '{dep.name}'"
             )
+    from router._provider_checks import provider_findings
+
+    found.extend(provider_findings(config, environ))
     return found

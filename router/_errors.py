@@ -25,8 +25,9 @@ Outcome classes (by exception class and status code, never by message text):
 ===================  ===========================================================  ============
 outcome              errors                                                       effect
 ===================  ===========================================================  ============
-failure              timeouts, connection errors, 5xx, malformed responses,       fail over
-                     unmapped `APIConnectionError`, unknown exceptions
+failure              timeouts, connection errors, 5xx, malformed responses (also  fail over
+                     the 422 litellm makes of an undecodable 200), unmapped
+                     `APIConnectionError`, unknown exceptions
 rate_limited         429 `RateLimitError`                                         skip until
                                                                                   Retry-After
 misconfigured        401 `AuthenticationError`, 403 `PermissionDeniedError`,      block long,
@@ -41,6 +42,8 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import json
+import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -85,15 +88,53 @@ _BY_CLASS: tuple[tuple[type[BaseException], Outcome], ...] = (
 )
 
 
+def provider_error(exc: BaseException) -> BaseException:
+    """The provider's own error inside a litellm wrapper, else `exc` itself.
+
+    litellm raises every failure of a stream as `litellm.MidStreamFallbackError` (a 503
+    `ServiceUnavailableError`), even a 429 that arrived before the first chunk (Gemini,
+    Bedrock); the provider's error is its ``original_exception``. Classification, the
+    rate-limit pause and the error label look at that one.
+    """
+    seen = 0
+    while seen < 4 and isinstance(exc, litellm.exceptions.MidStreamFallbackError):
+        original = getattr(exc, "original_exception", None)
+        if not isinstance(original, BaseException) or original is exc:
+            break
+        exc = original
+        seen += 1
+    return exc
+
+
 def classify(exc: BaseException) -> Outcome:
     """Map an attempt's exception to its `Outcome` (see the module docstring's table)."""
+    exc = provider_error(exc)
     for cls, outcome in _BY_CLASS:
         if isinstance(exc, cls):
+            if outcome is Outcome.CALLER_ERROR and _unparseable_answer(exc):
+                return Outcome.FAILURE
             return outcome
     status = status_code_of(exc)
     if status is None:
         return Outcome.FAILURE
     return classify_status(status)
+
+
+def _unparseable_answer(exc: BaseException) -> bool:
+    """Whether a 4xx litellm error was really the provider's unparseable (malformed) answer.
+
+    litellm reports a 200 whose body it cannot decode as a 422 `BadRequestError` for some
+    providers (Gemini, Bedrock: "Error converting to valid response block"); the JSON decode
+    error in its cause chain says it was the provider's answer, not the caller's request.
+    """
+    seen = 0
+    current: BaseException | None = exc.__cause__ or exc.__context__
+    while current is not None and seen < 8:
+        if isinstance(current, json.JSONDecodeError):
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
 
 
 def classify_status(status: int) -> Outcome:
@@ -116,7 +157,41 @@ def status_code_of(exc: BaseException) -> int | None:
 
 
 def retry_after_of(exc: BaseException, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a 429's `retry-after-ms` / `Retry-After` headers, if given."""
+    """Seconds to wait before asking this deployment again, if the provider said.
+
+    From the headers (`retry-after-ms`, then `Retry-After` as seconds or an HTTP date), else
+    from the error body: Google's ``google.rpc.RetryInfo`` ``retryDelay`` (Gemini and Vertex
+    send their hint only there, e.g. ``"retryDelay": "3s"``; litellm keeps the body in the
+    exception's message and drops the headers).
+    """
+    exc = provider_error(exc)
+    from_headers = _retry_after_headers(exc, now)
+    if from_headers is not None:
+        return from_headers
+    return _retry_delay_in_body(exc)
+
+
+# A protobuf Duration in JSON ("3s", "1.5s", "0.250s"), possibly inside an escaped or
+# bytes-repr'd body as litellm quotes it: "retryDelay": "3s" / \"retryDelay\": \"3s\".
+_RETRY_DELAY = re.compile(r"""retryDelay\\?["']?\s*:\s*\\?["'](\d+(?:\.\d+)?)s\\?["']""")
+
+
+def _retry_delay_in_body(exc: BaseException) -> float | None:
+    texts = [getattr(exc, "message", None), str(exc)]
+    response = getattr(exc, "response", None)
+    try:
+        texts.append(getattr(response, "text", None))
+    except Exception:  # a streamed httpx response that was never read
+        pass
+    for text in texts:
+        if isinstance(text, str) and "retryDelay" in text:
+            match = _RETRY_DELAY.search(text)
+            if match is not None:
+                return float(match.group(1))
+    return None
+
+
+def _retry_after_headers(exc: BaseException, now: float | None) -> float | None:
     for headers in _header_maps(exc):
         ms = _get(headers, "retry-after-ms")
         if ms is not None:
@@ -169,6 +244,7 @@ def describe(exc: BaseException) -> str:
     litellm folds a refused connection into a 500 `InternalServerError`; the cause chain tells
     them apart, so the label says ``(connection refused)`` when that is what happened.
     """
+    exc = provider_error(exc)
     status = status_code_of(exc)
     name = type(exc).__name__
     label = f"{name} {status}" if status is not None else name

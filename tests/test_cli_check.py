@@ -183,14 +183,16 @@ def test_subprocess_check_of_the_demo_config() -> None:
     result = run_cli("check", str(REPO / "providers.toml"))
     assert result.returncode == 0, result.stderr
     assert "group chat: deadline 8 s, max_attempts 3" in result.stdout
+    # The mixed demo fleet: OpenAI (/v1), Anthropic, Gemini, Azure (litellm adds the paths).
     for name, port, cin, cout in [("alpha", 4101, "0.10", "0.40"), ("beta", 4102, "0.25", "1.00"),
-                                  ("gamma", 4103, "0.50", "2.00")]:  # fmt: skip
+                                  ("gamma", 4103, "0.50", "2.00"),
+                                  ("delta", 4104, "0.75", "3.00")]:  # fmt: skip
         row = next(line for line in result.stdout.splitlines() if line.split()[:1] == [name])
-        assert f"http://127.0.0.1:{port}/v1" in row
+        assert f"http://127.0.0.1:{port}" in row
         assert row.split()[3:5] == [cin, cout]
         assert "2 s" in row and "literal" in row
     assert "sk-sim-local" not in result.stdout + result.stderr
-    assert result.stderr.count("a literal key is in the file") == 3
+    assert result.stderr.count("a literal key is in the file") == 4
 
 
 def test_subprocess_errors_have_no_traceback(tmp_path: Path) -> None:

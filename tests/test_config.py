@@ -461,19 +461,24 @@ def test_check_config_findings(config: Config) -> None:
 
 def test_demo_providers_toml_at_the_repo_root() -> None:
     config = load_config(REPO / "providers.toml", env={})
-    assert [d.name for d in config.deployments] == ["alpha", "beta", "gamma"]
+    # A mixed fleet: one simulated provider per wire protocol, cheapest first.
+    assert [d.name for d in config.deployments] == ["alpha", "beta", "gamma", "delta", "epsilon"]
+    assert [d.model.split("/")[0] for d in config.deployments] == [
+        "openai", "anthropic", "gemini", "azure", "bedrock"
+    ]  # fmt: skip
     assert config.group_names() == ["chat"]
     assert (config.router.deadline, config.router.max_attempts) == (10.0, 3)
     assert config.settings_for("chat").deadline == 8.0
     prices = [(d.input_cost_per_token, d.output_cost_per_token) for d in config.deployments]
     assert [p for pair in prices for p in pair] == pytest.approx(
-        [0.10e-6, 0.40e-6, 0.25e-6, 1.0e-6, 0.5e-6, 2.0e-6]
+        [0.10e-6, 0.40e-6, 0.25e-6, 1.0e-6, 0.5e-6, 2.0e-6, 0.75e-6, 3.0e-6, 1.0e-6, 4.0e-6]
     )
     for i, dep in enumerate(config.deployments):
-        assert dep.api_base == f"http://127.0.0.1:{4101 + i}/v1"
-        assert dep.model == f"openai/sim-{dep.name}"
+        assert dep.api_base is not None
+        assert dep.api_base.startswith(f"http://127.0.0.1:{4101 + i}")
         assert dep.timeout == 2.0
-        assert dep.resolve_api_key(env={}) == "sk-sim-local"  # runs with no env set
+        if dep.name != "epsilon":  # Bedrock signs with dummy AWS credentials instead
+            assert dep.resolve_api_key(env={}) == "sk-sim-local"  # runs with no env set
     assert all(f.startswith("warning:") for f in check_config(config, env={}))
 
 

@@ -157,8 +157,11 @@ def resolve_config_path(path: str | None) -> Path:
 def _fleet_for(config: Config, *, ephemeral: bool = False) -> tuple[Fleet, list[str]]:
     """One simulated provider per deployment, and the deployment names cheapest first."""
     from router._sim import Behavior, Fleet
+    from router._sim._protocols import protocol_for_model
 
     specs: dict[str, tuple[int, Behavior]] = {}
+    # Each provider speaks its deployment's wire protocol (Anthropic, Gemini, Azure, ...).
+    protocols = {d.name: protocol_for_model(d.model) for d in config.deployments}
     ranked = sorted(
         config.deployments,
         key=lambda d: (d.input_cost_per_token or 0.0) + (d.output_cost_per_token or 0.0),
@@ -168,12 +171,12 @@ def _fleet_for(config: Config, *, ephemeral: bool = False) -> tuple[Fleet, list[
         if url.hostname not in ("127.0.0.1", "localhost") or url.port is None:
             raise SystemExit(
                 f"router demo: deployment '{deployment.name}' is not on the local simulated "
-                f"fleet (api_base must be http://127.0.0.1:PORT/v1); use your own config with "
+                f"fleet (api_base must be http://127.0.0.1:PORT[/v1]); use your own config with "
                 f"the library instead"
             )
         knobs = _CHARACTERS[min(rank, len(_CHARACTERS) - 1)]
         specs[deployment.name] = (0 if ephemeral else url.port, Behavior(**knobs))
-    return Fleet(specs, seed=7), [d.name for d in ranked]
+    return Fleet(specs, seed=7, protocols=protocols), [d.name for d in ranked]
 
 
 def _on_fleet(config: Config, fleet: Fleet) -> Config:

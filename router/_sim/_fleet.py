@@ -20,6 +20,7 @@ from aiohttp import web
 
 from router._sim._knobs import Behavior
 from router._sim._openai import _SHUTDOWN_TIMEOUT_S, SimProvider, _control_reset, _control_set
+from router._sim._protocols import provider_class
 from router._sim._stats import StatsSnapshot
 
 __all__ = ["DEFAULT_FLEET", "Fleet", "ProviderSpec", "default_fleet", "parse_provider_spec"]
@@ -87,7 +88,9 @@ class Fleet:
     Each provider gets its own ``random.Random`` derived from ``seed`` and its name.
     ``control_port`` (0 = ephemeral) adds a control server exposing
     ``/_sim/{name}/stats|knobs|reset`` for every provider, which still answers while a
-    provider's own port is closed.
+    provider's own port is closed. ``protocols`` maps provider names to the wire protocol
+    each speaks (``"openai"`` unless named: ``"anthropic"``, ``"gemini"``, ``"azure"``,
+    ``"bedrock"``; see :mod:`router._sim._protocols` and its ``litellm_params``).
     """
 
     def __init__(
@@ -97,12 +100,20 @@ class Fleet:
         seed: int = 0,
         host: str = "127.0.0.1",
         control_port: int | None = None,
+        protocols: Mapping[str, str] | None = None,
     ) -> None:
         self.seed = seed
         self.host = host
+        specs = _normalize(providers)
+        wires = dict(protocols or {})
+        unknown = sorted(set(wires) - {name for name, _, _ in specs})
+        if unknown:
+            raise ValueError(f"protocols given for unknown provider(s): {', '.join(unknown)}")
         self._providers: dict[str, SimProvider] = {
-            name: SimProvider(name, port, behavior, seed=seed, host=host)
-            for name, port, behavior in _normalize(providers)
+            name: provider_class(wires.get(name, "openai"))(
+                name, port, behavior, seed=seed, host=host
+            )
+            for name, port, behavior in specs
         }
         self._control_port = control_port
         self._control_runner: web.AppRunner | None = None

@@ -78,7 +78,7 @@ class Behavior:
     """Run-time knobs of one simulated provider (all may be changed while it serves).
 
     Checks are applied in this order: ``hang``, then latency, then ``outage="503"``,
-    ``auth_fail``, request validation, ``context_window``, ``rate_limit_rate``,
+    ``auth_fail``, request validation, ``content_filter``, ``context_window``, ``rate_limit_rate``,
     ``error_rate``, ``malformed``; otherwise a normal answer: the first of ``scripts`` whose
     pattern matches the prompt, else ``reply``. Latency applies to every answer, errors
     included, so a failing provider is not unrealistically fast.
@@ -114,6 +114,18 @@ class Behavior:
     """Answer 401 ``invalid_api_key``."""
     context_window: int | None = None
     """Answer 400 ``context_length_exceeded`` when prompt + max_tokens estimates exceed it."""
+    stream_error_after: int | None = None
+    """Stream only: send this many content chunks, then an in-band error event in the
+    provider's own vocabulary (Anthropic ``event: error`` overloaded_error, a Gemini ``error``
+    chunk, a Bedrock ``throttlingException`` frame, an Azure/OpenAI ``error`` data line)."""
+    stream_no_finish: bool = False
+    """Stream only: end the body cleanly without a finish reason (no Anthropic
+    ``message_stop``, no Gemini ``finishReason``, no Bedrock ``messageStop``, no
+    ``finish_reason`` before ``[DONE]``)."""
+    content_filter: bool = False
+    """Block the prompt with the provider's content-safety answer (Azure 400
+    ``content_filter``, Gemini ``promptFeedback.blockReason``, Bedrock
+    ``guardrail_intervened``, Anthropic ``refusal``, OpenAI ``finish_reason=content_filter``)."""
     reply: str = "Hello from {provider}."
     """Answer text; ``{provider}`` becomes the provider's name."""
     scripts: list[Script] = field(default_factory=list)
@@ -212,6 +224,9 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "malformed": _flag,
     "auth_fail": _flag,
     "context_window": _optional(lambda n, v: _integer(n, v, low=1)),
+    "stream_error_after": _optional(lambda n, v: _integer(n, v, low=0)),
+    "stream_no_finish": _flag,
+    "content_filter": _flag,
     "reply": _text,
     "scripts": _scripts,
 }

@@ -17,7 +17,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from aiohttp import web
 
@@ -61,6 +61,16 @@ def _kill(transport: asyncio.Transport) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.shutdown(socket.SHUT_RDWR)
     transport.abort()
+
+
+class _Arrival(NamedTuple):
+    """A chat request as it arrived: knobs at arrival, its number, its draws, its JSON body."""
+
+    behavior: Behavior
+    seq: int
+    rate_limit_draw: float
+    error_draw: float
+    body: Any
 
 
 class SimProvider:
@@ -226,12 +236,16 @@ class SimProvider:
             if transport is not None and transport is not spare:
                 _kill(transport)
 
+    def _routes(self, app: web.Application) -> None:
+        """Register the provider's API routes; other wire protocols override this."""
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+
     async def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._runner is not None:
             return
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_get("/v1/models", self._models)
+        self._routes(app)
         app.router.add_get("/_sim/stats", self._ctl_stats)
         app.router.add_get("/_sim/knobs", self._ctl_get_knobs)
         app.router.add_post("/_sim/knobs", self._ctl_set_knobs)
@@ -285,11 +299,16 @@ class SimProvider:
         self._count_error(status)
         return _error(status, message, **kwargs)
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
+    async def _arrive(self, request: web.Request) -> _Arrival | None:
+        """Count a chat request, draw its numbers, read its body, then hang or wait its latency.
+
+        None for a hung request released by the fleet stopping. Every protocol's server starts
+        here, so one seed gives one fault sequence whatever protocol a provider speaks.
+        """
         b = dataclasses.replace(self.behavior)  # knobs as they were when the request arrived
         self.stats.requests += 1
         self._seq += 1
-        completion_id = f"chatcmpl-sim-{self.name}-{self._seq}"
+        seq = self._seq
         # Always draw the same numbers in the same order, so a seed fixes the outcome sequence
         # whatever the knobs are.
         jitter_ms = self._rng.uniform(0.0, b.latency_jitter_ms)
@@ -306,10 +325,18 @@ class SimProvider:
             self.stats.hung += 1
             assert self._released is not None
             await self._released.wait()
-            # Only reached while stopping; the connection is being aborted, so not counted.
-            return web.Response(status=503)
+            return None
 
         await asyncio.sleep((b.latency_ms + jitter_ms) / 1000.0)
+        return _Arrival(b, seq, rate_limit_draw, error_draw, body)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        arrived = await self._arrive(request)
+        if arrived is None:
+            # Only reached while stopping; the connection is being aborted, so not counted.
+            return web.Response(status=503)
+        b, seq, rate_limit_draw, error_draw, body = arrived
+        completion_id = f"chatcmpl-sim-{self.name}-{seq}"
 
         if b.outage is not None:
             return self._fail(
@@ -367,7 +394,12 @@ class SimProvider:
                 b.error_status, f"Simulated error {b.error_status} from provider {self.name}."
             )
 
-        answer = _answer(b, body["messages"], self.name)
+        # OpenAI's output filter: an empty answer that finishes with content_filter.
+        answer = (
+            _Answer("", "content_filter")
+            if b.content_filter
+            else _answer(b, body["messages"], self.name)
+        )
         created = int(time.time())
         # Logprobs only when asked for and scripted, as a provider returns them only when asked.
         logprobs = (
@@ -468,6 +500,8 @@ class SimProvider:
         for index, part in enumerate(parts):
             if b.cut_stream_after is not None and index >= b.cut_stream_after:
                 return await self._cut(request, response)
+            if b.stream_error_after is not None and index >= b.stream_error_after:
+                return await self._stream_error(response)
             if index:
                 await asyncio.sleep(b.chunk_delay_ms / 1000.0)
             delta: dict[str, Any] = {"role": "assistant", key: part} if index == 0 else {key: part}
@@ -479,6 +513,13 @@ class SimProvider:
             await response.write(chunk([piece]))
         if b.cut_stream_after is not None:
             return await self._cut(request, response)
+        if b.stream_error_after is not None:
+            return await self._stream_error(response)
+        if b.stream_no_finish:
+            # A clean end without any finish_reason: litellm must not take it as complete.
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+            return response
         await response.write(
             chunk([{"index": 0, "delta": {}, "finish_reason": answer.finish_reason}])
         )
@@ -487,6 +528,19 @@ class SimProvider:
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         self.stats.ok += 1
+        return response
+
+    async def _stream_error(self, response: web.StreamResponse) -> web.StreamResponse:
+        # OpenAI-compatible servers report a failure mid-stream as an ``error`` data line.
+        self.stats.cut += 1
+        error = {
+            "message": "The server had an error while processing your request.",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+        await response.write(_sse({"error": error}))
+        await response.write_eof()
         return response
 
     async def _cut(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
