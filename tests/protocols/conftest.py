@@ -84,6 +84,28 @@ def fleet() -> Iterator[Fleet]:
         yield running
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _litellm_globals_restored() -> Iterator[None]:
+    """Leave litellm's process-wide callback lists and cache as this module found them.
+
+    litellm's Gemini code path turns on its response cache as a side effect (adding "cache"
+    to the success/input callback lists for the rest of the process), which would make later
+    tests in the same process see "someone listens to litellm's logging".
+    """
+    import litellm
+
+    from router._quiet import _CALLBACK_LISTS
+
+    names = [*_CALLBACK_LISTS, "input_callback"]
+    saved = {name: list(getattr(litellm, name, None) or []) for name in names}
+    cache = litellm.cache
+    yield
+    for name, value in saved.items():
+        if isinstance(getattr(litellm, name, None), list):
+            getattr(litellm, name)[:] = value
+    litellm.cache = cache
+
+
 @pytest.fixture(autouse=True)
 def _fresh(request: pytest.FixtureRequest) -> None:
     if "fleet" in request.fixturenames:
