@@ -8,6 +8,8 @@
     router eval run FILE --config PROVIDERS.toml [--scorer SPEC] [--live] [--policy MODEL]...
                          [--strong GROUP] [--bind DEPLOYMENT=MODEL]... [--import MODULE]...
                          [--concurrency N] [--out DIR] [--json] [--records FILE]
+                         [--train FILE [--target T] [--confidence C] [--weak-group G]
+                          [--strong-group G]]
     router eval fit DATA --policy classifier-first|cascade [--target 0.95] [--confidence C]
                          [--new-items N] --out DIR [--name NAME]
     router eval compare A.toml B.toml DATA [--model MODEL] [--max-drop POINTS] [--json] ...
@@ -126,6 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE",
         help="import a module first (to register validators or classifiers)",
     )
+    run.add_argument(
+        "--train",
+        default=None,
+        metavar="FILE",
+        help="also fit classifier-first (and the cascade, given weak answers) on FILE and "
+        "measure them on the dataset beside the config's policies (train here, measure there)",
+    )
+    run.add_argument("--target", type=float, default=0.95, help="--train: quality target (0.95)")
+    run.add_argument("--weak-group", default="weak", help="--train: the cheap group (weak)")
+    run.add_argument("--strong-group", default="strong", help="--train: the strong group (strong)")
+    _margin(run)
     run.add_argument("--concurrency", type=int, default=1, help="live: calls in flight (1)")
     run.add_argument("--seed", type=int, default=0, help="the routers' seed (0)")
     _common(run, records="a JSONL record file for every call (router report reads it)")
@@ -427,11 +440,32 @@ def _run_file(args: argparse.Namespace) -> int:
         recorder = Recorder(args.records, capture_content=True)  # the dataset's own text
         observer = lambda spec: recorder  # noqa: E731  # one file for every policy
     policies = args.policy or None
+    extra: list[Any] = []
+    if args.train is not None:
+        import tempfile
+
+        from router._eval._run import fitted_policies
+
+        try:
+            extra = fitted_policies(
+                load_data(args.train),
+                config,
+                target=args.target,
+                confidence=args.confidence or None,
+                new_items=args.new_items,
+                weak=args.weak_group,
+                strong=args.strong_group,
+                out=args.out or tempfile.mkdtemp(prefix="router-eval-fit-"),
+                seed=args.seed,
+            )
+        except (DatasetError, ConfigError, ValueError) as exc:
+            print(f"router eval: {exc}", file=sys.stderr)
+            return 1
     try:
         with bar.running():
             from router._eval._run import default_policies
 
-            count = len(policies or default_policies(config))
+            count = len(policies or default_policies(config)) + len(extra)
             bar.phase(f"{dataset.name}: {'live' if args.live else 'replay'}", count * len(dataset))
             report = asyncio.run(
                 run_dataset(
@@ -447,6 +481,7 @@ def _run_file(args: argparse.Namespace) -> int:
                     seed=args.seed,
                     advance=bar.advance,
                     observer=observer,
+                    extra=extra,
                 )
             )
     except (ScorerError, LookupError, ValueError, ImportError) as exc:
@@ -466,6 +501,9 @@ def _run_file(args: argparse.Namespace) -> int:
     )
     rows = [_report.table_cells(r) for r in report["table"]]
     print("\n".join("  " + line for line in _report.aligned(rows, _report.RESULT_COLUMNS)))
+    for row in report["table"]:
+        if row.get("note"):
+            print(f"  {row['policy']}: {row['note']}")
     for note in report["notes"]:
         print(f"Note: {note}")
     return 0

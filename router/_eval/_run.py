@@ -84,8 +84,11 @@ async def run_dataset(
     seed: int = 0,
     advance: Callable[[int], None] | None = None,
     observer: Callable[[PolicySpec], Any] | None = None,
+    extra: Sequence[PolicySpec] = (),
 ) -> dict[str, Any]:
-    """Every policy over every item; returns the report (see `router._eval` for the keys)."""
+    """Every policy over every item; returns the report (see `router._eval` for the keys).
+
+    `extra` are more policies with configs of their own (``--train``: the fitted ones)."""
     for module in imports:  # registers validators and classifiers the config names
         importlib.import_module(module)
     names = list(policies or default_policies(config))
@@ -132,6 +135,8 @@ async def run_dataset(
             config=config,
         )
         results.append(await runner.run(spec, dataset.items))
+    for spec in extra:
+        results.append(await runner.run(spec, dataset.items))
     reference = next((r for r, m in zip(results, names, strict=True) if m == strong_group), None)
     strong_accuracy = reference.accuracy if reference is not None else None
     return {
@@ -144,3 +149,96 @@ async def run_dataset(
         "table": [r.row(strong_accuracy) for r in results],
         "notes": notes,
     }
+
+
+def fitted_policies(
+    train: Dataset,
+    config: Config,
+    *,
+    target: float,
+    confidence: float | None,
+    new_items: int | None,
+    weak: str,
+    strong: str,
+    out: str,
+    seed: int = 0,
+) -> list[PolicySpec]:
+    """``run --train FILE``: classifier-first (and the cascade, when the training items have
+    the weak group's answers) fitted on `train`, each merged into `config` as
+    ``router eval fit`` would have you merge its snippet (artifacts written to `out`)."""
+    import math
+    from dataclasses import replace
+
+    from router._config import Config as ConfigType
+    from router._eval._data import Item
+    from router._eval._fit import export_policy
+
+    for group in (weak, strong):
+        if not config.is_routable(group):
+            raise ValueError(
+                f"--train: the config has no group {group!r} (--weak-group/--strong-group)"
+            )
+    keyed = []
+    for it in train.items:
+        if weak in it.correct and strong in it.correct:
+            answers = {
+                k2: it.answers[k1]
+                for k1, k2 in ((weak, "weak"), (strong, "strong"))
+                if k1 in it.answers
+            }
+            keyed.append(
+                Item(
+                    it.id,
+                    it.prompt,
+                    it.metadata,
+                    it.reference,
+                    answers,
+                    {"weak": it.correct[weak], "strong": it.correct[strong]},
+                )
+            )
+    data = Dataset(train.name, tuple(keyed), ("weak", "strong"), train.source)
+    policies = ["classifier-first"]
+    if keyed and all("weak" in it.answers for it in keyed):
+        policies.append("cascade")
+    base = config.model_dump(mode="json", exclude_none=True)
+    specs = []
+    for policy in policies:
+        done = export_policy(
+            data, policy, out, target=target, confidence=confidence, new_items=new_items, seed=seed
+        )
+        raw = dict(base)
+        name = done.name
+        path = str(done.artifact.resolve())
+        raw["classifiers"] = {**raw.get("classifiers", {}), name: {"kind": "learned", "path": path}}
+        if policy == "classifier-first":
+            route = {"name": name, "classifier": name, "classes": {"strong": strong, "weak": weak}}
+            routes = list(raw.get("routes") or [])
+            if not routes:
+                routes = [{"name": "default", "group": weak}]
+            raw["routes"] = [route, *routes]
+            model = config.router.auto_model
+        else:
+            raw["classifiers"][name]["group"] = weak
+            groups = dict(raw.get("groups") or {})
+            table = dict(groups.get(weak) or {})
+            table["escalate_to"] = strong
+            table["escalate_on"] = [*(table.get("escalate_on") or []), f"learned:{name}"]
+            table.setdefault("on_exhausted", "review")
+            groups[weak] = table
+            raw["groups"] = groups
+            model = weak
+        merged = ConfigType.from_dict(raw, source=f"{config.source} + {done.snippet}")
+        figures = done.fitted
+        low, high = figures["expected_interval_95"]
+        setting = done.spec.setting if done.spec is not None else ""
+        spec = PolicySpec(
+            f"{policy} (fitted on {train.name})",
+            policy,
+            setting,
+            model,
+            merged,
+            note=f"expected on new data {figures['expected_quality']:.1%}"
+            + ("" if low is None or math.isnan(low) else f" ({low:.1%}-{high:.1%})"),
+        )
+        specs.append(replace(spec))
+    return specs

@@ -214,3 +214,24 @@ def test_split_then_train_here_measure_there(
     fitted = [r for r in report["table"] if r["policy"] == "cascade (fitted for 95%)"]
     assert fitted and fitted[0]["expected_low"] <= fitted[0]["train_quality"] <= 1.5
     assert main(["routellm", "--train", str(train)]) == 2
+
+
+def test_run_fits_on_train_and_measures_on_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = small_copy(tmp_path, rows=50) / "gsm8k.csv"
+    assert main(["split", str(data), "--out", str(tmp_path / "split")]) == 0
+    config = tmp_path / "providers.toml"
+    config.write_text(CONFIG)
+    train, test = tmp_path / "split" / "gsm8k-train.jsonl", tmp_path / "split" / "gsm8k-test.jsonl"
+    capsys.readouterr()
+    args = ["run", str(test), "--config", str(config), "--train", str(train), "--json"]
+    assert main([*args, "--out", str(tmp_path / "fitted")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    names = [row["policy"] for row in report["table"]]
+    assert names[-2:] == [
+        "classifier-first (fitted on gsm8k-train)",
+        "cascade (fitted on gsm8k-train)",
+    ]
+    assert all(row["items"] == 25 for row in report["table"])
+    assert (tmp_path / "fitted" / "gsm8k-train-cascade.json").is_file()
