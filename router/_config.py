@@ -79,6 +79,8 @@ __all__ = [
     "Config",
     "ConfigError",
     "Deployment",
+    "GatewayKey",
+    "GatewaySettings",
     "GroupSettings",
     "Match",
     "Route",
@@ -100,7 +102,7 @@ _ENV_PREFIX: Final = "ROUTER_"
 _CUSTOM_ERROR: Final = "router_config"  # our own validators' errors: their message is final
 _RELATIONS_ERROR: Final = "router_config_relations"
 # Never echo values under these ([state] url may carry a Redis password).
-_SECRET_KEYS: Final = frozenset({"api_key", "litellm_params", "url"})
+_SECRET_KEYS: Final = frozenset({"api_key", "litellm_params", "url", "key", "admin_key"})
 _SECRET_PARAM = re.compile(r"(key|secret|password|token|credentials?)$", re.IGNORECASE)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -632,6 +634,101 @@ class Deployment(BaseModel):
         return {k: walk(v, f"litellm_params.{k}") for k, v in self.litellm_params.items()}
 
 
+class GatewayKey(BaseModel):
+    """One ``[[gateway.keys]]`` entry: a caller of ``router serve`` (router._serve._keys).
+
+    - ``name``: what logs, metrics and errors show (the key itself never appears);
+    - ``key``: an env reference, ``"os.environ/TEAM_A_KEY"`` (a literal key is refused);
+    - ``rpm``: requests per minute for this key (optional);
+    - ``daily_budget_usd``: spend per UTC day for this key (optional); counted in Redis when
+      ``[state] backend = "redis"``, else per process.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    key: str = Field(repr=False)
+    rpm: _Whole | None = Field(default=None, gt=0)
+    daily_budget_usd: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
+
+    @field_validator("key")
+    @classmethod
+    def _by_reference(cls, value: str) -> str:
+        return _gateway_secret(value)
+
+    def resolve(self, *, env: Mapping[str, str] | None = None) -> str | None:
+        """The key's value from the environment (None if the variable is unset or empty)."""
+        var = _env_ref(self.key)
+        return None if var is None else (os.environ if env is None else env).get(var) or None
+
+
+def _gateway_secret(value: str) -> str:
+    if _env_ref(value) is None:
+        raise PydanticCustomError(
+            _CUSTOM_ERROR,
+            f'must be an env reference, "{ENV_REF_PREFIX}NAME" (gateway keys never go in the file)',
+        )
+    _check_ref(value)
+    return value
+
+
+class GatewaySettings(BaseModel):
+    """The ``[gateway]`` table: ``router serve``'s edge (see the README's Gateway section).
+
+    - ``keys``: ``[[gateway.keys]]`` entries (`GatewayKey`); none means an open gateway;
+    - ``admin_key``: env reference of the key for ``POST /admin/reload`` (without one, reload
+      over HTTP is allowed from loopback only, and only on a gateway without keys);
+    - ``max_body_bytes = 4194304``: larger request bodies get 413;
+    - ``max_concurrency = 512``: calls in flight beyond it get 503 + ``Retry-After``;
+    - ``body_timeout = 30`` s: a client slower than this to send its body gets 408;
+    - ``drain_timeout = 30`` s: on SIGTERM, in-flight calls and streams get this long;
+    - ``watch = false``: reload when the config file changes (polled every second).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keys: list[GatewayKey] = Field(default_factory=list)
+    admin_key: str | None = Field(default=None, repr=False)
+    max_body_bytes: _Whole = Field(default=4 * 1024 * 1024, gt=0)
+    max_concurrency: _Whole = Field(default=512, gt=0)
+    body_timeout: _Number = Field(default=30.0, gt=0, allow_inf_nan=False)
+    drain_timeout: _Number = Field(default=30.0, gt=0, allow_inf_nan=False)
+    watch: _Flag = False
+
+    @field_validator("admin_key")
+    @classmethod
+    def _admin_by_reference(cls, value: str | None) -> str | None:
+        return None if value is None else _gateway_secret(value)
+
+    @field_validator("keys")
+    @classmethod
+    def _unique_names(cls, value: list[GatewayKey]) -> list[GatewayKey]:
+        seen: set[str] = set()
+        for entry in value:
+            if entry.name in seen:
+                raise PydanticCustomError(_CUSTOM_ERROR, f"duplicate key name '{entry.name}'")
+            seen.add(entry.name)
+        return value
+
+    def resolve_admin_key(self, *, env: Mapping[str, str] | None = None) -> str | None:
+        var = None if self.admin_key is None else _env_ref(self.admin_key)
+        return None if var is None else (os.environ if env is None else env).get(var) or None
+
+    def unset(self, *, env: Mapping[str, str] | None = None) -> list[str]:
+        """Problems: env references whose variable is unset (the gateway then refuses to
+        start rather than serve without the key)."""
+        problems = [
+            f"gateway.keys ({k.name}).key: environment variable {_env_ref(k.key)} is not set"
+            for k in self.keys
+            if k.resolve(env=env) is None
+        ]
+        if self.admin_key is not None and self.resolve_admin_key(env=env) is None:
+            problems.append(
+                f"gateway.admin_key: environment variable {_env_ref(self.admin_key)} is not set"
+            )
+        return problems
+
+
 class Config(BaseModel):
     """A whole validated ``providers.toml``. Build it with :func:`load_config` or
     :meth:`from_dict` (which give :class:`ConfigError` with readable problems).
@@ -649,6 +746,7 @@ class Config(BaseModel):
     state: StateSettings = Field(default_factory=lambda: StateSettings())
     routes: list[Route] = Field(default_factory=list)
     classifiers: dict[str, ClassifierSettings] = Field(default_factory=dict)
+    gateway: GatewaySettings = Field(default_factory=lambda: GatewaySettings())
 
     _source: str = PrivateAttr("<dict>")
     _by_name: dict[str, Deployment] = PrivateAttr(default_factory=dict)
@@ -1151,6 +1249,7 @@ class _SourcedConfig(BaseSettings):
     state: SkipValidation[StateSettings | None] = None
     routes: SkipValidation[list[Route] | None] = None
     classifiers: SkipValidation[dict[str, ClassifierSettings] | None] = None
+    gateway: SkipValidation[GatewaySettings | None] = None
 
     @classmethod
     def settings_customise_sources(

@@ -65,7 +65,10 @@ class ConfigDiff:
         out += [f"- deployment {name}" for name in self.removed]
         out += [f"~ deployment {n}: {', '.join(fields)}" for n, fields in self.changed.items()]
         out += [f"~ group {name}: {what}" for name, what in self.groups.items()]
-        out += [f"~ [router] {item}" for item in self.settings]
+        out += [
+            f"~ {item}" if item.startswith("[gateway]") else f"~ [router] {item}"
+            for item in self.settings
+        ]
         if self.routes:
             out.append(f"~ {self.routes}")
         out += [f"! {item}" for item in self.restart_needed]
@@ -178,6 +181,30 @@ def diff_configs(old: Config, new: Config) -> ConfigDiff:
             if old.routes != new.routes
             else "[classifiers] changed"
         )
+    if old.gateway != new.gateway:
+        parts = []
+        old_keys = [k.name for k in old.gateway.keys]
+        new_keys = [k.name for k in new.gateway.keys]
+        if old_keys != new_keys:
+            parts.append(f"keys {', '.join(old_keys) or '-'} -> {', '.join(new_keys) or '-'}")
+        changed_keys = [
+            k.name
+            for k in new.gateway.keys
+            for o in old.gateway.keys
+            if k.name == o.name and k != o
+        ]
+        if changed_keys:
+            parts.append(f"key settings changed: {', '.join(changed_keys)}")
+        if old.gateway.admin_key != new.gateway.admin_key:
+            parts.append("admin_key changed")
+        skip = {"keys", "admin_key"}
+        parts += [
+            line
+            for line in _settings_delta(
+                old.gateway.model_dump(exclude=skip), new.gateway.model_dump(exclude=skip)
+            )
+        ]
+        settings = (*settings, *(f"[gateway] {p}" for p in parts))
     restart: list[str] = []
     if old.state != new.state:
         restart.append("[state] changed: read only at start; restart the process to apply it")

@@ -197,10 +197,39 @@ def _check_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="config file (default: $ROUTER_CONFIG, else ./providers.toml)",
     )
+    parser.add_argument(
+        "--diff",
+        nargs=2,
+        metavar=("OLD", "NEW"),
+        default=None,
+        help="print what a reload from OLD to NEW would change (exit 1 if NEW is invalid)",
+    )
+
+
+def _run_check_diff(old_path: str, new_path: str) -> int:
+    from router._diff import diff_configs
+
+    try:
+        old = load_config(old_path)
+    except ConfigError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 1
+    try:
+        new = load_config(new_path)
+    except ConfigError as exc:
+        print(
+            f"{new_path}: invalid; a reload would be refused and change nothing:", file=sys.stderr
+        )
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 1
+    print("\n".join(diff_configs(old, new).lines()))
+    return 0
 
 
 def run_check(args: argparse.Namespace) -> int:
     """``router check``: 0 if the config is usable (warnings allowed), 1 on any problem."""
+    if getattr(args, "diff", None):
+        return _run_check_diff(*args.diff)
     try:
         config = load_config(args.path)
     except ConfigError as exc:
@@ -693,9 +722,22 @@ COMMANDS: tuple[Command, ...] = (
         _review_arguments,
         run_review,
     ),
+    Command(
+        "serve",
+        "run the router as an OpenAI-compatible HTTP gateway (see the README's Gateway section)",
+        lambda parser: _serve_module().add_arguments(parser),
+        lambda args: _serve_module().run(args),
+    ),
     # To add a subcommand: write _<name>_arguments(parser) and run_<name>(args) -> exit code,
     # then add Command("<name>", "<help>", _<name>_arguments, run_<name>) here.
 )
+
+
+def _serve_module() -> Any:
+    # Lazy: starlette and uvicorn (the serve extra) load only for `router serve`.
+    from router._serve import _server
+
+    return _server
 
 
 def build_parser() -> argparse.ArgumentParser:

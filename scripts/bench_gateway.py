@@ -124,7 +124,7 @@ class Server:
 
     def rss_mb(self) -> float:
         """Resident memory of the process and its children, in MB."""
-        import psutil
+        import psutil  # type: ignore[import-untyped,unused-ignore]
 
         if self.proc is None:
             return float("nan")

@@ -612,7 +612,13 @@ class Gateway:
         async with self._reload_lock:
             path = self.options.config_path or self.router.config.source
             try:
-                diff: ConfigDiff = self.router.reload(path)
+                from router._config import load_config
+                from router._serve._server import options_for
+
+                config = load_config(path)
+                options = options_for(config, path)  # keys resolvable, else refused
+                diff: ConfigDiff = self.router.reload(config)
+                self._apply_options(options)
             except ConfigError as exc:
                 self.observer.reloads.add((("result", "invalid"),))
                 for problem in exc.problems:
@@ -636,6 +642,19 @@ class Gateway:
             result["trigger"] = why
             self.last_reload = result
             return result
+
+    def _apply_options(self, options: ServeOptions) -> None:
+        """Swap in the edge's options of a reloaded config (keys, limits)."""
+        old = self.keys
+        options.watch = self.options.watch  # the watcher is already running (or not)
+        self.options = options
+        self.keys = Keys(
+            options.keys,
+            options.admin_key,
+            redis_url=options.redis_url,
+            prefix=options.redis_prefix,
+        )
+        self.keys.adopt(old)
 
     async def watch(self, interval: float = 1.0) -> None:
         """Reload whenever the config file's mtime or size changes (polled; runs forever)."""

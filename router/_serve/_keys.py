@@ -224,6 +224,12 @@ class Keys:
             )
         return self._client
 
+    def adopt(self, old: Keys) -> None:
+        """Keep `old`'s counts (and Redis client) across a reload."""
+        self._local = old._local
+        if self._redis_url == old._redis_url:
+            self._client = old._client
+
     async def aclose(self) -> None:
         client, self._client = self._client, None
         if client is not None:

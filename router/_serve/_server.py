@@ -53,24 +53,29 @@ def is_simulated(config: Config) -> bool:
 
 
 def options_for(config: Config, config_path: str | None) -> ServeOptions:
-    """The edge's options from the config's ``[gateway]`` table (when it has one)."""
+    """The edge's options from the config's ``[gateway]`` table.
+
+    Raises `ConfigError` when a key's env reference names an unset variable: a gateway told to
+    require keys must not start (or reload) open.
+    """
+    from router._config import ConfigError
     from router._serve._app import ServeOptions
     from router._serve._keys import KeySpec
 
-    options = ServeOptions(config_path=config_path)
-    settings = getattr(config, "gateway", None)
-    if settings is not None:
-        options.max_body_bytes = settings.max_body_bytes
-        options.max_concurrency = settings.max_concurrency
-        options.body_timeout = settings.body_timeout
-        options.drain_timeout = settings.drain_timeout
-        options.watch = settings.watch
-        options.admin_key = settings.resolve_admin_key()
-        options.keys = [
-            KeySpec(k.name, value, k.rpm, k.daily_budget_usd)
-            for k in settings.keys
-            if (value := k.resolve()) is not None
-        ]
+    settings = config.gateway
+    problems = settings.unset()
+    if problems:
+        raise ConfigError([f"{config.source}: {p}" for p in problems])
+    options = ServeOptions(
+        config_path=config_path,
+        max_body_bytes=settings.max_body_bytes,
+        max_concurrency=settings.max_concurrency,
+        body_timeout=settings.body_timeout,
+        drain_timeout=settings.drain_timeout,
+        watch=settings.watch,
+        admin_key=settings.resolve_admin_key(),
+        keys=[KeySpec(k.name, k.resolve() or "", k.rpm, k.daily_budget_usd) for k in settings.keys],
+    )
     if config.state.backend == "redis":
         options.redis_url = config.state.resolve_url()
         options.redis_prefix = config.state.key_prefix

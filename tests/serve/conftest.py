@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from router._sim import Behavior, Fleet
@@ -30,6 +31,11 @@ ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("a", "b", "c", "cut", "limited", "slow", "dash")
 KEY = "sk-gw-test-key-0123456789"
 ADMIN = "sk-gw-admin-9876543210"
+METERED = "sk-gw-metered-key-5555"
+ENV = {"GW_TEST_KEY": KEY, "GW_TEST_ADMIN": ADMIN, "GW_TEST_KEY2": METERED}
+AUTH = {"authorization": f"Bearer {KEY}"}
+HTTP = httpx.Client(headers=AUTH, timeout=20.0)
+"""A client presenting the tests' gateway key (thread-safe; shared by the tests)."""
 _GROUPS = {"a": ["chat"], "b": ["chat"], "c": ["chat"], "slow": ["hang"]}
 _LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
 
@@ -71,7 +77,7 @@ def to_toml(data: dict[str, Any]) -> str:
     return text
 
 
-def gateway_config(fleet: Fleet, *, keys: bool = False, **router: Any) -> dict[str, Any]:
+def gateway_config(fleet: Fleet, *, keys: bool = True, **router: Any) -> dict[str, Any]:
     """A config over the fleet: group chat = a, b, c (cheapest first), one group per other."""
     deployments = []
     for rank, provider in enumerate(fleet):
@@ -106,7 +112,10 @@ def gateway_config(fleet: Fleet, *, keys: bool = False, **router: Any) -> dict[s
     if keys:
         data["gateway"] = {
             "admin_key": "os.environ/GW_TEST_ADMIN",
-            "keys": [{"name": "tests", "key": "os.environ/GW_TEST_KEY"}],
+            "keys": [
+                {"name": "tests", "key": "os.environ/GW_TEST_KEY"},
+                {"name": "metered", "key": "os.environ/GW_TEST_KEY2", "rpm": 2},
+            ],
         }
     return data
 
@@ -118,7 +127,7 @@ class GatewayProcess:
         self.config = config
         self.lines: list[str] = []
         self._seen = threading.Condition()
-        full_env = {**os.environ, "GW_TEST_KEY": KEY, "GW_TEST_ADMIN": ADMIN, **(env or {})}
+        full_env = {**os.environ, **ENV, **(env or {})}
         full_env.pop("ROUTER_CONFIG", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "router._serve", "--config", str(config), "--port", "0",

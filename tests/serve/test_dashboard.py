@@ -14,12 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from router._sim import Fleet
 
-from .conftest import GatewayProcess
+from .conftest import HTTP, KEY, GatewayProcess
 
 HI = [{"role": "user", "content": "hi"}]
 _FLAGS = (
@@ -77,8 +76,8 @@ def test_dashboard_shows_a_tripped_breaker(
     state = None
     end = time.monotonic() + 15
     while time.monotonic() < end:
-        httpx.post(f"{gateway.base_url}/chat/completions", json={"model": "dash", "messages": HI})
-        snap = httpx.get(f"{gateway.url}/dashboard.json").json()
+        HTTP.post(f"{gateway.base_url}/chat/completions", json={"model": "dash", "messages": HI})
+        snap = HTTP.get(f"{gateway.url}/dashboard.json").json()
         rows = [d for g in snap["groups"] for d in g["deployments"] if d["name"] == "dash"]
         state = rows[0]["state"] if rows else None
         if state == "open":
@@ -86,8 +85,8 @@ def test_dashboard_shows_a_tripped_breaker(
     assert state == "open"
     # Traffic through "chat" too, so the page has shares and served decisions to show.
     for _ in range(3):
-        httpx.post(f"{gateway.base_url}/chat/completions", json={"model": "chat", "messages": HI})
-    url = f"{gateway.url}/dashboard"
+        HTTP.post(f"{gateway.base_url}/chat/completions", json={"model": "chat", "messages": HI})
+    url = f"{gateway.url}/dashboard#key={KEY}"
     dom = _browser(chromium, "--virtual-time-budget=5000", "--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]
     html = dom.stdout

@@ -15,13 +15,13 @@ import pytest
 
 from router._sim import Fleet
 
-from .conftest import GatewayProcess
+from .conftest import HTTP, KEY, METERED, GatewayProcess
 
 HI: Any = [{"role": "user", "content": "hi"}]
 
 
 def client(gateway: GatewayProcess) -> Any:
-    return openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)
+    return openai.OpenAI(base_url=gateway.base_url, api_key=KEY, max_retries=0)
 
 
 def test_sync_completion_with_decision_headers(gateway: GatewayProcess, fresh: object) -> None:
@@ -61,7 +61,7 @@ def test_parameters_reach_the_provider(
 
 async def test_async_completion(gateway: GatewayProcess, fresh: object) -> None:
     c: Any
-    async with openai.AsyncOpenAI(base_url=gateway.base_url, api_key="x", max_retries=0) as c:
+    async with openai.AsyncOpenAI(base_url=gateway.base_url, api_key=KEY, max_retries=0) as c:
         reply = await c.chat.completions.create(model="b", messages=HI)
         assert reply.choices[0].message.content == "Hello from b."
         stream = await c.chat.completions.create(model="chat", messages=HI, stream=True)
@@ -100,7 +100,7 @@ def test_raw_sse_after_a_cut_has_an_error_event_and_no_done(
 ) -> None:
     fleet["cut"].set(cut_stream_after=1, stream_chunks=4)
     body = {"model": "cut", "messages": HI, "stream": True}
-    with httpx.stream("POST", f"{gateway.base_url}/chat/completions", json=body, timeout=10) as r:
+    with HTTP.stream("POST", f"{gateway.base_url}/chat/completions", json=body, timeout=10) as r:
         assert r.status_code == 200
         text = "".join(r.iter_text())
     assert "event: error" in text
@@ -133,7 +133,7 @@ def test_error_statuses_map_to_sdk_exceptions(
 
 
 def test_malformed_json_is_a_400(gateway: GatewayProcess) -> None:
-    r = httpx.post(
+    r = HTTP.post(
         f"{gateway.base_url}/chat/completions", content=b'{"model": "chat", ',
         headers={"content-type": "application/json"},
     )  # fmt: skip
@@ -179,7 +179,8 @@ def test_models_lists_groups_and_deployments(gateway: GatewayProcess) -> None:
 def test_curl(gateway: GatewayProcess, fresh: object) -> None:
     body = json.dumps({"model": "chat", "messages": HI})
     out = subprocess.run(
-        ["curl", "-sS", "-i", "-H", "Content-Type: application/json", "-d", body,
+        ["curl", "-sS", "-i", "-H", "Content-Type: application/json", "-H",
+         f"Authorization: Bearer {KEY}", "-d", body,
          f"{gateway.base_url}/chat/completions"],
         capture_output=True, text=True, timeout=30, check=True,
     ).stdout  # fmt: skip
@@ -188,7 +189,8 @@ def test_curl(gateway: GatewayProcess, fresh: object) -> None:
     assert "x-router-deployment: a" in head
     assert json.loads(payload)["choices"][0]["message"]["content"] == "Hello from a."
     streamed = subprocess.run(
-        ["curl", "-sS", "-N", "-d", json.dumps({"model": "chat", "messages": HI, "stream": True}),
+        ["curl", "-sS", "-N", "-H", f"Authorization: Bearer {KEY}", "-d",
+         json.dumps({"model": "chat", "messages": HI, "stream": True}),
          f"{gateway.base_url}/chat/completions"],
         capture_output=True, text=True, timeout=30, check=True,
     ).stdout  # fmt: skip
@@ -205,13 +207,14 @@ def test_client_disconnect_cancels_the_upstream_call(
         with socket.create_connection((host, int(port))) as sock:
             sock.sendall(
                 b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                + f"\r\nAuthorization: Bearer {KEY}".encode()
                 + f"\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
                 + payload
             )
             time.sleep(0.2)  # the attempt is out, hanging at the provider
     # Closed: the gateway cancels each call at once (well before its 1 s deadline).
     time.sleep(0.3)
-    metrics = httpx.get(f"{gateway.url}/metrics").text
+    metrics = HTTP.get(f"{gateway.url}/metrics").text
     assert "router_gateway_in_flight 0" in metrics
     assert 'router_deployment_in_flight{deployment="slow"} 0' in metrics
     assert 'router_gateway_requests_total{route="chat",status="499"}' in metrics
@@ -222,10 +225,34 @@ def test_client_disconnect_mid_stream_frees_the_slot(
 ) -> None:
     fleet["cut"].set(chunk_delay_ms=300.0, stream_chunks=20)
     body = {"model": "cut", "messages": HI, "stream": True}
-    with httpx.stream("POST", f"{gateway.base_url}/chat/completions", json=body, timeout=10) as r:
+    with HTTP.stream("POST", f"{gateway.base_url}/chat/completions", json=body, timeout=10) as r:
         first = next(r.iter_lines())
         assert first.startswith("data: ")
     time.sleep(0.5)
-    metrics = httpx.get(f"{gateway.url}/metrics").text
+    metrics = HTTP.get(f"{gateway.url}/metrics").text
     assert "router_gateway_in_flight 0" in metrics
     assert 'router_deployment_in_flight{deployment="cut"} 0' in metrics
+
+
+def test_keys_missing_wrong_and_rpm(gateway: GatewayProcess, fresh: Fleet) -> None:
+    for key in (None, "sk-wrong", KEY + "x"):
+        headers = {} if key is None else {"authorization": f"Bearer {key}"}
+        r = httpx.post(f"{gateway.base_url}/chat/completions", headers=headers,
+                       json={"model": "chat", "messages": HI})  # fmt: skip
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=gateway.base_url, api_key="sk-wrong", max_retries=0).models.list()
+    metered = openai.OpenAI(base_url=gateway.base_url, api_key=METERED, max_retries=0)
+    codes = []
+    for _ in range(3):
+        try:
+            metered.chat.completions.create(model="chat", messages=HI)
+            codes.append(200)
+        except openai.RateLimitError as exc:
+            codes.append(exc.status_code)
+            assert int(exc.response.headers["retry-after"]) >= 1
+            assert "metered" in str(exc) and METERED not in str(exc)
+    # rpm 2 in a fixed minute window: the third is refused (unless the minute just turned).
+    assert codes in ([200, 200, 429], [200, 200, 200])
+    lines = "\n".join(gateway.lines)
+    assert KEY not in lines and METERED not in lines  # keys never in the gateway's output

@@ -14,17 +14,17 @@ import pytest
 
 from router._sim import Fleet
 
-from .conftest import GatewayProcess, gateway_config, to_toml
+from .conftest import AUTH, ENV, HTTP, GatewayProcess, gateway_config, to_toml
 
 HI = [{"role": "user", "content": "hi"}]
 
 
 def test_health_ready_and_metrics(gateway: GatewayProcess, fresh: Fleet) -> None:
-    assert httpx.get(f"{gateway.url}/healthz").json() == {"status": "ok"}
-    ready = httpx.get(f"{gateway.url}/readyz")
+    assert HTTP.get(f"{gateway.url}/healthz").json() == {"status": "ok"}
+    ready = HTTP.get(f"{gateway.url}/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
-    httpx.post(f"{gateway.base_url}/chat/completions", json={"model": "chat", "messages": HI})
-    r = httpx.get(f"{gateway.url}/metrics")
+    HTTP.post(f"{gateway.base_url}/chat/completions", json={"model": "chat", "messages": HI})
+    r = HTTP.get(f"{gateway.url}/metrics")
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = r.text
     assert re.search(
@@ -49,13 +49,15 @@ def test_readyz_does_not_fail_when_providers_are_down(
     gateway: GatewayProcess, fresh: Fleet
 ) -> None:
     fresh["dash"].set(outage="refused")
-    httpx.post(f"{gateway.base_url}/chat/completions", json={"model": "dash", "messages": HI})
-    assert httpx.get(f"{gateway.url}/readyz").status_code == 200
+    HTTP.post(f"{gateway.base_url}/chat/completions", json={"model": "dash", "messages": HI})
+    assert HTTP.get(f"{gateway.url}/readyz").status_code == 200
 
 
 def test_sigterm_drains_in_flight_streams(fleet: Fleet, tmp_path: Path) -> None:
     path = tmp_path / "providers.toml"
-    path.write_text(to_toml(gateway_config(fleet)))
+    data = gateway_config(fleet)
+    data["gateway"]["max_concurrency"] = 2
+    path.write_text(to_toml(data))
     process = GatewayProcess(path)
     try:
         fleet["cut"].set(chunk_delay_ms=150.0, stream_chunks=8)
@@ -64,12 +66,12 @@ def test_sigterm_drains_in_flight_streams(fleet: Fleet, tmp_path: Path) -> None:
 
         def stream() -> None:
             body = {"model": "cut", "messages": HI, "stream": True}
-            with httpx.stream("POST", f"{process.base_url}/chat/completions", json=body,
+            with HTTP.stream("POST", f"{process.base_url}/chat/completions", json=body,
                               timeout=20) as r:  # fmt: skip
                 results["stream"] = "".join(r.iter_text())
 
         def plain() -> None:
-            r = httpx.post(f"{process.base_url}/chat/completions",
+            r = HTTP.post(f"{process.base_url}/chat/completions",
                            json={"model": "slow", "messages": HI}, timeout=20)  # fmt: skip
             results["plain"] = r.status_code
             results["plain_body"] = r.text
@@ -79,9 +81,15 @@ def test_sigterm_drains_in_flight_streams(fleet: Fleet, tmp_path: Path) -> None:
             t.start()
         end = time.monotonic() + 10
         while time.monotonic() < end:  # wait until both calls are in flight
-            if "router_gateway_in_flight 2" in httpx.get(f"{process.url}/metrics").text:
+            if "router_gateway_in_flight 2" in HTTP.get(f"{process.url}/metrics").text:
                 break
             time.sleep(0.02)
+        # At the cap of 2 calls: a third is shed with 503 + Retry-After, nothing queued.
+        shed = HTTP.post(
+            f"{process.base_url}/chat/completions", json={"model": "a", "messages": HI}
+        )
+        assert shed.status_code == 503 and shed.headers["retry-after"] == "1"
+        assert shed.json()["error"]["code"] == "overloaded"
         process.signal(signal.SIGTERM)
         for t in threads:
             t.join(20)
@@ -90,14 +98,16 @@ def test_sigterm_drains_in_flight_streams(fleet: Fleet, tmp_path: Path) -> None:
         assert process.proc.wait(20) == 0
         process.wait_for("router serve: stopped")
         with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{process.url}/healthz", timeout=2)
+            HTTP.get(f"{process.url}/healthz", timeout=2)
     finally:
         fleet["cut"].reset()
         fleet["slow"].reset()
         process.stop()
 
 
-async def test_traceparent_parents_the_router_spans(fresh: Fleet, tmp_path: Path) -> None:
+async def test_traceparent_parents_the_router_spans(
+    fresh: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -105,6 +115,8 @@ async def test_traceparent_parents_the_router_spans(fresh: Fleet, tmp_path: Path
     from router._serve import build_gateway
     from telemetry import Telemetry
 
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -121,7 +133,7 @@ async def test_traceparent_parents_the_router_spans(fresh: Fleet, tmp_path: Path
             r = await client.post(
                 "/v1/chat/completions",
                 json={"model": "chat", "messages": HI, "stream": stream},
-                headers={"traceparent": f"00-{trace_id}-{parent}-01"},
+                headers={"traceparent": f"00-{trace_id}-{parent}-01", **AUTH},
             )
             assert r.status_code == 200
             out = r.headers["traceparent"].split("-")

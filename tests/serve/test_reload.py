@@ -17,7 +17,7 @@ from router import ConfigError, Router
 from router._diff import diff_configs
 from router._sim import Fleet
 
-from .conftest import GatewayProcess, gateway_config, to_toml
+from .conftest import ADMIN, HTTP, GatewayProcess, gateway_config, to_toml
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -106,15 +106,17 @@ def reloadable(fleet: Fleet, tmp_path: Path) -> Any:
 def test_gateway_reload_by_admin_sighup_and_refusal(reloadable: Any) -> None:
     process, path, data = reloadable
     url = process.url
-    assert httpx.post(f"{process.base_url}/chat/completions", json={"model": "a", "messages": HI})
+    assert HTTP.post(f"{process.base_url}/chat/completions", json={"model": "a", "messages": HI})
     # A broken file: refused with the reasons, the old config still serves.
     path.write_text(to_toml(data).replace("deadline = 10.0", 'deadline = "soon"'))
-    r = httpx.post(f"{url}/admin/reload")
+    assert httpx.post(f"{url}/admin/reload").status_code == 401  # no admin key
+    assert HTTP.post(f"{url}/admin/reload").status_code == 401  # a caller's key is no admin's
+    r = httpx.post(f"{url}/admin/reload", headers={"authorization": f"Bearer {ADMIN}"})
     assert r.status_code == 422
     body = r.json()
     assert body["ok"] is False and any("router.deadline" in p for p in body["problems"])
     process.wait_for("reload \\(admin\\) refused")
-    ok = httpx.post(f"{process.base_url}/chat/completions", json={"model": "a", "messages": HI})
+    ok = HTTP.post(f"{process.base_url}/chat/completions", json={"model": "a", "messages": HI})
     assert ok.status_code == 200
     # A valid change through SIGHUP: the diff is printed; the removed deployment is gone.
     new = copy.deepcopy(data)
@@ -124,12 +126,33 @@ def test_gateway_reload_by_admin_sighup_and_refusal(reloadable: Any) -> None:
     process.wait_for("- deployment dash")
     end = time.monotonic() + 5
     while time.monotonic() < end:
-        r = httpx.post(
+        r = HTTP.post(
             f"{process.base_url}/chat/completions", json={"model": "dash", "messages": HI}
         )
         if r.status_code == 404:
             break
         time.sleep(0.05)
     assert r.status_code == 404
-    models = [m["id"] for m in httpx.get(f"{process.base_url}/models").json()["data"]]
+    models = [m["id"] for m in HTTP.get(f"{process.base_url}/models").json()["data"]]
     assert "dash" not in models
+
+
+def test_check_diff_cli(fleet: Fleet, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    old, new, broken = tmp_path / "old.toml", tmp_path / "new.toml", tmp_path / "broken.toml"
+    data = _base(fleet)
+    old.write_text(to_toml(data))
+    changed = copy.deepcopy(data)
+    changed["deployments"] = [d for d in changed["deployments"] if d["name"] != "dash"]
+    changed["router"]["max_attempts"] = 2
+    new.write_text(to_toml(changed))
+    broken.write_text(to_toml(data).replace("max_attempts = 3", "max_attempts = 0"))
+    cmd = [sys.executable, "-m", "router.cli", "check", "--diff"]
+    ok = subprocess.run([*cmd, str(old), str(new)], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "- deployment dash" in ok.stdout and "max_attempts: 3 -> 2" in ok.stdout
+    bad = subprocess.run([*cmd, str(old), str(broken)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1
+    assert "router.max_attempts" in bad.stderr and "refused" in bad.stderr

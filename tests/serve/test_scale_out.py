@@ -9,13 +9,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from router._sim import Fleet
 from tests.redis.server import RedisServer, find_redis_server, install_redis_server, start_server
 
-from .conftest import GatewayProcess, gateway_config, to_toml
+from .conftest import HTTP, GatewayProcess, gateway_config, to_toml
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -35,7 +34,7 @@ def redis() -> Iterator[RedisServer]:
 
 
 def _state(process: GatewayProcess, name: str) -> str | None:
-    snap = httpx.get(f"{process.url}/dashboard.json").json()
+    snap = HTTP.get(f"{process.url}/dashboard.json").json()
     for group in snap["groups"]:
         for row in group["deployments"]:
             if row["name"] == name:
@@ -57,11 +56,11 @@ def test_breaker_tripped_through_one_replica_is_avoided_through_the_other(
     one, two = GatewayProcess(path), GatewayProcess(path)
     try:
         for process in (one, two):
-            r = httpx.get(f"{process.url}/readyz").json()
+            r = HTTP.get(f"{process.url}/readyz").json()
             assert r["status"] == "ready" and r["state_degraded"] is False
         for process in (one, two):  # warm: litellm's first call, the connections
             for model in ("a", "b", "c"):
-                httpx.post(
+                HTTP.post(
                     f"{process.base_url}/chat/completions",
                     json={"model": model, "messages": HI},
                     timeout=30,
@@ -69,7 +68,7 @@ def test_breaker_tripped_through_one_replica_is_avoided_through_the_other(
         fresh["a"].set(outage="503")
         end = time.monotonic() + 15
         while time.monotonic() < end and _state(one, "a") != "open":
-            r = httpx.post(
+            r = HTTP.post(
                 f"{one.base_url}/chat/completions", json={"model": "chat", "messages": HI}
             )
             assert r.status_code == 200  # failed over to b while a fails
@@ -80,7 +79,7 @@ def test_breaker_tripped_through_one_replica_is_avoided_through_the_other(
             time.sleep(0.05)
         assert _state(two, "a") == "open", "the peer's open breaker did not reach replica two"
         served = fresh["a"].snapshot()["requests"]
-        r = httpx.post(f"{two.base_url}/chat/completions", json={"model": "chat", "messages": HI})
+        r = HTTP.post(f"{two.base_url}/chat/completions", json={"model": "chat", "messages": HI})
         assert r.status_code == 200
         assert r.headers["x-router-deployment"] == "b", r.headers["x-router-reason"]
         assert "breaker open" in r.headers["x-router-reason"]
