@@ -112,6 +112,7 @@ def gateway_config(fleet: Fleet, *, keys: bool = True, **router: Any) -> dict[st
     if keys:
         data["gateway"] = {
             "admin_key": "os.environ/GW_TEST_ADMIN",
+            "body_timeout": 1.5,
             "keys": [
                 {"name": "tests", "key": "os.environ/GW_TEST_KEY"},
                 {"name": "metered", "key": "os.environ/GW_TEST_KEY2", "rpm": 2},

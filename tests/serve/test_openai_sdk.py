@@ -256,3 +256,17 @@ def test_keys_missing_wrong_and_rpm(gateway: GatewayProcess, fresh: Fleet) -> No
     assert codes in ([200, 200, 429], [200, 200, 200])
     lines = "\n".join(gateway.lines)
     assert KEY not in lines and METERED not in lines  # keys never in the gateway's output
+
+
+def test_slow_client_gets_408_and_its_slot_back(gateway: GatewayProcess) -> None:
+    host, port = gateway.url.removeprefix("http://").split(":")
+    payload = json.dumps({"model": "chat", "messages": HI}).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            + f"\r\nAuthorization: Bearer {KEY}\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+            + payload[:10]  # ... and the rest never comes
+        )
+        answer = sock.recv(65536).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 408"), answer[:200]
+    assert "request_timeout" in answer

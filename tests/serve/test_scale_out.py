@@ -87,3 +87,53 @@ def test_breaker_tripped_through_one_replica_is_avoided_through_the_other(
     finally:
         one.stop()
         two.stop()
+
+
+async def test_key_limits_are_shared_through_redis(redis: RedisServer) -> None:
+    from router._serve._errors import GatewayError
+    from router._serve._keys import Keys, KeySpec
+
+    prefix = f"gw{uuid.uuid4().hex[:6]}:"
+    spec = KeySpec("team", "sk-team-secret", rpm=3, daily_budget_usd=0.01)
+    one = Keys([spec], redis_url=redis.url, prefix=prefix)
+    two = Keys([spec], redis_url=redis.url, prefix=prefix)
+    assert one.authenticate("sk-team-secret") == spec
+    with pytest.raises(GatewayError) as wrong:
+        one.authenticate("sk-team-secreT")
+    assert wrong.value.status == 401 and "sk-team" not in wrong.value.message
+    try:
+        await one.admit(spec)
+        await two.admit(spec)
+        await one.admit(spec)
+        minute_turned = False
+        try:
+            await two.admit(spec)  # the 4th in the minute, through the other replica
+        except GatewayError as exc:
+            assert exc.status == 429 and "rpm limit 3" in exc.message
+        else:  # the fixed minute window turned over between the calls
+            minute_turned = True
+        if minute_turned:
+            return
+        # Spend through one replica; the other sees the budget spent (a new minute aside).
+        await one.spend(spec, 0.02)
+        fresh_spec = KeySpec("team", "sk-team-secret", rpm=None, daily_budget_usd=0.01)
+        with pytest.raises(GatewayError) as spent:
+            await two.admit(fresh_spec)
+        assert spent.value.status == 429 and spent.value.code == "budget_exceeded"
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+async def test_key_limits_fall_back_to_local_counts_without_redis() -> None:
+    from router._serve._errors import GatewayError
+    from router._serve._keys import Keys, KeySpec
+
+    spec = KeySpec("team", "sk-x", rpm=None, daily_budget_usd=0.01)
+    keys = Keys([spec], redis_url="redis://127.0.0.1:1/0", timeout=0.2)  # nothing listens
+    await keys.admit(spec)
+    await keys.spend(spec, 0.02)
+    with pytest.raises(GatewayError) as spent:
+        await keys.admit(spec)
+    assert spent.value.code == "budget_exceeded"
+    await keys.aclose()
