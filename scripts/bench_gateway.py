@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,7 @@ from _benchlib import (
     free_port,
     machine_facts,
     quantile,
+    raise_keyboard_interrupt,
     spread,
     write_json,
 )
@@ -452,6 +454,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings, json_path = parse_args(argv)
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # unwind: stop the servers
     exe = ensure_litellm_proxy(settings.litellm_venv) if settings.litellm else None
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp_dir:
         tmp = Path(tmp_dir)
