@@ -173,7 +173,13 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_subcommands_come_from_the_command_table() -> None:
     assert [c.name for c in COMMANDS] == [
-        "check", "health", "demo", "report", "eval", "review", "serve"
+        "check",
+        "health",
+        "demo",
+        "report",
+        "eval",
+        "review",
+        "serve",
     ]
     help_text = build_parser().format_help()
     assert "check" in help_text and "routing table" in help_text
