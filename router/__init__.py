@@ -28,7 +28,6 @@ if TYPE_CHECKING:
         get_decision,
     )
     from router._default import acompletion, completion, configure, default_router
-    from router._engine import RoutedStream
     from router._errors import (
         DeadlineExceeded,
         NeedsReview,
@@ -42,6 +41,7 @@ if TYPE_CHECKING:
     from router._pool import Pool, PoolSettings, Routed
     from router._router import Router
     from router._state import DeploymentHealth
+    from router._stream import RoutedStream
 
 __all__ = [
     "AttemptRecord",
@@ -95,7 +95,7 @@ _WHERE = {
     "Pool": "router._pool",
     "PoolSettings": "router._pool",
     "Routed": "router._pool",
-    "RoutedStream": "router._engine",
+    "RoutedStream": "router._stream",
     "Router": "router._router",
     "RouterSettings": "router._config",
     "Skip": "router._decision",

@@ -1,6 +1,8 @@
 """A circuit breaker per deployment: closed, open, half-open with exactly one probe.
 
-Rules (defaults in `BreakerPolicy`, every one configurable per group in providers.toml):
+Rules (defaults in `BreakerPolicy`, every one configurable per group in providers.toml; the
+engine passes each call's group policy to `record`, so a deployment in several groups is judged
+by the rules of the group each result came from):
 
 - **closed → open** when, over the last ``window`` (20) recorded results with at least
   ``min_calls`` (10) of them, the failure share is ``>= failure_rate`` (50%), or after
@@ -136,12 +138,18 @@ class Breaker:
         self,
         success: bool,
         now: float,
+        policy: BreakerPolicy | None = None,
         *,
         probe: bool = False,
         retry_after: float | None = None,
         why: str = "",
     ) -> Transition | None:
-        """Record a success or failure; returns the transition it caused, if any."""
+        """Record a success or failure; returns the transition it caused, if any.
+
+        `policy` is the settings of the group the call ran in (a deployment in several groups
+        is judged by each call's own group); None means the breaker's default.
+        """
+        policy = policy or self.policy
         if self.state is State.HALF_OPEN:
             if not probe:
                 # A straggler admitted before the trip: its result is stale, the probe decides.
@@ -149,19 +157,20 @@ class Breaker:
             self.probe_out = False
             if success:
                 return self._close(now)
-            return self._open(now, f"probe failed: {why}" if why else "probe failed", retry_after)
+            why = f"probe failed: {why}" if why else "probe failed"
+            return self._open(now, why, retry_after, policy)
         if self.state is State.OPEN:
             return None
-        self._remember(success)
+        self._remember(success, policy.window)
         if success:
             return None
-        policy = self.policy
         if self.consecutive_failures >= policy.consecutive:
             return self._open(
                 now,
                 f"{self.consecutive_failures} consecutive failures"
                 + (f" (last: {why})" if why else ""),
                 retry_after,
+                policy,
             )
         count = len(self._results)
         if count >= policy.min_calls and self.failures_in_window >= policy.failure_rate * count:
@@ -170,6 +179,7 @@ class Breaker:
                 f"{self.failures_in_window}/{count} recent calls failed"
                 + (f" (last: {why})" if why else ""),
                 retry_after,
+                policy,
             )
         return None
 
@@ -183,10 +193,11 @@ class Breaker:
         self._clear()
         return Transition(self.deployment, before, State.OPEN, now, reason, self.open_until - now)
 
-    def _remember(self, success: bool) -> None:
+    def _remember(self, success: bool, window: int) -> None:
         results = self._results
-        # A loop, not one pop: a group with a smaller window may have just set this policy.
-        while len(results) >= self.policy.window:
+        # A loop, not one pop: a deployment shared by groups with different windows is judged
+        # by each call's own window, which may be smaller than the last one's.
+        while len(results) >= window:
             if not results.popleft():
                 self.failures_in_window -= 1
         results.append(success)
@@ -201,19 +212,23 @@ class Breaker:
         self.failures_in_window = 0
         self.consecutive_failures = 0
 
-    def open_duration(self, trips: int, retry_after: float | None = None) -> float:
+    def open_duration(
+        self, trips: int, retry_after: float | None = None, policy: BreakerPolicy | None = None
+    ) -> float:
         """Seconds to stay open on the `trips`-th consecutive trip (jitter drawn here)."""
-        policy = self.policy
+        policy = policy or self.policy
         base = min(policy.open_max, policy.open_base * 2.0 ** (trips - 1))
         duration = base * (1.0 + self.rng.uniform(0.0, policy.jitter))
         if retry_after is not None:
             duration = max(duration, retry_after)
         return duration
 
-    def _open(self, now: float, reason: str, retry_after: float | None) -> Transition:
+    def _open(
+        self, now: float, reason: str, retry_after: float | None, policy: BreakerPolicy
+    ) -> Transition:
         before = self.state
         self.trips += 1
-        duration = self.open_duration(self.trips, retry_after)
+        duration = self.open_duration(self.trips, retry_after, policy)
         self.state = State.OPEN
         self.open_until = now + duration
         self._clear()

@@ -15,10 +15,12 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from router._fields import field
+
 if TYPE_CHECKING:
     from router._config import Deployment
 
-__all__ = ["Catalogue", "LiteLLMCatalogue", "configured_cost", "estimate_tokens"]
+__all__ = ["Catalogue", "LiteLLMCatalogue", "configured_cost", "estimate_tokens", "usage_cost"]
 
 
 @runtime_checkable
@@ -115,3 +117,13 @@ def estimate_tokens(messages: Any) -> int:
                     if isinstance(part, Mapping) and isinstance(part.get("text"), str):
                         chars += len(part["text"])
     return max(1, chars // 4)
+
+
+def usage_cost(catalogue: Catalogue, deployment: Deployment, usage: Any) -> float:
+    """What a response's usage cost on `deployment`; 0.0 in the record when the price is unknown."""
+    if usage is None:
+        return 0.0
+    prompt = field(usage, "prompt_tokens") or 0
+    completion = field(usage, "completion_tokens") or 0
+    price = catalogue.price(deployment, int(prompt), int(completion))
+    return 0.0 if price is None else price

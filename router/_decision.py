@@ -6,14 +6,83 @@ response, a stream or an exception with `get_decision`.
 
 from __future__ import annotations
 
+import enum
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from router._fields import field as read
 
 if TYPE_CHECKING:
     from router._breaker import Transition
+
+
+class Outcome(enum.StrEnum):
+    """How an attempt ended, as far as routing is concerned."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    RATE_LIMITED = "rate_limited"
+    MISCONFIGURED = "misconfigured"
+    CONTEXT_WINDOW = "context_window"
+    CALLER_ERROR = "caller_error"
+    CANCELLED = "cancelled"
+    """Not a classification: an attempt cancelled because another won (or the caller left)."""
+
+    @property
+    def ok(self) -> bool:
+        """Not a failure of the attempt: it succeeded, or was cancelled unfinished."""
+        return self in _ATTEMPT_OK
+
+
+_ATTEMPT_OK: frozenset[str] = frozenset({Outcome.SUCCESS, Outcome.CANCELLED})
+
+
+class CallOutcome(enum.StrEnum):
+    """How a routed call ended (`Decision.outcome`); `ok` says whether that is a failure."""
+
+    SUCCESS = "success"
+    """Served (for a stream: read to its end)."""
+    STREAMING = "streaming"
+    """A stream whose first chunk arrived and which is still being read."""
+    CLOSED_EARLY = "closed_early"
+    """A stream the caller stopped reading before its end."""
+    NEEDS_REVIEW = "needs_review"
+    """Served, but the answer still failed its checks when escalation ran out."""
+    CALLER_ERROR = "caller_error"
+    """The request itself was refused (it would fail anywhere)."""
+    FAILED = "failed"
+    """Every attempt allowed failed."""
+    NO_DEPLOYMENT = "no_deployment"
+    """No candidate could be tried (breakers open, paused, misconfigured)."""
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    """The retry budget refused another attempt."""
+    STREAM_INTERRUPTED = "stream_interrupted"
+    """A committed stream broke, stalled past the deadline or ended without a finish_reason."""
+    CANCELLED = "cancelled"
+    """The caller cancelled the call."""
+    ERROR = "error"
+    """An exception the router did not expect (a bug, or a callback's)."""
+
+    @property
+    def ok(self) -> bool:
+        """Not a failure: served, still streaming, or closed early by the caller.
+
+        The one definition of a good outcome (spans, metrics, logs, jobs and reports use it).
+        ``needs_review`` is not ok: the answer failed its checks.
+        """
+        return self in _OK
+
+
+_OK: frozenset[str] = frozenset(
+    {CallOutcome.SUCCESS, CallOutcome.STREAMING, CallOutcome.CLOSED_EARLY}
+)
+
+
+def outcome_ok(outcome: str) -> bool:
+    """`CallOutcome.ok` for an outcome read back as a plain string (e.g. from JSONL)."""
+    return outcome in _OK
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +93,9 @@ class AttemptRecord:
     """1-based position among the call's attempts."""
     deployment: str
     model: str
-    outcome: str
-    """An `Outcome` value: success, failure, rate_limited, misconfigured, context_window,
-    caller_error."""
+    outcome: Outcome
+    """An `Outcome`: success, failure, rate_limited, misconfigured,
+    context_window, caller_error, or cancelled (another attempt won, or the caller gave up)."""
     latency_s: float
     timeout_s: float
     """The timeout this attempt ran under: min(deployment timeout, deadline left)."""
@@ -111,9 +180,8 @@ class Decision:
     attempts: tuple[AttemptRecord, ...]
     deployment: str | None
     """The deployment that served the call, or None if it failed."""
-    outcome: str
-    """success, caller_error, failed, no_deployment, deadline_exceeded, stream_interrupted,
-    or streaming (a stream still being read)."""
+    outcome: CallOutcome
+    """A `CallOutcome` (see there for every value); `ok` says whether it is a failure."""
     reason: str
     """One human sentence: why this route, what failed over and why."""
     cost_usd: float
@@ -134,7 +202,6 @@ class Decision:
     job: str | None = None
     step: str | None = None
     """The workflow job and step the call belonged to (see `router.job`)."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def candidate_names(self) -> tuple[str, ...]:
@@ -143,7 +210,7 @@ class Decision:
     @property
     def needs_review(self) -> bool:
         """Escalation was exhausted and the answer still failed its checks."""
-        return self.outcome == "needs_review"
+        return self.outcome == CallOutcome.NEEDS_REVIEW
 
     @property
     def hedged(self) -> bool:
@@ -160,8 +227,9 @@ class Decision:
         return count
 
     @property
-    def succeeded(self) -> bool:
-        return self.outcome in ("success", "streaming")
+    def ok(self) -> bool:
+        """Not a failure (see `CallOutcome.ok`)."""
+        return self.outcome in _OK
 
 
 def get_decision(obj: object) -> Decision | None:

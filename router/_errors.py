@@ -41,7 +41,6 @@ caller_error         the rest of the 400 family (bad request, content policy,   
 from __future__ import annotations
 
 import email.utils
-import enum
 import json
 import re
 import time
@@ -50,19 +49,12 @@ from typing import TYPE_CHECKING, Any
 
 import litellm
 
+from router._decision import Outcome as Outcome  # re-exported: classify() returns one
+
 if TYPE_CHECKING:
     from router._decision import Decision
 
 
-class Outcome(enum.StrEnum):
-    """How an attempt ended, as far as routing is concerned."""
-
-    SUCCESS = "success"
-    FAILURE = "failure"
-    RATE_LIMITED = "rate_limited"
-    MISCONFIGURED = "misconfigured"
-    CONTEXT_WINDOW = "context_window"
-    CALLER_ERROR = "caller_error"
 
 
 # Order matters: subclasses before their bases (ContextWindowExceededError is a BadRequestError,
@@ -316,6 +308,14 @@ def attach(exc: BaseException, decision: Decision) -> BaseException:
         pass
     exc.add_note(f"router: {decision.reason}")
     return exc
+
+
+def reattach(exc: BaseException, decision: Decision) -> BaseException:
+    """Replace the record an exception carries (escalation composed a fuller one)."""
+    notes = getattr(exc, "__notes__", None)
+    if notes:
+        exc.__notes__ = [n for n in notes if not n.startswith("router: ")]
+    return attach(exc, decision)
 
 
 class NeedsReview(litellm.APIResponseValidationError):  # type: ignore[misc]

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from router._decision import CallOutcome, outcome_ok
+
 if TYPE_CHECKING:
     from router._decision import Decision
     from router._observe import Observer
@@ -130,8 +132,8 @@ class Job:
         if self._token is not None:
             _current.reset(self._token)
             self._token = None
-        failures = sum(1 for s in self.steps if s.outcome not in ("success", "needs_review"))
-        reviews = sum(1 for s in self.steps if s.outcome == "needs_review")
+        reviews = sum(1 for s in self.steps if s.outcome == CallOutcome.NEEDS_REVIEW)
+        failures = sum(1 for s in self.steps if not outcome_ok(s.outcome)) - reviews
         if error is not None or self._failed is not None:
             outcome = "failed"
             why = self._failed or f"{type(error).__name__}: {error}"

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from router._call import classifier_reason, context_reason, fell_through, route_reason
 from router._decision import Skip
 
 if TYPE_CHECKING:
@@ -136,19 +137,17 @@ class Policy:
             if why is None:
                 continue
             if route.group is not None:
-                reason = f"route '{route.name}'" + (f" ({why})" if why else " (default)")
+                reason = route_reason(route.name, why)
                 return RouteChoice(route.group, route.name, "; ".join([*notes, reason]))
             label, detail = await self._classify(route, request, text)
             group = route.classes.get(label) if label is not None else None
             if group is None:
                 if label is not None:
                     detail = f"label '{label}' has no group"
-                notes.append(
-                    f"route '{route.name}': classifier {route.classifier} {detail}; fell through"
-                )
+                notes.append(fell_through(route.name, route.classifier, detail))
                 continue
-            reason = f"route '{route.name}': classifier {route.classifier} said '{label}' {detail}"
-            return RouteChoice(group, route.name, "; ".join([*notes, reason.rstrip()]), label=label)
+            reason = classifier_reason(route.name, route.classifier, str(label), detail)
+            return RouteChoice(group, route.name, "; ".join([*notes, reason]), label=label)
         # No route matched: the auto model itself is not a group, so this is a config gap.
         raise LookupError(
             "no [[routes]] entry matched and there is no default route; add a "
@@ -329,11 +328,7 @@ class Policy:
         target = self._larger_group(choice.group, need)
         if target is None:
             return choice  # nothing fits anywhere: let the provider say so
-        note = (
-            f"~{need:,} tokens (prompt + max_tokens) exceed every window in "
-            f"'{choice.group}' (largest {max(known):,}); sent to '{target}'"
-        )
-        reason = f"{choice.reason}; {note}" if choice.reason else note
+        reason = context_reason(choice.reason, need, choice.group, max(known), target)
         return RouteChoice(target, choice.route, reason, choice.skipped, None, choice.label)
 
     def _larger_group(self, group: str, need: int) -> str | None:

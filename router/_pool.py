@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from router._budget import RetryBudget
 from router._clock import Clock, SystemClock
 from router._config import BalancedWeights, ConfigError, Deployment, RouterSettings, Strategy
-from router._decision import Decision, get_decision
+from router._decision import Decision
 from router._engine import Engine
 from router._errors import Outcome, classify, status_code_of
 from router._observe import JobAccounting
@@ -117,16 +117,14 @@ _PER_CALL = _Usage()
 
 
 class _Reply:
-    """A tool's value boxed so the engine can hang the decision on it like on a response."""
+    """A tool's value boxed with a zero-token usage, as the engine reads a response."""
 
-    __slots__ = ("_hidden_params", "value")
+    __slots__ = ("value",)
 
     usage = _PER_CALL
 
     def __init__(self, value: Any) -> None:
         self.value = value
-        # Where the engine puts ``router_decision`` (as on a litellm ModelResponse).
-        self._hidden_params: dict[str, Any] = {}
 
 
 class _ToolBackend:
@@ -316,10 +314,15 @@ class Pool(Generic[P, R]):
     async def call_routed(self, *args: P.args, **kwargs: P.kwargs) -> Routed[R]:
         """Call one tool with these arguments (failing over as needed); value and decision."""
         request = {"args": args, "kwargs": kwargs}
-        reply = await self.engine.complete(self.name, self.deployments, self.settings, request)
-        decision = get_decision(reply)
-        if decision is None:  # the engine attaches one to every response; guard the contract
-            raise RuntimeError("router: the engine returned no decision for a pool call")
+        engine = self.engine
+        try:
+            reply, decision = await engine.complete(
+                self.name, self.deployments, self.settings, request
+            )
+        except BaseException as exc:
+            engine.failed(exc)  # the call leaves the pool here: report it
+            raise
+        engine.notify(decision, None)
         value: R = reply.value
         return Routed(value, decision)
 

@@ -57,6 +57,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from router._decision import outcome_ok
+
 __all__ = [
     "GROUPINGS",
     "NONE",
@@ -75,8 +77,6 @@ GROUPINGS = ("route", "step", "group", "deployment")
 DEFAULT_GROUPINGS = ("route", "step")
 NO_ROUTE = "(explicit group)"
 NONE = "(none)"
-# Outcomes that are not failures: served, sent to review, or a stream the caller closed early.
-_NOT_FAILURES = frozenset({"success", "needs_review", "closed_early"})
 
 
 class ReportError(Exception):
@@ -229,7 +229,8 @@ class _Tally:
         self.calls += 1
         self.success += outcome == "success"
         self.needs_review += outcome == "needs_review"
-        self.failed += outcome not in _NOT_FAILURES
+        # Sent to review is counted as such, not as a failure.
+        self.failed += not outcome_ok(outcome) and outcome != "needs_review"
         self.escalated += bool(call.get("escalations"))
         self.cost_usd += call.get("cost_usd") or 0.0
         self.failovers += int(call.get("failovers") or 0)

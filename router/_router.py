@@ -10,16 +10,19 @@ from typing import TYPE_CHECKING, Any
 
 from router._backend import LiteLLMTransport, Transport
 from router._budget import RetryBudget
+from router._call import NO_CONTEXT, CallContext, escalated, needs_review
 from router._catalogue import Catalogue, LiteLLMCatalogue
 from router._clock import Clock, SystemClock
 from router._config import Config, Deployment, RouterSettings, load_config
 from router._decision import Escalation, get_decision
-from router._engine import CallContext, Engine, RoutedStream
+from router._engine import Engine
+from router._errors import reattach
 from router._escalate import first_failure
 from router._jobs import Job, current_job
 from router._observe import Fanout, JobAccounting
 from router._policy import Policy
 from router._state import DeploymentHealth, MemoryState, StateStore
+from router._stream import RoutedStream
 from router._sync import SyncStream, run_sync
 
 if TYPE_CHECKING:
@@ -186,10 +189,10 @@ class Router:
         if job is None and self._is_policy_free(model):
             deployments, settings = self._route(model)
             if stream:
-                return await self.engine.stream(model, deployments, settings, kwargs, cap)
+                return await self._stream(model, deployments, settings, kwargs, cap, NO_CONTEXT)
             if not settings.escalate_on:
-                return await self.engine.complete(model, deployments, settings, kwargs, cap)
-            return await self._escalating(model, kwargs, cap, CallContext(), None)
+                return await self._complete(model, deployments, settings, kwargs, cap, NO_CONTEXT)
+            return await self._escalating(model, kwargs, cap, NO_CONTEXT, None)
         choice = await self.policy.choose(model, kwargs)
         metadata = kwargs.get("metadata")
         step = metadata.get("step") if isinstance(metadata, Mapping) else None
@@ -205,10 +208,46 @@ class Router:
         if choice.deployments is not None:
             deployments = choice.deployments
         if stream:
-            return await self.engine.stream(group, deployments, settings, kwargs, cap, context)
+            return await self._stream(group, deployments, settings, kwargs, cap, context)
         if not settings.escalate_on:
-            return await self.engine.complete(group, deployments, settings, kwargs, cap, context)
+            return await self._complete(group, deployments, settings, kwargs, cap, context)
         return await self._escalating(group, kwargs, cap, context, choice.deployments)
+
+    async def _complete(
+        self,
+        group: str,
+        deployments: Sequence[Deployment],
+        settings: RouterSettings,
+        request: dict[str, Any],
+        cap: float | None,
+        context: CallContext,
+    ) -> Any:
+        """One engine call that leaves the router as it is: its record attached, reported."""
+        engine = self.engine
+        try:
+            response, decision = await engine.complete(
+                group, deployments, settings, request, cap, context
+            )
+        except BaseException as exc:
+            engine.failed(exc)
+            raise
+        return engine.deliver(response, decision, request.get("messages"))
+
+    async def _stream(
+        self,
+        group: str,
+        deployments: Sequence[Deployment],
+        settings: RouterSettings,
+        request: dict[str, Any],
+        cap: float | None,
+        context: CallContext,
+    ) -> RoutedStream:
+        """A stream; it reports itself when it ends (see `RoutedStream`)."""
+        try:
+            return await self.engine.stream(group, deployments, settings, request, cap, context)
+        except BaseException as exc:
+            self.engine.failed(exc)
+            raise
 
     def _is_policy_free(self, model: str) -> bool:
         """True when neither rules nor a context check can change where `model` goes."""
@@ -230,20 +269,29 @@ class Router:
         context: CallContext,
         subset: Sequence[Deployment] | None,
     ) -> Any:
-        """A call whose group checks its answers and escalates the ones that fail."""
+        """A call whose group checks its answers and escalates the ones that fail.
+
+        Each level is its own engine call; their records are composed (`router._call.escalated`)
+        into the one logical call's, which is attached and reported once, at the end. All levels
+        share the first one's deadline.
+        """
         config = self.config
+        engine = self.engine
         origin = config.settings_for(group) if config.is_routable(group) else config.router
         if "low_confidence" in origin.escalate_on and origin.min_logprob is not None:
             request.setdefault("logprobs", True)
-        quiet = replace(context, notify=False)
+        messages = request.get("messages")
         deployments, settings = self._route(group)
-        response = await self.engine.complete(
-            group, subset or deployments, settings, request, cap, quiet
-        )
+        started = self.clock.now()
+        try:
+            response, decision = await engine.complete(
+                group, subset or deployments, settings, request, cap, context
+            )
+        except BaseException as exc:
+            engine.failed(exc)
+            raise
         escalations: list[Escalation] = []
         while True:
-            decision = get_decision(response)
-            assert decision is not None
             # The origin's checks are the task's; a level's own checks apply on top of them.
             level_settings = config.settings_for(group) if config.is_routable(group) else origin
             triggers = list(dict.fromkeys([*origin.escalate_on, *level_settings.escalate_on]))
@@ -256,10 +304,7 @@ class Router:
                 validators=self.validators,
             )
             if failure is None:
-                self.engine.notify(
-                    decision, None, messages=request.get("messages"), output=response
-                )
-                return response
+                return engine.deliver(response, decision, messages)
             trigger, detail = failure
             spent = decision.cost_usd - sum(e.cost_usd for e in escalations)
             target = level_settings.escalate_to
@@ -268,17 +313,8 @@ class Router:
                 detail += f"; escalation cost cap ${limit:g} reached"
                 target = None
             if target is None or len(escalations) >= origin.max_escalations:
-                step = Escalation(group, None, trigger, detail, spent)
-                final = replace(
-                    decision,
-                    outcome="needs_review",
-                    escalations=(*escalations, step),
-                    reason=f"{decision.reason}; needs human review: {trigger} ({detail})",
-                )
-                hidden = getattr(response, "_hidden_params", None)
-                if isinstance(hidden, dict):
-                    hidden["router_decision"] = final
-                self.engine.notify(final, None, messages=request.get("messages"), output=response)
+                final = needs_review(decision, Escalation(group, None, trigger, detail, spent))
+                engine.deliver(response, final, messages)
                 exhausted = (level_settings if level_settings.escalate_on else origin).on_exhausted
                 if exhausted == "raise":
                     from router._errors import NeedsReview, attach
@@ -288,16 +324,24 @@ class Router:
             escalations.append(Escalation(group, target, trigger, detail, spent))
             group = target
             deployments, settings = self._route(group)
-            level = replace(
-                quiet,
-                skipped=(),
-                escalations=tuple(escalations),
-                prior_attempts=decision.attempts,
-                prior_cost=decision.cost_usd,
-                started=self.clock.now() - decision.elapsed_s,
-                wall=decision.started_at,
-            )
-            response = await self.engine.complete(group, deployments, settings, request, cap, level)
+            # One deadline for the logical call: this level gets what the first left.
+            full = settings.deadline if cap is None else min(cap, settings.deadline)
+            offset = self.clock.now() - started
+            level_context = replace(context, reason=None, skipped=())
+            try:
+                response, level = await engine.complete(
+                    group, deployments, settings, request, max(full - offset, 0.0), level_context
+                )
+            except BaseException as exc:
+                failed = get_decision(exc)
+                if failed is not None:
+                    whole = escalated(
+                        decision, failed, tuple(escalations), offset, full, context.reason
+                    )
+                    reattach(exc, whole)
+                engine.failed(exc)
+                raise
+            decision = escalated(decision, level, tuple(escalations), offset, full, context.reason)
 
     async def _classify_call(
         self, group: str, messages: list[dict[str, Any]], name: str, logprobs: bool
@@ -314,7 +358,7 @@ class Router:
             job=None if job is None else job.id,
             step="classify",
         )
-        return await self.engine.complete(group, deployments, settings, request, None, context)
+        return await self._complete(group, deployments, settings, request, None, context)
 
     def reload(
         self, config: Config | Mapping[str, Any] | str | os.PathLike[str] | None = None

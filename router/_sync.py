@@ -132,7 +132,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 
 
 class SyncStream:
-    """A sync iterator over a routed async stream (see `router._engine.RoutedStream`)."""
+    """A sync iterator over a routed async stream (see `router._stream.RoutedStream`)."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream

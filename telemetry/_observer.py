@@ -197,7 +197,7 @@ class Telemetry:
                 messages=messages,
                 output=output,
             )
-        failed = error is not None or d.outcome not in ("success", "streaming", "closed_early")
+        failed = error is not None or not d.ok
         error_type = type(error).__name__ if error is not None else (d.outcome if failed else None)
         if self._metrics is not None:
             self._metrics.record(d, error_type)

@@ -56,10 +56,6 @@ STRATEGY: Final = "router.strategy"
 OUTCOME: Final = "router.outcome"
 DEPLOYMENT: Final = "router.deployment"
 
-# Outcomes that are not errors: served, still streaming, closed early by the caller (call);
-# served, or cancelled because another attempt won the race (attempt).
-_CALL_OK: Final = frozenset({"success", "streaming", "closed_early"})
-_ATTEMPT_OK: Final = frozenset({"success", "cancelled"})
 
 # litellm provider prefixes -> gen_ai.provider.name well-known values (others pass through).
 _PROVIDERS: Final[Mapping[str, str]] = {
@@ -577,7 +573,7 @@ class SpanWriter:
             _response_attributes(attributes, response)
         status: Status | None = None
         events: list[_Event] = []
-        if d.outcome not in _CALL_OK or error is not None:
+        if not d.ok or error is not None:
             attributes[ERROR_TYPE] = type(error).__name__ if error is not None else d.outcome
             description = f"{d.outcome}: {safe_label(error)}" if error is not None else d.outcome
             status = Status(StatusCode.ERROR, description)
@@ -674,7 +670,7 @@ class SpanWriter:
                 _response_attributes(attributes, d.response, attempt=True)
             status: Status | None = None
             events: tuple[_Event, ...] = ()
-            if outcome not in _ATTEMPT_OK:
+            if not a.outcome.ok:
                 error_type = _error_class(a.error) if a.error else outcome
                 attributes[ERROR_TYPE] = error_type
                 attributes["router.timeout_s"] = a.timeout_s

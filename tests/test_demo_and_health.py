@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from router._breaker import State, Transition
-from router._decision import AttemptRecord, Decision
+from router._decision import AttemptRecord, CallOutcome, Decision
+from router._errors import Outcome
 from router._sim import Behavior, Fleet
 from router._sim._demo import _missing, _Tally, run_demo
 from router.cli import main
@@ -183,8 +184,8 @@ def transition(after: State, at: float, before: State = State.CLOSED) -> Transit
 
 
 def decision(*events: Transition) -> Decision:
-    attempt = AttemptRecord(1, "alpha", "openai/sim-alpha", "success", 0.01, 2.0)
-    return Decision("chat", "cost", (), (), (attempt,), "alpha", "success",
+    attempt = AttemptRecord(1, "alpha", "openai/sim-alpha", Outcome.SUCCESS, 0.01, 2.0)
+    return Decision("chat", "cost", (), (), (attempt,), "alpha", CallOutcome.SUCCESS,
                     "served by alpha", 0.0, 0.01, 8.0, events=events)  # fmt: skip
 
 

@@ -179,7 +179,7 @@ class GatewayObserver:
         self.call_seconds.observe((("group", group),), decision.elapsed_s)
         if len(self.group_calls) < _MAX_SERIES or group in self.group_calls:
             self.group_calls[group] = self.group_calls.get(group, 0) + 1
-        if decision.deployment is not None and decision.succeeded:
+        if decision.deployment is not None and decision.ok:
             self.cost.add((("group", group), ("deployment", deployment)), decision.cost_usd)
             if len(self.served) < _MAX_SERIES or deployment in self.served:
                 self.served[deployment] = self.served.get(deployment, 0) + 1

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from router import get_decision
-from router._decision import AttemptRecord, Candidate, Decision, ResponseInfo
+from router._decision import AttemptRecord, CallOutcome, Candidate, Decision, ResponseInfo
+from router._errors import Outcome
 from router.testing import fail, ok
 
 from .conftest import MSG, Fake, Otel, make_fake
@@ -97,11 +98,13 @@ def test_hedges_are_counted_by_the_deployment_hedged_to(otel: Otel) -> None:
         candidates=(Candidate("a", 0.1), Candidate("b", 0.2)),
         skipped=(),
         attempts=(
-            AttemptRecord(1, "b", "openai/gpt-b", "success", 0.2, 5.0, hedge=True, started_s=0.5),
-            AttemptRecord(2, "a", "openai/gpt-a", "cancelled", 0.7, 5.0),
+            AttemptRecord(
+                1, "b", "openai/gpt-b", Outcome.SUCCESS, 0.2, 5.0, hedge=True, started_s=0.5
+            ),
+            AttemptRecord(2, "a", "openai/gpt-a", Outcome.CANCELLED, 0.7, 5.0),
         ),
         deployment="b",
-        outcome="success",
+        outcome=CallOutcome.SUCCESS,
         reason="served by b: its hedge beat a",
         cost_usd=0.0,
         elapsed_s=0.7,

@@ -1,0 +1,524 @@
+"""The attempt loop: failover under one deadline, breakers, a retry budget, hedges.
+
+`AttemptLoop` is the half of `router._engine.Engine` that runs one call's attempts; the engine
+starts calls, and the call's record and reason live in router._call.
+
+One call has one deadline (`deadline` seconds) covering every attempt, failover, backoff, hedge
+and the stream. Each attempt runs under ``min(deployment timeout, time left)``. Attempts are
+bounded by `max_attempts` (failovers and hedges included) and, across calls, by the retry
+budget (router._budget). Failover to another deployment is immediate; a retry of a deployment
+already tried waits a full-jitter backoff ``U(0, min(backoff_max, backoff_base * 2**(n-1)))``
+for its n-th retry, and never sleeps past the deadline.
+
+Before a call, deployments that may not be tried are skipped with a reason: breaker open,
+half-open with its probe out, paused by a 429. The group's strategy ranks the rest
+(router._select). After a failed attempt, by its `Outcome`:
+
+- failure (timeout, connection, 5xx): counted by health and breaker; try the next candidate;
+- rate_limited (429): try the next; once `rate_limit_pause_after` 429s arrive in a row (no
+  success between), pause the deployment for everyone until Retry-After (default 1 s);
+- misconfigured (401/403/404/402): open its breaker for `misconfigured_open`, log an error;
+- context_window: try only candidates with a larger known window, else raise the error;
+- caller_error: raise at once, as is (it would fail anywhere).
+
+With ``hedge = true`` a second attempt goes to the next candidate when the first has not
+answered after `hedge_delay` (or the first's observed p95); the first success wins and the other
+is cancelled; a hedge is paid from the retry budget. Streams race to the first chunk.
+
+When the attempts are used up, the last provider error is raised; when the deadline ran out,
+`DeadlineExceeded`; when the retry budget is spent, the last error with a note saying so; when
+no candidate is left, `NoDeploymentAvailable` listing each and why (or, with
+``wait_for_recovery``, a wait for the soonest recovery if it comes before the deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import litellm
+
+from router._breaker import Admission, State, Transition
+from router._budget import RetryBudget
+from router._call import Call
+from router._catalogue import usage_cost
+from router._config import ConfigError
+from router._decision import AttemptRecord, CallOutcome, Candidate, Skip
+from router._errors import (
+    DeadlineExceeded,
+    NoDeploymentAvailable,
+    Outcome,
+    attach,
+    describe,
+    retry_after_of,
+)
+from router._fields import field
+from router._hedge import hedged
+from router._select import Selector
+
+if TYPE_CHECKING:
+    from router._catalogue import Catalogue
+    from router._clock import Clock
+    from router._config import Deployment
+    from router._observe import Observer
+    from router._state import DeploymentState, StateStore
+
+__all__ = ["AttemptLoop", "Result"]
+
+log = logging.getLogger("router")
+
+T = TypeVar("T")
+
+RATE_LIMIT_DEFAULT_PAUSE_S = 1.0
+"""Pause after a 429 that carries no Retry-After header."""
+_MIN_ATTEMPT_S = 0.001
+"""Below this much time left, no attempt is started (it could not finish)."""
+
+
+class Result(Generic[T]):
+    """How one attempt ended (the engine's internal currency between attempt and loop)."""
+
+    __slots__ = ("deployment", "exc", "index", "outcome", "value")
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        outcome: Outcome,
+        value: T | None = None,
+        exc: BaseException | None = None,
+        index: int = -1,
+    ) -> None:
+        self.deployment = deployment
+        self.outcome = outcome
+        self.value = value
+        self.exc = exc
+        self.index = index
+
+
+class AttemptLoop:
+    """The attempt loop, over the collaborators `router._engine.Engine` sets up."""
+
+    clock: Clock
+    state: StateStore
+    rng: random.Random
+    budget: RetryBudget
+    selector: Selector
+    catalogue: Catalogue
+    classify: Callable[[BaseException], Outcome]
+    observer: Observer | None
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _run(
+        self,
+        call: Call,
+        deployments: Sequence[Deployment],
+        attempt: Callable[[Deployment, float], Awaitable[T]],
+        first_chunk: bool,
+        discard: Callable[[T], None] | None,
+    ) -> Result[T]:
+        clock = self.clock
+        settings = call.settings
+        now = clock.now()
+        self.budget.deposit(now)
+        ranked = self._eligible(call, deployments, now)
+        tries: dict[str, int] = {}
+        last: Result[T] | None = None
+        failures: dict[str, str] = {}
+
+        while True:
+            now = clock.now()
+            pick = self._admit_next(call, ranked, tries, now)
+            if pick is None:
+                if settings.wait_for_recovery and await self._wait_for_recovery(
+                    call, deployments, ranked, now
+                ):
+                    ranked = self._eligible(call, deployments, clock.now(), again=True)
+                    continue
+                raise self._no_deployment(call, failures, last)
+            deployment, probe = pick
+            made = len(call.attempts)
+            if made >= settings.max_attempts and last is not None:
+                self._release(deployment, probe)
+                raise self._exhausted(call, last)
+            if made and not self.budget.withdraw(now):
+                self._release(deployment, probe)
+                assert last is not None and last.exc is not None
+                call.notes.append(self.budget.describe(now))
+                raise attach(last.exc, call.decision(now, CallOutcome.BUDGET_EXHAUSTED, None, 0.0))
+            n = tries.get(deployment.name, 0)
+            if n:
+                delay = self.rng.uniform(
+                    0.0, min(settings.backoff_max, settings.backoff_base * 2 ** (n - 1))
+                )
+                if now + delay + _MIN_ATTEMPT_S >= call.deadline_at:
+                    self._release(deployment, probe)
+                    raise self._deadline(call, last)
+                await clock.sleep(delay)
+                now = clock.now()
+            timeout = self._timeout(call, deployment, first_chunk, now)
+            if timeout < _MIN_ATTEMPT_S:
+                self._release(deployment, probe)
+                raise self._deadline(call, last)
+            tries[deployment.name] = n + 1
+            if settings.hedge:
+                result = await hedged(
+                    self, call, deployment, probe, timeout, ranked, tries, attempt, first_chunk,
+                    discard,
+                )  # fmt: skip
+            else:
+                result = await self._attempt(call, deployment, probe, timeout, attempt, first_chunk)
+            if result.outcome is Outcome.SUCCESS:
+                return result
+            last = result
+            exc = result.exc
+            assert exc is not None
+            failures[result.deployment.name] = (
+                f"failed: {describe(exc)}" if result.index >= 0 else f"misconfigured: {exc}"
+            )
+            outcome = result.outcome
+            if outcome is Outcome.CALLER_ERROR:
+                raise attach(exc, call.decision(clock.now(), CallOutcome.CALLER_ERROR, None, 0.0))
+            if outcome is Outcome.CONTEXT_WINDOW:
+                ranked = self._larger_windows(call, result.deployment, ranked)
+                if not ranked:
+                    raise attach(
+                        exc, call.decision(clock.now(), CallOutcome.CALLER_ERROR, None, 0.0)
+                    )
+            elif outcome in (Outcome.RATE_LIMITED, Outcome.MISCONFIGURED):
+                ranked = [d for d in ranked if d is not result.deployment]
+
+    def _timeout(self, call: Call, deployment: Deployment, first_chunk: bool, now: float) -> float:
+        settings = call.settings
+        timeout = min(deployment.timeout or settings.timeout, call.deadline_at - now)
+        if first_chunk and settings.first_chunk_timeout is not None:
+            timeout = min(timeout, settings.first_chunk_timeout)
+        return timeout
+
+    def _eligible(
+        self, call: Call, deployments: Sequence[Deployment], now: float, again: bool = False
+    ) -> list[Deployment]:
+        """Drop what may not be tried now (with a reason), rank the rest by the strategy."""
+        eligible: list[Deployment] = []
+        skipped = [] if again else call.skipped
+        for deployment in deployments:
+            state = self.state.get(deployment.name)
+            why = _unavailable(state, now)
+            if why is None:
+                eligible.append(deployment)
+            else:
+                skipped.append(Skip(deployment.name, why))
+        if again:
+            call.skipped = skipped
+        settings = call.settings
+        ranked = self.selector.rank(settings.strategy, eligible, now, settings.weights)
+        call.candidates = tuple(Candidate(d.name, key) for d, key in ranked)
+        return [d for d, _ in ranked]
+
+    def _admit_next(
+        self, call: Call, ranked: list[Deployment], tries: Mapping[str, int], now: float
+    ) -> tuple[Deployment, bool] | None:
+        """The best-ranked candidate tried the fewest times that its breaker admits now."""
+        while True:
+            deployment = _fewest_tries(ranked, tries)
+            if deployment is None:
+                return None
+            probe = self._admit(call, deployment, now)
+            if probe is not None:
+                return deployment, probe
+            # Tripped or paused since the call began (another call saw it): skip it now.
+            state = self.state.get(deployment.name)
+            call.skipped.append(Skip(deployment.name, _unavailable(state, now) or "unavailable"))
+            ranked.remove(deployment)
+
+    def _admit(self, call: Call, deployment: Deployment, now: float) -> bool | None:
+        """None if the deployment may not be tried now; else whether the attempt is a probe."""
+        state = self.state.get(deployment.name)
+        if state.health.paused(now):
+            return None  # checked first, so a probe slot is never taken and then abandoned
+        admission, transition = state.breaker.admit(now)
+        if transition is not None:
+            self._emit(call, transition)
+        return None if admission is Admission.DENY else admission is Admission.PROBE
+
+    def _release(self, deployment: Deployment, probe: bool) -> None:
+        if probe:
+            self.state.get(deployment.name).breaker.release()
+
+    async def _attempt(
+        self,
+        call: Call,
+        deployment: Deployment,
+        probe: bool,
+        timeout: float,
+        attempt: Callable[[Deployment, float], Awaitable[T]],
+        first_chunk: bool,
+        hedge: bool = False,
+    ) -> Result[T]:
+        clock = self.clock
+        state = self.state.get(deployment.name)
+        health = state.health
+        health.in_flight += 1
+        started = clock.now()
+        try:
+            async with clock.timeout(timeout):
+                value = await attempt(deployment, timeout)
+        except asyncio.CancelledError:
+            self._release(deployment, probe)
+            call.attempts.append(
+                AttemptRecord(
+                    number=len(call.attempts) + 1,
+                    deployment=deployment.name,
+                    model=deployment.model,
+                    outcome=Outcome.CANCELLED,
+                    latency_s=clock.now() - started,
+                    timeout_s=timeout,
+                    hedge=hedge,
+                    probe=probe,
+                    started_s=started - call.started,
+                )
+            )
+            raise
+        except ConfigError as exc:
+            # A missing env var for this deployment's key: not an attempt, a skip.
+            self._release(deployment, probe)
+            call.skipped.append(Skip(deployment.name, f"misconfigured: {exc}"))
+            log.error("router.deployment_misconfigured: %s", exc)
+            return Result(deployment, Outcome.MISCONFIGURED, exc=exc)
+        except Exception as raw:
+            return self._failed(
+                call,
+                state,
+                deployment,
+                probe,
+                timeout,
+                started,
+                hedge,
+                _as_timeout(raw, deployment, timeout),
+            )
+        finally:
+            health.in_flight -= 1
+        now = clock.now()
+        latency = now - started
+        health.observe_latency(latency, now, first_chunk=first_chunk)
+        health.record(True)
+        transition = state.breaker.record(True, now, call.policy, probe=probe)
+        if transition is not None:
+            self._emit(call, transition)
+        call.attempts.append(
+            AttemptRecord(
+                number=len(call.attempts) + 1,
+                deployment=deployment.name,
+                model=deployment.model,
+                outcome=Outcome.SUCCESS,
+                latency_s=latency,
+                timeout_s=timeout,
+                first_chunk_s=latency if first_chunk else None,
+                hedge=hedge,
+                probe=probe,
+                started_s=started - call.started,
+                # A full response knows its cost now; a stream's is added when it ends.
+                cost_usd=0.0
+                if first_chunk
+                else usage_cost(self.catalogue, deployment, field(value, "usage")),
+            )
+        )
+        return Result(deployment, Outcome.SUCCESS, value, index=len(call.attempts) - 1)
+
+    def _failed(
+        self,
+        call: Call,
+        state: DeploymentState,
+        deployment: Deployment,
+        probe: bool,
+        timeout: float,
+        started: float,
+        hedge: bool,
+        exc: Exception,
+    ) -> Result[Any]:
+        now = self.clock.now()
+        latency = now - started
+        outcome = self.classify(exc)
+        label = describe(exc)
+        call.attempts.append(
+            AttemptRecord(
+                number=len(call.attempts) + 1,
+                deployment=deployment.name,
+                model=deployment.model,
+                outcome=outcome,
+                latency_s=latency,
+                timeout_s=timeout,
+                error=label,
+                hedge=hedge,
+                probe=probe,
+                started_s=started - call.started,
+            )
+        )
+        breaker = state.breaker
+        transition: Transition | None = None
+        if outcome is Outcome.FAILURE:
+            state.health.record(False)
+            if isinstance(exc, litellm.Timeout):
+                # Slowness is information (for the EWMA), not a latency sample.
+                state.health.observe_latency(latency, now, completed=False)
+            transition = breaker.record(False, now, call.policy, probe=probe, why=label)
+        elif outcome is Outcome.RATE_LIMITED:
+            self._release(deployment, probe)
+            health = state.health
+            health.rate_limited_streak += 1
+            pause = retry_after_of(exc)
+            pause = RATE_LIMIT_DEFAULT_PAUSE_S if pause is None else pause
+            if health.rate_limited_streak >= call.settings.rate_limit_pause_after:
+                why = f"rate-limited for {pause:g} s"
+                health.pause(now + pause, why)
+                self.state.on_pause(deployment.name, pause, why)
+            else:
+                if call.retry_after is None:
+                    call.retry_after = {}
+                call.retry_after[deployment.name] = now + pause
+        elif outcome is Outcome.MISCONFIGURED:
+            transition = breaker.force_open(
+                now, call.settings.misconfigured_open, f"misconfigured: {label}"
+            )
+            log.error(
+                "router.deployment_misconfigured: %s answered %s; breaker open for %g s",
+                deployment.name,
+                label,
+                call.settings.misconfigured_open,
+            )
+        else:
+            self._release(deployment, probe)
+        if transition is not None:
+            self._emit(call, transition)
+        return Result(deployment, outcome, exc=exc, index=len(call.attempts) - 1)
+
+    async def _wait_for_recovery(
+        self, call: Call, deployments: Sequence[Deployment], ranked: list[Deployment], now: float
+    ) -> bool:
+        """Sleep until the soonest pause or open period ends, if that is before the deadline."""
+        soonest: float | None = None
+        for deployment in deployments:
+            state = self.state.get(deployment.name)
+            times = []
+            if state.health.paused(now):
+                times.append(state.health.paused_until)
+            if state.breaker.state is State.OPEN and state.breaker.open_until > now:
+                times.append(max(state.breaker.open_until, state.health.paused_until))
+            if call.retry_after is not None:
+                until = call.retry_after.get(deployment.name, 0.0)
+                if until > now:
+                    times.append(until)
+            for at in times:
+                if soonest is None or at < soonest:
+                    soonest = at
+        if soonest is None or soonest + _MIN_ATTEMPT_S >= call.deadline_at:
+            return False
+        call.notes.append(f"waited {soonest - now:.2f} s for the soonest recovery")
+        await self.clock.sleep(soonest - now)
+        return True
+
+    def _larger_windows(
+        self, call: Call, failed: Deployment, ranked: list[Deployment]
+    ) -> list[Deployment]:
+        window = self.catalogue.context_window(failed)
+        kept: list[Deployment] = []
+        for deployment in ranked:
+            if deployment is failed:
+                continue
+            other = self.catalogue.context_window(deployment)
+            if other is not None and (window is None or other > window):
+                kept.append(deployment)
+            else:
+                call.skipped.append(
+                    Skip(
+                        deployment.name,
+                        f"context window {other or 'unknown'} not larger than {failed.name}'s "
+                        f"{window or 'unknown'}",
+                    )
+                )
+        return kept
+
+    def _emit(self, call: Call, transition: Transition) -> None:
+        call.events.append(transition)
+        self.state.on_transition(transition)
+        if self.observer is not None:
+            self.observer.transition(transition)
+        if transition.after is State.OPEN:
+            log.warning(
+                "router.breaker_opened: %s for %.1f s: %s",
+                transition.deployment,
+                transition.open_for or 0.0,
+                transition.reason,
+            )
+        elif transition.after is State.CLOSED:
+            log.info("router.breaker_closed: %s: %s", transition.deployment, transition.reason)
+        else:
+            log.info("router.breaker_half_open: %s: %s", transition.deployment, transition.reason)
+
+    def _exhausted(self, call: Call, last: Result[Any]) -> BaseException:
+        now = self.clock.now()
+        if call.deadline_at - now < _MIN_ATTEMPT_S:
+            return self._deadline(call, last)
+        assert last.exc is not None
+        return attach(last.exc, call.decision(now, CallOutcome.FAILED, None, 0.0))
+
+    def _deadline(self, call: Call, last: Result[Any] | None) -> BaseException:
+        decision = call.decision(self.clock.now(), CallOutcome.DEADLINE_EXCEEDED, None, 0.0)
+        trail = ", ".join(f"{a.deployment} {a.error or a.outcome}" for a in call.attempts)
+        exc = DeadlineExceeded(call.group, call.deadline, trail)
+        exc.__cause__ = None if last is None else last.exc
+        return attach(exc, decision)
+
+    def _no_deployment(
+        self, call: Call, failures: Mapping[str, str], last: Result[Any] | None
+    ) -> BaseException:
+        reasons: dict[str, str] = {}
+        for skip in call.skipped:
+            reasons.setdefault(skip.deployment, skip.why)
+        reasons.update(failures)
+        decision = call.decision(self.clock.now(), CallOutcome.NO_DEPLOYMENT, None, 0.0)
+        exc = NoDeploymentAvailable(call.group, reasons)
+        exc.__cause__ = None if last is None else last.exc
+        return attach(exc, decision)
+
+
+def _unavailable(state: DeploymentState, now: float) -> str | None:
+    """Why a deployment may not be tried now, or None."""
+    health = state.health
+    if health.paused(now):
+        return f"{health.paused_why} ({health.paused_until - now:.1f} s left)"
+    breaker = state.breaker
+    if breaker.state is State.OPEN and now < breaker.open_until:
+        return f"breaker open for {breaker.open_until - now:.1f} s more"
+    if breaker.state is State.HALF_OPEN and breaker.probe_out:
+        return "breaker half-open, its probe is in flight"
+    return None
+
+
+def _fewest_tries(ranked: Sequence[Deployment], tries: Mapping[str, int]) -> Deployment | None:
+    """The best-ranked candidate tried the fewest times (untried ones first)."""
+    best: Deployment | None = None
+    best_tries = 0
+    for deployment in ranked:
+        n = tries.get(deployment.name, 0)
+        if n == 0:
+            return deployment
+        if best is None or n < best_tries:
+            best, best_tries = deployment, n
+    return best
+
+
+def _as_timeout(exc: Exception, deployment: Deployment, timeout: float) -> Exception:
+    """Our own timeout scope fired: report it as litellm's `Timeout`, like litellm would."""
+    if isinstance(exc, TimeoutError) and not isinstance(exc, litellm.Timeout):
+        converted: Exception = litellm.Timeout(
+            f"attempt timed out after {timeout:.3g} s",
+            model=deployment.model,
+            llm_provider="router",
+        )
+        converted.__cause__ = exc
+        return converted
+    return exc
