@@ -13,10 +13,11 @@ Signals, per worker:
 - SIGTERM / SIGINT: stop accepting, answer ``/readyz`` with 503, let in-flight calls and
   streams finish for up to ``[gateway] drain_timeout`` seconds, then exit.
 
-The simulated demo fleet: when the config's deployments are all simulated providers (model
-``openai/sim-*`` on a loopback ``api_base``, like the shipped providers.toml), ``--fleet auto``
-(the default) starts them on the config's ports before serving, so ``router serve`` works out
-of the box; ``--fleet off`` never does (point the config at providers you run yourself).
+The simulated demo fleet: when every deployment's ``api_base`` is a loopback address with a
+port and nothing listens on those ports yet (the shipped providers.toml), ``--fleet auto``
+(the default) starts one simulator per deployment on the config's ports, each speaking its
+deployment's protocol, before serving, so ``router serve`` works out of the box; ``--fleet
+off`` never does, ``--fleet on`` always does.
 """
 
 from __future__ import annotations
@@ -44,12 +45,22 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def is_simulated(config: Config) -> bool:
-    """True when every deployment is a simulated provider on loopback (the demo fleet)."""
+    """True when the config looks like the local simulated fleet: every deployment's api_base
+    is a loopback address with a port, and nothing listens on any of those ports yet (so a
+    real local server, an Ollama on 127.0.0.1:11434 say, is never shadowed by a simulator)."""
+    ports: list[int] = []
     for d in config.deployments:
         url = urlparse(d.api_base or "")
-        if not d.model.startswith("openai/sim-") or url.hostname not in _LOOPBACK or not url.port:
+        if url.hostname not in _LOOPBACK or not url.port:
             return False
-    return bool(config.deployments)
+        ports.append(url.port)
+    return bool(ports) and not any(_listening(port) for port in ports)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def options_for(config: Config, config_path: str | None) -> ServeOptions:
@@ -232,9 +243,12 @@ def _run_loop(main: Any) -> None:
 
 def _start_fleet(config: Config) -> Any:
     from router._sim import Fleet
+    from router._sim._protocols import protocol_for_model
 
     specs = {d.name: int(urlparse(d.api_base or "").port or 0) for d in config.deployments}
-    fleet = Fleet(specs, seed=7, control_port=0)
+    # Each simulator speaks its deployment's wire protocol (OpenAI, Anthropic, Gemini, ...).
+    protocols = {d.name: protocol_for_model(d.model) for d in config.deployments}
+    fleet = Fleet(specs, seed=7, control_port=0, protocols=protocols)
     fleet.start_in_thread()
     return fleet
 
@@ -365,8 +379,8 @@ def add_arguments(parser: Any) -> None:
         "--fleet",
         choices=("auto", "on", "off"),
         default="auto",
-        help="start the simulated demo fleet: auto = when every deployment is a simulated "
-        "provider on loopback (openai/sim-* models, like the shipped providers.toml)",
+        help="start the simulated demo fleet: auto = when every deployment is on a loopback "
+        "port where nothing listens yet (the shipped providers.toml)",
     )
     parser.add_argument(
         "--log-level", default="warning", choices=("debug", "info", "warning", "error")
