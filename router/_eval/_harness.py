@@ -243,7 +243,9 @@ class Runner:
             return read_decision(item, get_decision(exc), False, self.strong, failed=True)
         decision = get_decision(response)
         served = decision.deployment if decision is not None else None
-        return read_decision(item, decision, self.judge(item, served, response), self.strong)
+        correct = self.judge(item, served, response)
+        _record_outcome(router, decision, correct)
+        return read_decision(item, decision, correct, self.strong)
 
     async def run(self, spec: PolicySpec, items: Sequence[Item]) -> RunResult:
         """One policy over `items`, in order."""
@@ -271,6 +273,27 @@ class Runner:
 
         result.items.extend(await asyncio.gather(*(bounded(it) for it in items)))
         return result
+
+
+def _record_outcome(router: Any, decision: Decision | None, correct: bool) -> None:
+    """With a record file, the verdict goes beside the call (``router review`` lists the
+    routed failures; ``router eval`` can read the file back as a dataset)."""
+    recorder = getattr(router, "observer", None)
+    write = getattr(recorder, "outcome", None)
+    response = decision.response if decision is not None else None
+    if write is None or response is None or response.id is None:
+        return
+    write(
+        {
+            "type": "outcome",
+            "ts": decision.started_at if decision is not None else 0.0,
+            "call": response.id,
+            "job": None,
+            "outcome": "correct" if correct else "wrong",
+            "label": None,
+            "note": "router eval: the dataset's label",
+        }
+    )
 
 
 def replay_judge(bindings: Mapping[str, str], scorer: Any = None) -> Judge:

@@ -235,3 +235,23 @@ def test_run_fits_on_train_and_measures_on_the_file(
     ]
     assert all(row["items"] == 25 for row in report["table"])
     assert (tmp_path / "fitted" / "gsm8k-train-cascade.json").is_file()
+    # With --records, every call's verdict is recorded beside it: review lists the wrong ones.
+    records = tmp_path / "records.jsonl"
+    assert (
+        main(
+            [
+                "run",
+                str(test),
+                "--config",
+                str(config),
+                "--policy",
+                "weak",
+                "--records",
+                str(records),
+            ]
+        )
+        == 0
+    )
+    text, code = review_file(str(records))
+    wrong = sum(1 for line in records.read_text().splitlines() if '"outcome":"wrong"' in line)
+    assert code == 0 and wrong > 0 and f"marked wrong ({wrong})" in text
