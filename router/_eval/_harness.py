@@ -291,7 +291,7 @@ def _record_outcome(router: Any, decision: Decision | None, correct: bool) -> No
             "job": None,
             "outcome": "correct" if correct else "wrong",
             "label": None,
-            "note": "router eval: the dataset's label",
+            "note": "router eval: the dataset's label (live: the scorer's verdict)",
         }
     )
 

@@ -131,7 +131,9 @@ def test_a_users_jsonl_runs_live_against_the_fleet(
     assert rows["auto"]["quality_vs_strong"] == 0.75
     assert rows["always smart"]["cost_per_item_usd"] > rows["auto"]["cost_per_item_usd"] > 0
     assert stats["cheap"]["requests"] == 2 + 4 and stats["strong"]["requests"] == 2 + 1 + 4
-    assert len(records.read_text().splitlines()) == 12  # one record per call
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    assert [r["type"] for r in lines].count("call") == 12  # one record per call
+    assert [r["type"] for r in lines].count("outcome") == 12  # and the scorer's verdict
     assert (tmp_path / "out" / "mine.png").read_bytes().startswith(b"\x89PNG")
 
 
