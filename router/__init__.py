@@ -18,7 +18,7 @@ from router._env import prepare_litellm_env
 prepare_litellm_env()
 
 if TYPE_CHECKING:
-    from router._config import Config, ConfigError, Deployment, RouterSettings, load_config
+    from router._config import Config, ConfigError, Deployment, RouterSettings
     from router._decision import (
         AttemptRecord,
         Candidate,
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     )
     from router._escalate import register_validator
     from router._jobs import Job, JobRecord, current_job, job
+    from router._loading import load_config
     from router._outcomes import record_outcome
     from router._policy import register_classifier
     from router._pool import Pool, PoolSettings, Routed
@@ -107,7 +108,7 @@ _WHERE = {
     "default_router": "router._default",
     "get_decision": "router._decision",
     "job": "router._jobs",
-    "load_config": "router._config",
+    "load_config": "router._loading",
     "record_outcome": "router._outcomes",
     "register_classifier": "router._policy",
     "register_validator": "router._escalate",

@@ -22,8 +22,9 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from router._config import Config, load_config
+from router._config import Config
 from router._diff import ConfigDiff, diff_configs
+from router._loading import load_config
 
 if TYPE_CHECKING:
     from router._router import Router
@@ -54,7 +55,7 @@ def reload_router(
     diff = diff_configs(old, new)
     transport = router.transport
     if any(d.rpm is not None or d.tpm is not None for d in new.deployments):
-        from router._redis_state import LimitedBackend
+        from router._limits import LimitedBackend
 
         if not isinstance(transport, LimitedBackend):
             transport = LimitedBackend(transport, router.catalogue, router.state, router.clock)

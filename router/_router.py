@@ -13,12 +13,13 @@ from router._budget import RetryBudget
 from router._call import NO_CONTEXT, CallContext, escalated, needs_review
 from router._catalogue import Catalogue, LiteLLMCatalogue
 from router._clock import Clock, SystemClock
-from router._config import Config, Deployment, RouterSettings, load_config
+from router._config import Config, Deployment, RouterSettings
 from router._decision import Escalation, get_decision
 from router._engine import Engine
 from router._errors import reattach
 from router._escalate import first_failure
 from router._jobs import Job, current_job
+from router._loading import load_config
 from router._observe import Fanout, JobAccounting
 from router._policy import Policy
 from router._state import DeploymentHealth, MemoryState, StateStore
@@ -104,7 +105,7 @@ class Router:
             state = _state_for(config, self.clock, seed)
         self.state: StateStore = state
         if any(d.rpm is not None or d.tpm is not None for d in config.deployments):
-            from router._redis_state import LimitedBackend
+            from router._limits import LimitedBackend
 
             # RPM/TPM limits are checked where each attempt is sent (fleet-wide with Redis).
             self.transport = LimitedBackend(self.transport, self.catalogue, state, self.clock)

@@ -10,15 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from router._config import (
-    Config,
-    ConfigError,
-    Deployment,
-    GroupSettings,
-    RouterSettings,
-    check_config,
-    load_config,
-)
+from router._config import Config, ConfigError, Deployment, GroupSettings, RouterSettings
+from router._loading import check_config, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "sk-LEAK-CANARY-0123456789"

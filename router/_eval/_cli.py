@@ -415,11 +415,12 @@ def _relative(path: Path) -> str:
 
 
 def _run_file(args: argparse.Namespace) -> int:
-    from router._config import ConfigError, load_config
+    from router._config import ConfigError
     from router._eval import _report
     from router._eval._data import DatasetError
     from router._eval._run import run_dataset
     from router._eval._scorers import ScorerError, make_scorer
+    from router._loading import load_config
 
     try:
         dataset = load_data(args.file)

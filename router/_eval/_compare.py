@@ -251,10 +251,11 @@ def _change_cell(metric: str, change: tuple[float, float, float]) -> str:
 
 def run_compare(args: argparse.Namespace) -> int:
     """The ``compare`` command (arguments from `router._eval._cli.build_parser`)."""
-    from router._config import ConfigError, load_config
+    from router._config import ConfigError
     from router._eval._cli import _binding, load_data
     from router._eval._data import DatasetError
     from router._eval._scorers import ScorerError, make_scorer
+    from router._loading import load_config
 
     try:
         import importlib

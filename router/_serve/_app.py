@@ -612,7 +612,7 @@ class Gateway:
         async with self._reload_lock:
             path = self.options.config_path or self.router.config.source
             try:
-                from router._config import load_config
+                from router._loading import load_config
                 from router._serve._server import options_for
 
                 config = load_config(path)

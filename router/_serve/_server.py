@@ -95,7 +95,7 @@ def options_for(config: Config, config_path: str | None) -> ServeOptions:
 
 def build_gateway(config_path: str | None, **router_kwargs: Any) -> Gateway:
     """A `Gateway` over a new `Router` for the config at `config_path`."""
-    from router._config import load_config
+    from router._loading import load_config
     from router._observe import Fanout
     from router._router import Router
     from router._serve._app import Gateway
@@ -263,7 +263,8 @@ def main(
     log_level: str = "warning",
 ) -> int:
     """Run ``router serve`` until SIGTERM/SIGINT; returns the exit code."""
-    from router._config import ConfigError, load_config
+    from router._config import ConfigError
+    from router._loading import load_config
 
     path = _resolve(config_path)
     try:

@@ -348,7 +348,7 @@ async def run_demo(
     from rich.console import Console
     from rich.live import Live
 
-    from router._config import load_config
+    from router._loading import load_config
     from router._router import Router
 
     path = resolve_config_path(config_path)

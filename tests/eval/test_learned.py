@@ -156,11 +156,11 @@ async def test_the_exported_policy_makes_the_decisions_the_eval_replay_made(
     """Fit -> export -> serve: a production Router loading the exported providers.toml
     (``kind = "learned"``, the artifact read from its path) routes and escalates every item
     exactly as the eval replay of the fitted policy did."""
-    from router._config import load_config
     from router._eval._data import Dataset
     from router._eval._harness import Runner, replay_judge
     from router._eval._policies import BINDINGS, STRONG_DEPLOYMENT, PolicySpec
     from router._eval._replay import ReplayBackend
+    from router._loading import load_config
 
     items = _items(200)
     dataset = Dataset("small", tuple(items), ("weak", "strong"), "<test>")

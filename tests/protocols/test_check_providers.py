@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from router._config import Config, check_config
+from router._config import Config
+from router._loading import check_config
 
 SECRET = "sk-LEAK-CANARY-protocols-0123"
 

@@ -12,16 +12,11 @@ import pytest
 
 from router import Router
 from router._breaker import State, Transition
-from router._config import Config, ConfigError, load_config
-from router._redis_state import (
-    PROTOCOL,
-    WINDOW_S,
-    PeerEvent,
-    RedisState,
-    SharedDeploymentHealth,
-    _Window,
-    safe_url,
-)
+from router._config import Config, ConfigError
+from router._limits import WINDOW_S, _Window
+from router._loading import load_config
+from router._redis_protocol import PROTOCOL
+from router._redis_state import PeerEvent, RedisState, SharedDeploymentHealth, safe_url
 from router.testing import FakeClock
 
 GRACE = 1.0

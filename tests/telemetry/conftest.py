@@ -89,7 +89,7 @@ def make_otel(path: str = "direct", **kwargs: Any) -> Otel:
 
 @pytest.fixture(params=["direct", "api"])
 def otel(request: pytest.FixtureRequest) -> Iterator[Otel]:
-    """Every span test runs on both span paths (see telemetry._spans._DirectSpans)."""
+    """Every span test runs on both span paths (see telemetry._sinks._DirectSpans)."""
     made = make_otel(request.param)
     writer = made.telemetry._spans
     assert writer is not None

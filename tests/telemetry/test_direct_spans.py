@@ -1,6 +1,6 @@
 """The direct span path writes exactly what the OpenTelemetry API path writes.
 
-`telemetry._spans._DirectSpans` hands finished spans to the SDK's processors without the API's
+`telemetry._sinks._DirectSpans` hands finished spans to the SDK's processors without the API's
 per-span machinery. Both observers here watch the same calls (one router, a `Fanout`), one on
 each path, and every exported field is compared: names, kinds, attributes, status, events,
 times, parent links, trace flags, resource and scope. Span ids differ by nature; links are

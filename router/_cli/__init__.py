@@ -1,0 +1,1 @@
+"""The ``router`` subcommands, one module each; `router.cli` is the entry point."""
