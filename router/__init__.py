@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         Candidate,
         Decision,
         Escalation,
+        JobRecord,
         Skip,
         get_decision,
     )
@@ -35,8 +36,9 @@ if TYPE_CHECKING:
         StreamInterrupted,
     )
     from router._escalate import register_validator
-    from router._jobs import Job, JobRecord, current_job, job
+    from router._jobs import Job, current_job, job
     from router._loading import load_config
+    from router._observe import BaseObserver
     from router._outcomes import record_outcome
     from router._policy import register_classifier
     from router._pool import Pool, PoolSettings, Routed
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AttemptRecord",
+    "BaseObserver",
     "Candidate",
     "Config",
     "ConfigError",
@@ -81,6 +84,7 @@ __all__ = [
 
 _WHERE = {
     "AttemptRecord": "router._decision",
+    "BaseObserver": "router._observe",
     "Candidate": "router._decision",
     "Config": "router._config",
     "ConfigError": "router._config",
@@ -90,7 +94,7 @@ _WHERE = {
     "DeploymentHealth": "router._state",
     "Escalation": "router._decision",
     "Job": "router._jobs",
-    "JobRecord": "router._jobs",
+    "JobRecord": "router._decision",
     "NeedsReview": "router._errors",
     "NoDeploymentAvailable": "router._errors",
     "Pool": "router._pool",

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 import itertools
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from router._fields import field as read
@@ -251,3 +252,37 @@ def get_decision(obj: object) -> Decision | None:
         if isinstance(found, Decision):
             return found
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One call of a job."""
+
+    step: str | None
+    group: str
+    route: str | None
+    deployment: str | None
+    outcome: CallOutcome
+    cost_usd: float
+    latency_s: float
+    escalations: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A finished job."""
+
+    id: str
+    name: str
+    outcome: CallOutcome
+    """success, failed or needs_review."""
+    steps: tuple[StepRecord, ...]
+    cost_usd: float
+    latency_s: float
+    started_at: float
+    escalations: int
+    reviews: int
+    failures: int
+    why: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)

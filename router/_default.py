@@ -12,6 +12,8 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from router._observe import set_default_observer
+
 if TYPE_CHECKING:
     from router._config import Config
     from router._router import Router
@@ -30,6 +32,7 @@ def configure(
     router = Router(config, **kwargs)
     with _lock:
         _default = router
+        set_default_observer(router.observer)
     return router
 
 
@@ -48,13 +51,8 @@ def default_router() -> Router:
                 _default = Router(Config.empty())
             else:
                 _default = Router()
+            set_default_observer(_default.observer)
         return _default
-
-
-def current_observer() -> Any:
-    """The default router's observer, if the default router has been built (no build here)."""
-    router = _default
-    return None if router is None else router.observer
 
 
 def completion(model: str, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> Any:

@@ -61,7 +61,7 @@ class Engine(AttemptLoop):
         self.classify = classify
         self.observer = observer
         # Content (messages, output) goes to observers only when one asked for it.
-        self.capture_content = bool(getattr(observer, "capture_content", False))
+        self.capture_content = observer is not None and observer.capture_content
         self.transport = transport
         self.catalogue = catalogue
         self.clock = clock

@@ -14,52 +14,20 @@ from __future__ import annotations
 import contextvars
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from router._decision import CallOutcome, outcome_ok
+from router._decision import CallOutcome, JobRecord, StepRecord, outcome_ok
+from router._observe import BaseObserver, default_observer
 
 if TYPE_CHECKING:
+    from router._breaker import Transition
     from router._decision import Decision
-    from router._observe import Observer
+    from router._observe import JobSpan, Observer
+
+__all__ = ["Job", "JobAccounting", "JobRecord", "StepRecord", "current_job", "job"]
 
 _current: contextvars.ContextVar[Job | None] = contextvars.ContextVar("router_job", default=None)
-
-
-@dataclass(frozen=True, slots=True)
-class StepRecord:
-    """One call of a job."""
-
-    step: str | None
-    group: str
-    route: str | None
-    deployment: str | None
-    outcome: str
-    cost_usd: float
-    latency_s: float
-    escalations: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    """A finished job."""
-
-    id: str
-    name: str
-    outcome: str
-    """success, failed or needs_review."""
-    steps: tuple[StepRecord, ...]
-    cost_usd: float
-    latency_s: float
-    started_at: float
-    escalations: int
-    reviews: int
-    failures: int
-    why: str | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Job:
@@ -78,7 +46,7 @@ class Job:
         self._failed: str | None = None
         self._review: str | None = None
         self._token: contextvars.Token[Job | None] | None = None
-        self._span: Any = None
+        self._span: JobSpan | None = None
 
     # -- marking ------------------------------------------------------------------------------
 
@@ -118,14 +86,9 @@ class Job:
 
     def _open(self) -> Job:
         self._token = _current.set(self)
-        observer = self._observer
-        if observer is None:
-            from router._default import current_observer
-
-            observer = current_observer()
-        start = getattr(observer, "job_started", None)
-        if start is not None:
-            self._span = start(self)
+        observer = self._observer if self._observer is not None else default_observer()
+        if observer is not None:
+            self._span = observer.job_started(self)
         return self
 
     def _close(self, error: BaseException | None) -> None:
@@ -135,13 +98,13 @@ class Job:
         reviews = sum(1 for s in self.steps if s.outcome == CallOutcome.NEEDS_REVIEW)
         failures = sum(1 for s in self.steps if not outcome_ok(s.outcome)) - reviews
         if error is not None or self._failed is not None:
-            outcome = "failed"
+            outcome = CallOutcome.FAILED
             why = self._failed or f"{type(error).__name__}: {error}"
         elif reviews or self._review is not None:
-            outcome = "needs_review"
+            outcome = CallOutcome.NEEDS_REVIEW
             why = self._review or f"{reviews} call(s) need review"
         else:
-            outcome, why = "success", None
+            outcome, why = CallOutcome.SUCCESS, None
         self.record = JobRecord(
             id=self.id,
             name=self.name,
@@ -156,13 +119,10 @@ class Job:
             why=why,
             metadata=dict(self.metadata),
         )
-        end = getattr(self._span, "end", None)
         for observer in self.observers:
-            finished = getattr(observer, "job_finished", None)
-            if finished is not None:
-                finished(self.record)
-        if end is not None:
-            end(self.record, error)
+            observer.job_finished(self.record)
+        if self._span is not None:
+            self._span.end(self.record, error)
 
     def __enter__(self) -> Job:
         return self._open()
@@ -195,3 +155,25 @@ def job(name: str, **metadata: Any) -> Job:
 def current_job() -> Job | None:
     """The job the current code runs in, if any."""
     return _current.get()
+
+
+class JobAccounting(BaseObserver):
+    """Adds every finished call to the job it ran in (a contextvar read when there is none)."""
+
+    def __init__(self, outer: Observer | None = None) -> None:
+        self.outer = outer
+
+    def call_finished(
+        self,
+        decision: Decision,
+        error: BaseException | None,
+        *,
+        messages: Any = None,
+        output: Any = None,
+    ) -> None:
+        job = _current.get()
+        if job is not None:
+            job.add(decision, self.outer)
+
+    def transition(self, transition: Transition) -> None:
+        return None

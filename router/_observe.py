@@ -1,8 +1,15 @@
 """The observer seam: how the engine tells telemetry what happened, at near-zero cost when off.
 
 The engine calls `call_finished` once per call with its frozen decision record (and the
-exception, if the call failed), and `transition` when a breaker changes state. With telemetry
-off the engine holds no observer and pays one ``is None`` test per call.
+exception, if the call failed), and `transition` when a breaker changes state; a job calls
+`job_started` when it opens (which may return a span-like object whose ``end(record, error)``
+runs when the job closes) and `job_finished` with its record. With telemetry off the engine
+holds no observer and pays one ``is None`` test per call.
+
+Write an observer by subclassing `BaseObserver` (every method a no-op) and overriding what you
+need. A job opened with the module-level `router.job` reports to the default observer: the one
+the default router was built with (`set_default_observer`, called by router._default), never
+looked up from here.
 """
 
 from __future__ import annotations
@@ -11,12 +18,30 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from router._breaker import Transition
-    from router._decision import Decision
-    from router._jobs import Job, JobRecord
+    from router._decision import Decision, JobRecord
+    from router._jobs import Job
+
+__all__ = [
+    "BaseObserver",
+    "Fanout",
+    "JobSpan",
+    "Observer",
+    "default_observer",
+    "set_default_observer",
+]
+
+
+class JobSpan(Protocol):
+    """What `Observer.job_started` may return: ended with the job's record."""
+
+    def end(self, record: JobRecord, error: BaseException | None) -> None: ...
 
 
 class Observer(Protocol):
-    """Receives decision records and breaker transitions (spans, metrics, logs, recorders)."""
+    """Receives decision records, breaker transitions and jobs (spans, metrics, logs, records)."""
+
+    capture_content: bool
+    """Pass the call's messages and output to `call_finished` (content capture is on)."""
 
     def call_finished(
         self,
@@ -29,24 +54,50 @@ class Observer(Protocol):
         """A call ended: served, failed, or (streams) closed early.
 
         `messages` and `output` (the request's messages, the response or a stream's text)
-        are passed only to observers whose ``capture_content`` attribute is true.
+        are passed only to observers whose ``capture_content`` is true.
         """
 
     def transition(self, transition: Transition) -> None:
         """A breaker changed state."""
 
+    def job_started(self, job: Job) -> JobSpan | None:
+        """A job opened; what is returned is ended when it closes (e.g. the job's span)."""
 
-# Optional observer methods, looked up with getattr:
-#   job_started(job) -> object with end(record, error) | None   (e.g. opens the job span)
-#   job_finished(record) -> None
+    def job_finished(self, record: JobRecord) -> None:
+        """A job closed with this record."""
 
 
-class Fanout:
-    """Several observers as one; also forwards the optional job hooks."""
+class BaseObserver:
+    """An observer that does nothing: subclass it and override what you need."""
+
+    capture_content: bool = False
+
+    def call_finished(
+        self,
+        decision: Decision,
+        error: BaseException | None,
+        *,
+        messages: Any = None,
+        output: Any = None,
+    ) -> None:
+        return None
+
+    def transition(self, transition: Transition) -> None:
+        return None
+
+    def job_started(self, job: Job) -> JobSpan | None:
+        return None
+
+    def job_finished(self, record: JobRecord) -> None:
+        return None
+
+
+class Fanout(BaseObserver):
+    """Several observers as one."""
 
     def __init__(self, observers: list[Observer]) -> None:
         self.observers = observers
-        self.capture_content = any(getattr(o, "capture_content", False) for o in observers)
+        self.capture_content = any(o.capture_content for o in observers)
 
     def call_finished(
         self,
@@ -57,7 +108,7 @@ class Fanout:
         output: Any = None,
     ) -> None:
         for observer in self.observers:
-            if getattr(observer, "capture_content", False):
+            if observer.capture_content:
                 observer.call_finished(decision, error, messages=messages, output=output)
             else:
                 observer.call_finished(decision, error)
@@ -66,23 +117,17 @@ class Fanout:
         for observer in self.observers:
             observer.transition(transition)
 
-    def job_started(self, job: Job) -> Any:
-        spans = [
-            start(job)
-            for o in self.observers
-            if (start := getattr(o, "job_started", None)) is not None
-        ]
+    def job_started(self, job: Job) -> JobSpan | None:
+        spans = [span for o in self.observers if (span := o.job_started(job)) is not None]
         return spans[0] if len(spans) == 1 else _Ends(spans) if spans else None
 
     def job_finished(self, record: JobRecord) -> None:
         for observer in self.observers:
-            finished = getattr(observer, "job_finished", None)
-            if finished is not None:
-                finished(record)
+            observer.job_finished(record)
 
 
 class _Ends:
-    def __init__(self, spans: list[Any]) -> None:
+    def __init__(self, spans: list[JobSpan]) -> None:
         self.spans = spans
 
     def end(self, record: JobRecord, error: BaseException | None) -> None:
@@ -90,25 +135,15 @@ class _Ends:
             span.end(record, error)
 
 
-class JobAccounting:
-    """Adds every finished call to the job it ran in (a contextvar read when there is none)."""
+_default: Observer | None = None
 
-    def __init__(self, outer: Observer | None = None) -> None:
-        self.outer = outer
 
-    def call_finished(
-        self,
-        decision: Decision,
-        error: BaseException | None,
-        *,
-        messages: Any = None,
-        output: Any = None,
-    ) -> None:
-        from router._jobs import current_job
+def set_default_observer(observer: Observer | None) -> None:
+    """The observer jobs opened without a router report to (set with the default router)."""
+    global _default
+    _default = observer
 
-        job = current_job()
-        if job is not None:
-            job.add(decision, self.outer)
 
-    def transition(self, transition: Transition) -> None:
-        return None
+def default_observer() -> Observer | None:
+    """The observer set by `set_default_observer` (None until the default router is built)."""
+    return _default

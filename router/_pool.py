@@ -32,7 +32,7 @@ from router._config import BalancedWeights, ConfigError, Deployment, RouterSetti
 from router._decision import Decision
 from router._engine import Engine
 from router._errors import Outcome, classify, status_code_of
-from router._observe import JobAccounting
+from router._jobs import JobAccounting
 from router._state import DeploymentHealth, MemoryState, StateStore, snapshot_of
 from router._sync import run_sync
 

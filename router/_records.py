@@ -30,13 +30,14 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
+from router._observe import BaseObserver
+
 if TYPE_CHECKING:
     from router._breaker import Transition
-    from router._decision import Decision
-    from router._jobs import JobRecord
+    from router._decision import Decision, JobRecord
 
 
-class Recorder:
+class Recorder(BaseObserver):
     """An observer that appends decision and job records to a JSONL file."""
 
     def __init__(self, path: str | os.PathLike[str], *, capture_content: bool = False) -> None:

@@ -18,9 +18,9 @@ from router._decision import Escalation, get_decision
 from router._engine import Engine
 from router._errors import reattach
 from router._escalate import first_failure
-from router._jobs import Job, current_job
+from router._jobs import Job, JobAccounting, current_job
 from router._loading import load_config
-from router._observe import Fanout, JobAccounting
+from router._observe import Fanout
 from router._policy import Policy
 from router._state import DeploymentHealth, MemoryState, StateStore
 from router._stream import RoutedStream

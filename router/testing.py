@@ -20,16 +20,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from router._catalogue import configured_cost, estimate_tokens
 from router._clock import no_timeout
+from router._observe import BaseObserver, Fanout
 
 if TYPE_CHECKING:
     from router._config import Deployment
+    from router._decision import Decision
+    from router._router import Router
 
 
 class FakeClock:
@@ -282,3 +285,42 @@ def _split(text: str, parts: int) -> list[str]:
     parts = max(1, parts)
     size = max(1, -(-len(text) // parts))
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+class _Captured(BaseObserver):
+    def __init__(self, into: list[Decision]) -> None:
+        self.into = into
+
+    def call_finished(
+        self,
+        decision: Decision,
+        error: BaseException | None,
+        *,
+        messages: Any = None,
+        output: Any = None,
+    ) -> None:
+        self.into.append(decision)
+
+
+@contextmanager
+def capture_decisions(router: Router | None = None) -> Iterator[list[Decision]]:
+    """Collect the decision record of every call `router` finishes inside the block.
+
+    ``with capture_decisions(router) as decisions: ...`` (like structlog's ``capture_logs``):
+    the list fills as calls end (a stream's when it ends), failed calls included, in order.
+    Without a router, the default router's (`router.default_router()`). The router's own
+    observers still get every call; the capture is removed when the block ends.
+    """
+    if router is None:
+        from router._default import default_router
+
+        router = default_router()
+    engine = router.engine
+    decisions: list[Decision] = []
+    before = engine.observer
+    capture = _Captured(decisions)
+    engine.observer = capture if before is None else Fanout([before, capture])
+    try:
+        yield decisions
+    finally:
+        engine.observer = before

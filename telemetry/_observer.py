@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from opentelemetry import trace
 
+from router._observe import BaseObserver
 from telemetry._logs import make_logger
 from telemetry._metrics import Instruments, instruments_for
 from telemetry._spans import SpanWriter, exception_attributes, safe_label, transition_event
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
     from opentelemetry.trace import SpanContext, TracerProvider
 
     from router._breaker import Transition
-    from router._decision import Decision
-    from router._jobs import Job, JobRecord
+    from router._decision import Decision, JobRecord
+    from router._jobs import Job
 
 _log = logging.getLogger("telemetry")
 
@@ -43,7 +44,7 @@ def _ids(context: SpanContext | None) -> dict[str, str]:
     }
 
 
-class Telemetry:
+class Telemetry(BaseObserver):
     """Spans, metrics and structlog events from the router's decision records.
 
     - `tracer_provider` / `meter_provider`: where spans and metrics go; None means the global

@@ -362,3 +362,32 @@ def test_deadline_and_attempt_bounds_hold_for_any_script(
     assert len(backend.calls) <= max_attempts
     for call in backend.calls:
         assert call.timeout <= start + deadline - call.started + 1e-9
+
+
+async def test_capture_decisions_collects_every_finished_call_in_order() -> None:
+    from router import BaseObserver, Router
+    from router.testing import FakeBackend, FakeClock, capture_decisions, fail, ok
+
+    class Counting(BaseObserver):  # only what it needs: the base class does the rest
+        calls = 0
+
+        def call_finished(self, decision: Any, error: Any, **content: Any) -> None:
+            Counting.calls += 1
+
+    clock = FakeClock()
+    backend = FakeBackend(clock)
+    config = {
+        "deployments": [
+            {"name": n, "model": f"openai/{n}", "groups": ["chat"]} for n in ("a", "b")
+        ],
+        "router": {"strategy": "ordered"},
+    }
+    router = Router(config, backend=backend, clock=clock, observer=Counting(), telemetry=False)
+    backend.script("a", fail(503), ok("hi"))
+    with capture_decisions(router) as decisions:
+        await router.acompletion("chat", [{"role": "user", "content": "x"}])
+        await router.acompletion("chat", [{"role": "user", "content": "y"}])
+    await router.acompletion("chat", [{"role": "user", "content": "z"}])
+    assert [d.deployment for d in decisions] == ["b", "a"]
+    assert decisions[0].failovers == 1 and all(d.ok for d in decisions)
+    assert Counting.calls == 3  # the router's own observer kept getting every call

@@ -9,6 +9,7 @@ import router
 
 EXPECTED = [
     "AttemptRecord",
+    "BaseObserver",
     "Candidate",
     "Config",
     "ConfigError",

@@ -35,6 +35,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from router._eval._inputs import binding as _binding
+from router._eval._inputs import load_data
+
 __all__ = ["build_parser", "main"]
 
 ROUTELLM_COMMAND = "./dev router eval routellm --dataset all --out docs/eval"
@@ -395,18 +398,6 @@ def _guess(name: str) -> str:
     return "mmlu" if "mmlu" in lowered else "gsm8k"
 
 
-def load_data(spec: str) -> Any:
-    """A dataset from a file (JSONL/CSV or a record file), or ``gsm8k`` / ``mmlu``."""
-    from router._eval._data import ROUTELLM, load_dataset, load_routellm
-    from router._eval._records import is_record_file, load_records
-
-    if spec in ROUTELLM and not Path(spec).exists():
-        return load_routellm(spec)
-    if is_record_file(spec):
-        return load_records(spec)
-    return load_dataset(spec)
-
-
 def _relative(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
@@ -508,13 +499,6 @@ def _run_file(args: argparse.Namespace) -> int:
     for note in report["notes"]:
         print(f"Note: {note}")
     return 0
-
-
-def _binding(text: str) -> tuple[str, str]:
-    deployment, sep, model = text.partition("=")
-    if not sep or not deployment or not model:
-        raise ValueError(f"--bind {text!r}: use DEPLOYMENT=MODEL")
-    return deployment, model
 
 
 def main(argv: Sequence[str]) -> int:

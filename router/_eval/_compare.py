@@ -252,8 +252,8 @@ def _change_cell(metric: str, change: tuple[float, float, float]) -> str:
 def run_compare(args: argparse.Namespace) -> int:
     """The ``compare`` command (arguments from `router._eval._cli.build_parser`)."""
     from router._config import ConfigError
-    from router._eval._cli import _binding, load_data
     from router._eval._data import DatasetError
+    from router._eval._inputs import binding, load_data
     from router._eval._scorers import ScorerError, make_scorer
     from router._loading import load_config
 
@@ -264,7 +264,7 @@ def run_compare(args: argparse.Namespace) -> int:
             importlib.import_module(module)
         config_a, config_b = load_config(args.a), load_config(args.b)
         dataset = load_data(args.data)
-        bindings = dict(_binding(b) for b in args.bind)
+        bindings = dict(binding(b) for b in args.bind)
         scorer = make_scorer(args.scorer) if args.scorer else None
         model_a = args.model_a or args.model or _model_for(config_a)
         model_b = args.model_b or args.model or _model_for(config_b)

@@ -45,6 +45,7 @@ from router._serve._metrics import GatewayObserver
 from router._serve._sse import sse_body
 
 if TYPE_CHECKING:
+    from router._config import Config
     from router._diff import ConfigDiff
     from router._router import Router
 
@@ -613,7 +614,6 @@ class Gateway:
             path = self.options.config_path or self.router.config.source
             try:
                 from router._loading import load_config
-                from router._serve._server import options_for
 
                 config = load_config(path)
                 options = options_for(config, path)  # keys resolvable, else refused
@@ -703,3 +703,32 @@ def _response_json(response: Any) -> bytes:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+def options_for(config: Config, config_path: str | None) -> ServeOptions:
+    """The edge's options from the config's ``[gateway]`` table.
+
+    Raises `ConfigError` when a key's env reference names an unset variable: a gateway told to
+    require keys must not start (or reload) open.
+    """
+    from router._config import ConfigError
+    from router._serve._keys import KeySpec
+
+    settings = config.gateway
+    problems = settings.unset()
+    if problems:
+        raise ConfigError([f"{config.source}: {p}" for p in problems])
+    options = ServeOptions(
+        config_path=config_path,
+        max_body_bytes=settings.max_body_bytes,
+        max_concurrency=settings.max_concurrency,
+        body_timeout=settings.body_timeout,
+        drain_timeout=settings.drain_timeout,
+        watch=settings.watch,
+        admin_key=settings.resolve_admin_key(),
+        keys=[KeySpec(k.name, k.resolve() or "", k.rpm, k.daily_budget_usd) for k in settings.keys],
+    )
+    if config.state.backend == "redis":
+        options.redis_url = config.state.resolve_url()
+        options.redis_prefix = config.state.key_prefix
+    return options

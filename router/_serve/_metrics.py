@@ -28,6 +28,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+from router._observe import BaseObserver
+
 if TYPE_CHECKING:
     from router._breaker import Transition
     from router._decision import Decision
@@ -112,7 +114,7 @@ class _Histogram:
             out.append(f"{self.name}_count{_labels(labels)} {series[-1]:g}")
 
 
-class GatewayObserver:
+class GatewayObserver(BaseObserver):
     """Counts what the router did (see the module docstring); one per gateway process."""
 
     capture_content = False

@@ -37,9 +37,9 @@ from urllib.parse import urlparse
 
 if TYPE_CHECKING:
     from router._config import Config
-    from router._serve._app import Gateway, ServeOptions
+    from router._serve._app import Gateway
 
-__all__ = ["bind", "build_gateway", "is_simulated", "main", "options_for"]
+__all__ = ["bind", "build_gateway", "is_simulated", "main"]
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -63,42 +63,12 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def options_for(config: Config, config_path: str | None) -> ServeOptions:
-    """The edge's options from the config's ``[gateway]`` table.
-
-    Raises `ConfigError` when a key's env reference names an unset variable: a gateway told to
-    require keys must not start (or reload) open.
-    """
-    from router._config import ConfigError
-    from router._serve._app import ServeOptions
-    from router._serve._keys import KeySpec
-
-    settings = config.gateway
-    problems = settings.unset()
-    if problems:
-        raise ConfigError([f"{config.source}: {p}" for p in problems])
-    options = ServeOptions(
-        config_path=config_path,
-        max_body_bytes=settings.max_body_bytes,
-        max_concurrency=settings.max_concurrency,
-        body_timeout=settings.body_timeout,
-        drain_timeout=settings.drain_timeout,
-        watch=settings.watch,
-        admin_key=settings.resolve_admin_key(),
-        keys=[KeySpec(k.name, k.resolve() or "", k.rpm, k.daily_budget_usd) for k in settings.keys],
-    )
-    if config.state.backend == "redis":
-        options.redis_url = config.state.resolve_url()
-        options.redis_prefix = config.state.key_prefix
-    return options
-
-
 def build_gateway(config_path: str | None, **router_kwargs: Any) -> Gateway:
     """A `Gateway` over a new `Router` for the config at `config_path`."""
     from router._loading import load_config
     from router._observe import Fanout
     from router._router import Router
-    from router._serve._app import Gateway
+    from router._serve._app import Gateway, options_for
     from router._serve._metrics import GatewayObserver
 
     config = load_config(config_path)

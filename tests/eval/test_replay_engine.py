@@ -23,6 +23,7 @@ from router._eval._harness import Runner, live_judge, replay_judge
 from router._eval._policies import PolicySpec
 from router._eval._replay import ITEM_KEY, PLACEHOLDER, ReplayBackend, UnknownItem
 from router._eval._scorers import exact
+from router._observe import BaseObserver, Fanout
 from router._records import Recorder
 from router._report import load, summarise
 from router._sim import Behavior, Fleet, Script
@@ -107,17 +108,10 @@ async def test_records_and_metrics_come_from_the_router_observers(
     records = tmp_path / "records.jsonl"
     recorder = Recorder(records)
 
-    class Both:
-        def call_finished(self, decision: Any, error: Any) -> None:
-            telemetry.call_finished(decision, error)
-            recorder.call_finished(decision, error)
-
-        def transition(self, transition: Any) -> None:
-            telemetry.transition(transition)
-
     backend = ReplayBackend(list(tiny.items), BINDINGS)
+    both = Fanout([telemetry, recorder])
     runner = Runner(
-        backend, strong={"large"}, judge=replay_judge(BINDINGS), observer=lambda spec: Both()
+        backend, strong={"large"}, judge=replay_judge(BINDINGS), observer=lambda spec: both
     )
     config = tiny_config(groups={**GROUPS, "weak": {**GROUPS["weak"], "on_exhausted": "review"}})
     result = await runner.run(cascade_spec(config, "weak"), tiny.items)
@@ -181,15 +175,12 @@ async def test_replay_and_live_tell_the_same_routing_story(tiny: Dataset) -> Non
     }
     stories: dict[str, list[tuple[Any, ...]]] = {"replay": [], "live": []}
 
-    class Keep:
+    class Keep(BaseObserver):
         def __init__(self, mode: str) -> None:
             self.mode = mode
 
-        def call_finished(self, decision: Any, error: Any) -> None:
+        def call_finished(self, decision: Any, error: Any, **content: Any) -> None:
             stories[self.mode].append(_story(decision))
-
-        def transition(self, transition: Any) -> None:
-            return None
 
     config = tiny_config(groups=GROUPS, routes=ROUTES)
     replay = Runner(
