@@ -6,17 +6,15 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import logging
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from router._breaker import State
 from router._config import Config, ConfigError, Deployment
 from router._loading import load_config
-from router._tables import aligned
+from router._tables import aligned, quiet_router_log
 
 if TYPE_CHECKING:
     from router._decision import Decision
@@ -103,24 +101,6 @@ def health_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="key prefix of that fleet (default: the config's [state] key_prefix, else router:)",
     )
-
-
-@contextmanager
-def _quiet_router_log() -> Iterator[None]:
-    """Keep the router's breaker log lines off stderr unless logging was configured.
-
-    With no handler anywhere, Python's last-resort handler prints every warning ("breaker
-    opened") to stderr, interleaved with the table that already shows the same state. A
-    NullHandler on the ``router`` logger only stops that fallback: handlers a user configured
-    still receive every record.
-    """
-    logger = logging.getLogger("router")
-    handler = logging.NullHandler()
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
 
 
 def _attempt_error(decision: Decision | None) -> str | None:
@@ -281,7 +261,7 @@ def run_health(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
-    with _quiet_router_log():
+    with quiet_router_log():
         snapshots, seen = asyncio.run(_measure(config, args.probes))
     problems = {h.deployment: why for h in snapshots if (why := _problem(h, seen[h.deployment]))}
     if args.json:

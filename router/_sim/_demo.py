@@ -23,18 +23,18 @@ and later closed again; otherwise it says what was missing.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import random
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
+
+from router._tables import quiet_router_log
 
 if TYPE_CHECKING:
     from router._breaker import Transition
@@ -187,24 +187,6 @@ def _on_fleet(config: Config, fleet: Fleet) -> Config:
     for entry in data["deployments"]:
         entry["api_base"] = fleet[entry["name"]].base_url
     return Config.from_dict(data, source=config.source)
-
-
-@contextmanager
-def _quiet_router_log() -> Iterator[None]:
-    """Keep the router's breaker log lines off the screen unless logging was configured.
-
-    With no handler anywhere, Python's last-resort handler would print every "breaker opened"
-    warning to stderr, through the live view that already shows it in its events panel. A
-    NullHandler on the ``router`` logger stops only that fallback: configured handlers still
-    receive every record.
-    """
-    logger = logging.getLogger("router")
-    handler = logging.NullHandler()
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
 
 
 async def _warm_up(router: Router) -> None:
@@ -387,7 +369,7 @@ async def run_demo(
             return _view(tally, names, fleet, requests, router.health())
 
         with (
-            _quiet_router_log(),
+            quiet_router_log(),
             Live(view(), console=console, refresh_per_second=8, transient=quiet) as live,
         ):
             tally.started = router.clock.now()
