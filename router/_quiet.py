@@ -40,6 +40,12 @@ _CALLBACK_LISTS = (
 )
 """litellm's module-level callback lists (read, never written)."""
 
+_CACHE_ONLY = ["cache"]
+"""What constructing any ``litellm.Cache`` leaves in the lists, even one that is never installed:
+litellm's Vertex/Gemini context-caching module builds a local ``Cache`` at import, so after the
+first Gemini call every process has it. It stands for litellm's response cache, which acts only
+when ``litellm.cache`` is set, so on its own it is not a listener."""
+
 _CALL_KEYS = frozenset(
     {"callbacks", "success_callback", "failure_callback", "litellm_logging_obj", "logger_fn"}
 )
@@ -72,7 +78,8 @@ class QuietLogging:
         """True when a callback, a budget or the call itself wants litellm's logging."""
         litellm = self._litellm
         for name in _CALLBACK_LISTS:
-            if getattr(litellm, name, None):
+            entries = getattr(litellm, name, None)
+            if entries and (entries != _CACHE_ONLY or litellm.cache is not None):
                 return True
         if getattr(litellm, "max_budget", None):
             return True

@@ -27,7 +27,7 @@ def _litellm(**overrides: Any) -> SimpleNamespace:
             "audit_log_callbacks",
         )
     }
-    return SimpleNamespace(**{**lists, "max_budget": 0.0, **overrides})
+    return SimpleNamespace(**{**lists, "max_budget": 0.0, "cache": None, **overrides})
 
 
 def test_nobody_listening_makes_the_call_inside_litellms_internal_scope() -> None:
@@ -51,6 +51,7 @@ def test_nobody_listening_makes_the_call_inside_litellms_internal_scope() -> Non
         {"service_callback": ["prometheus_system"]},
         {"audit_log_callbacks": [object()]},
         {"max_budget": 10.0},
+        {"success_callback": ["cache"], "cache": object()},
     ],
 )
 def test_any_registered_callback_or_budget_keeps_litellms_logging(
@@ -84,3 +85,11 @@ def test_the_environment_turns_skipping_off() -> None:
     assert not quiet.available
     with quiet.scope({"messages": []}):
         assert is_internal_call.get() is False
+
+
+def test_an_uninstalled_cache_left_in_the_lists_is_not_a_listener() -> None:
+    # What importing litellm's Gemini path leaves behind: "cache" in three lists, no litellm.cache.
+    names = ("success_callback", "_async_success_callback", "input_callback")
+    leftover = {name: ["cache"] for name in names}
+    quiet = QuietLogging(_litellm(**leftover), env={})
+    assert not quiet.listening({"messages": []})
