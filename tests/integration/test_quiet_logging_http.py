@@ -81,8 +81,9 @@ async def test_unobserved_call_returns_the_same_hidden_params(router: Router) ->
     backend: Any = router.transport
     assert backend.quiet.available and not backend.quiet.listening({"messages": MSG})
     routed = await router.acompletion("chat", MSG)
-    assert get_decision(routed) is not None
-    deployment = router.config.deployment("a")
+    decision = get_decision(routed)
+    assert decision is not None and decision.deployment is not None
+    deployment = router.config.deployment(decision.deployment)
     # The same call with litellm logging as usual (outside the scope), for comparison.
     raw = await litellm.acompletion(messages=MSG, **backend._kwargs(deployment), timeout=1.0)
     ours, theirs = routed._hidden_params, raw._hidden_params
