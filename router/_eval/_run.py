@@ -165,7 +165,11 @@ def fitted_policies(
 ) -> list[PolicySpec]:
     """``run --train FILE``: classifier-first (and the cascade, when the training items have
     the weak group's answers) fitted on `train`, each merged into `config` as
-    ``router eval fit`` would have you merge its snippet (artifacts written to `out`)."""
+    ``router eval fit`` would have you merge its snippet (artifacts written to `out`).
+
+    The merge goes through the loaded config's values (``model_dump``), so environment
+    overrides already applied to `config` are kept, but the merged configs are not re-read
+    from the environment."""
     import math
     from dataclasses import replace
 
