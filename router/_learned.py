@@ -460,19 +460,9 @@ def load_policy(path: str | os.PathLike[str]) -> LearnedPolicy:
 
 
 def request_text(request: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
-    """The user text of a request's messages and its metadata (what a policy reads)."""
-    messages = request.get("messages") or []
-    parts: list[str] = []
-    for m in messages if isinstance(messages, Sequence) else ():
-        if isinstance(m, Mapping) and m.get("role") in ("user", None):
-            content = m.get("content")
-            if isinstance(content, str):
-                parts.append(content)
-            elif isinstance(content, list):
-                parts.extend(
-                    p["text"]
-                    for p in content
-                    if isinstance(p, Mapping) and isinstance(p.get("text"), str)
-                )
+    """The user text of a request's messages (as rules read it) and its metadata."""
+    from router._policy import _contents
+
     metadata = request.get("metadata")
-    return "\n".join(parts), metadata if isinstance(metadata, Mapping) else {}
+    text = "\n".join(_contents(request.get("messages"), user_only=True))
+    return text, metadata if isinstance(metadata, Mapping) else {}
