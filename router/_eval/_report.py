@@ -452,7 +452,8 @@ def readme_section(
         "fitted on a training split; every figure is on the test split (split by prompt, so a "
         "question never sits on both sides; seed 0).",
         "",
-        "Reproduce the tables and plots from the shipped data (about a minute; "
+        "Reproduce the tables and plots from the shipped data (10 minutes on this shared "
+        "2-core machine, under load; "
         "`data/routellm/README.md` gives the data's provenance):",
         "",
         "```sh",
