@@ -17,6 +17,18 @@
   (scripts/bench_hedge.py: p99 492 ms with the creep, see the README for the figures after).
 - **Score** in [0, 1]: ``(1 − error rate) × breaker factor`` (closed 1, half-open 0.5, open 0),
   and 0 while paused by a 429.
+- **Slowness** (`LatencyTrack`, one for whole calls and one for streams' first chunk): the
+  median of the last 5 completed latencies over the deployment's own long-run *typical*
+  latency (a geometric mean that moves 1/200 of the way per sample after the first 20, so a
+  brownout takes hundreds of calls to become the new normal, and a degraded deployment, which
+  gets few calls, hardly moves it). ``slowness() >= 3`` means degraded (router._select).
+  The median of five reacts after three slow calls and recovers after three fast ones,
+  where a 10 s peak-EWMA took tens of seconds to come down after a brownout ended.
+- **Hung** (`LatencyTrack.hung_after`): an attempt still running after
+  ``max(4 × p99, p99 + 50 ms)`` of the deployment's recent completed latencies is presumed
+  hung: the engine starts a rescue attempt elsewhere, and a racer that loses after that long
+  counts as a failure, while one that loses sooner (a slower but healthy deployment) does not.
+  The 50 ms keeps a busy client's own scheduling stalls from reading as hangs.
 """
 
 from __future__ import annotations
@@ -28,6 +40,82 @@ _ERROR_WINDOW = 20
 _SAMPLES = 128
 _P95_MIN_SAMPLES = 10
 _MEDIAN_CAP = 2.0
+_RECENT = 5
+_BASELINE_WARM = 20
+_BASELINE_WEIGHT = 1.0 / 200.0
+_TRACK_SAMPLES = 64
+_HUNG_FACTOR = 4.0
+_HUNG_EXTRA_S = 0.05
+SLOW_FACTOR = 3.0
+"""A deployment whose recent latency is this many times its own typical latency is degraded."""
+
+
+class LatencyTrack:
+    """Recent and long-run latency of one kind of attempt (whole call, or first chunk)."""
+
+    __slots__ = ("_hung", "_log_typical", "_recent", "_samples", "_stale", "count")
+
+    def __init__(self) -> None:
+        self._recent: deque[float] = deque(maxlen=_RECENT)
+        self._samples: deque[float] = deque(maxlen=_TRACK_SAMPLES)
+        self._log_typical = 0.0
+        self._hung: float | None = None
+        self._stale = 0
+        self.count = 0
+
+    def observe(self, seconds: float, *, completed: bool = True) -> None:
+        """One latency: a completed attempt, or a lower bound (an attempt cut short by a hedge
+        or timeout), which counts as recent evidence but not towards the baseline."""
+        seconds = max(seconds, 1e-6)
+        self._recent.append(seconds)
+        if not completed:
+            return
+        self._samples.append(seconds)
+        self._stale += 1
+        self.count += 1
+        log = math.log(seconds)
+        if self.count <= _BASELINE_WARM:
+            self._log_typical += (log - self._log_typical) / self.count
+        else:
+            self._log_typical += (log - self._log_typical) * _BASELINE_WEIGHT
+
+    @property
+    def typical(self) -> float | None:
+        """The long-run typical latency (None before 10 completed samples)."""
+        return math.exp(self._log_typical) if self.count >= _P95_MIN_SAMPLES else None
+
+    @property
+    def recent(self) -> float | None:
+        """Median of the last five latencies (None before three)."""
+        n = len(self._recent)
+        if n < 3:
+            return None
+        ordered = sorted(self._recent)
+        return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+    @property
+    def last(self) -> float | None:
+        """The latest latency (or lower bound) seen."""
+        return self._recent[-1] if self._recent else None
+
+    def slowness(self) -> float:
+        """Recent latency over the typical one (1.0 when either is not known yet)."""
+        typical = self.typical
+        recent = self.recent
+        if typical is None or recent is None or typical <= 0:
+            return 1.0
+        return recent / typical
+
+    def hung_after(self) -> float | None:
+        """Seconds after which an attempt is presumed hung (None before 10 samples)."""
+        if len(self._samples) < _P95_MIN_SAMPLES:
+            return None
+        if self._hung is None or self._stale >= 8:
+            ordered = sorted(self._samples)
+            p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+            self._hung = max(_HUNG_FACTOR * p99, p99 + _HUNG_EXTRA_S)
+            self._stale = 0
+        return self._hung
 
 
 class Health:
@@ -40,13 +128,16 @@ class Health:
         "_p95",
         "_p95_stale",
         "_samples",
+        "calls_track",
         "decay",
         "in_flight",
         "latency",
+        "next_probe",
         "paused_until",
         "paused_why",
         "rate_limited_streak",
         "ttft",
+        "ttft_track",
         "updated",
     )
 
@@ -65,6 +156,14 @@ class Health:
         self._p95: float | None = None
         self._hedge_delay: float | None = None
         self._p95_stale = 0
+        self.calls_track = LatencyTrack()
+        self.ttft_track = LatencyTrack()
+        self.next_probe = 0.0
+        """When a degraded deployment is next due a probe (router._select)."""
+
+    def track(self, first_chunk: bool) -> LatencyTrack:
+        """The latency track of whole calls, or of streams' first chunk."""
+        return self.ttft_track if first_chunk else self.calls_track
 
     def observe_latency(
         self, seconds: float, now: float, *, first_chunk: bool = False, completed: bool = True
@@ -73,8 +172,10 @@ class Health:
         or lost a hedge race, which moves the EWMA but is not a p95 sample."""
         if first_chunk:
             self.ttft = self._peak_ewma(self.ttft, seconds, now)
+            self.ttft_track.observe(seconds, completed=completed)
         else:
             self.latency = self._peak_ewma(self.latency, seconds, now)
+            self.calls_track.observe(seconds, completed=completed)
         self.updated = now
         if completed:
             self._samples.append(seconds)

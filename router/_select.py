@@ -21,6 +21,20 @@ ordered     position in the config (a priority list)                            
 A deployment with no latency sample yet is given the mean of the others (or 0): new and
 recovered deployments are tried rather than starved. All randomness comes from the router's
 seeded `random.Random`.
+
+**Slow is a failure mode** (every strategy): after ranking, a *degraded* deployment is moved
+behind every candidate that is not. Degraded means its recent latency (the median of its last
+five; for streams, of time to first chunk) is at least `SLOW_FACTOR` (3) times its own long-run
+typical latency (router._health.LatencyTrack), or, before it has a baseline of its own, 10 times
+the best typical latency among its peers; and some other candidate is expected to be faster
+(when all are slow alike, moving traffic gains nothing and costs money). A degraded deployment
+keeps a trickle of traffic so its recovery is seen: once per `PROBE_INTERVAL_S` (1 s, per
+process) it keeps its rank for one call, a *probe*, which the engine races against the next
+candidate after that candidate's typical latency, so the caller does not wait on the slow one.
+A probe that comes back at normal speed makes the next call a probe too: three fast answers
+bring the median of five back down and the deployment back to its rank, a second or so after it
+recovered. This is resilience4j's slow-call rate and Linkerd's latency-aware balancing without
+their flaw of a slow deployment that is never tried again.
 """
 
 from __future__ import annotations
@@ -31,6 +45,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from router._catalogue import configured_cost
+from router._health import SLOW_FACTOR
 
 if TYPE_CHECKING:
     from router._catalogue import Catalogue
@@ -38,6 +53,11 @@ if TYPE_CHECKING:
     from router._state import StateStore
 
 _REF_TOKENS = 1000
+PEER_FACTOR = 10.0
+"""Without a baseline of its own, a deployment this many times slower than its best peer is
+degraded."""
+PROBE_INTERVAL_S = 1.0
+"""How often (per process) a degraded deployment gets one call as a probe."""
 
 Ranked = list[tuple["Deployment", float]]
 
@@ -70,12 +90,97 @@ class Selector:
         }
 
     def rank(
-        self, strategy: str, candidates: Sequence[Deployment], now: float, weights: BalancedWeights
+        self,
+        strategy: str,
+        candidates: Sequence[Deployment],
+        now: float,
+        weights: BalancedWeights,
+        first_chunk: bool = False,
     ) -> Ranked:
         """The candidates, best first, each with its key (see the module docstring)."""
         if len(candidates) <= 1:
             return [(d, 0.0) for d in candidates]
-        return self._strategies[strategy](candidates, now, weights)
+        ranked = self._strategies[strategy](candidates, now, weights)
+        return self._demote_slow(ranked, now, first_chunk)
+
+    def slowness(
+        self, deployment: Deployment, peers: Sequence[Deployment], first_chunk: bool
+    ) -> float:
+        """How many times slower than normal `deployment` is now (1.0 when not known).
+
+        Against its own typical latency; before it has one, against the best typical latency
+        of `peers`, counted only from `PEER_FACTOR` up (peers differ by nature)."""
+        track = self._state.get(deployment.name).health.track(first_chunk)
+        own = track.slowness()
+        if track.typical is not None:
+            return own
+        recent = track.recent
+        if recent is None:
+            return 1.0
+        best = self._best_typical(deployment, peers, first_chunk)
+        if best is None or recent < PEER_FACTOR * best:
+            return 1.0
+        return recent / best
+
+    def _best_typical(
+        self, deployment: Deployment, peers: Sequence[Deployment], first_chunk: bool
+    ) -> float | None:
+        best: float | None = None
+        for peer in peers:
+            if peer is deployment:
+                continue
+            typical = self._state.get(peer.name).health.track(first_chunk).typical
+            if typical is not None and (best is None or typical < best):
+                best = typical
+        return best
+
+    def expected_latency(self, deployment: Deployment, first_chunk: bool) -> float | None:
+        """What an attempt on `deployment` is expected to take now (None when not known)."""
+        track = self._state.get(deployment.name).health.track(first_chunk)
+        recent = track.recent
+        return track.typical if recent is None else recent
+
+    def degraded(
+        self, deployment: Deployment, peers: Sequence[Deployment], first_chunk: bool
+    ) -> bool:
+        """Whether `deployment` is degraded by slowness among `peers` (module docstring)."""
+        slowness = self.slowness(deployment, peers, first_chunk)
+        if slowness < SLOW_FACTOR:
+            return False
+        mine = self.expected_latency(deployment, first_chunk)
+        if mine is None:
+            return False
+        for peer in peers:
+            if peer is deployment:
+                continue
+            theirs = self.expected_latency(peer, first_chunk)
+            if theirs is None or theirs < mine:
+                return True
+        return False
+
+    def _demote_slow(self, ranked: Ranked, now: float, first_chunk: bool) -> Ranked:
+        peers = [d for d, _ in ranked]
+        slow: list[tuple[Deployment, float]] = []
+        kept: Ranked = []
+        for entry in ranked:
+            deployment = entry[0]
+            if not self.degraded(deployment, peers, first_chunk):
+                kept.append(entry)
+                continue
+            health = self._state.get(deployment.name).health
+            track = health.track(first_chunk)
+            last = track.last
+            typical = track.typical
+            # A probe that came back at normal speed: probe again at once (recovery is near).
+            fast = last is not None and typical is not None and last < SLOW_FACTOR * typical
+            if fast or now >= health.next_probe:
+                health.next_probe = now + PROBE_INTERVAL_S
+                kept.append(entry)
+            else:
+                slow.append(entry)
+        if not slow:
+            return kept
+        return kept + slow
 
     def price(self, deployment: Deployment) -> float:
         """USD of a 1k-in/1k-out request on `deployment` (inf when unknown)."""

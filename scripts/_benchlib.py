@@ -136,7 +136,8 @@ class ChildServer:
     """A server process on `count` free ports: started, polled until ready, always stopped.
 
     `argv` builds the command line from the chosen ports; `ready_path` is a GET path on the
-    first port that answers JSON once the server serves. A lost race for a free port (the
+    first port that answers JSON once the server serves (any 2xx answer with
+    ``ready_json=False``). A lost race for a free port (the
     child exits) is retried on other ports.
     """
 
@@ -146,12 +147,15 @@ class ChildServer:
         argv: Callable[[Sequence[int]], list[str]],
         count: int,
         ready_path: str,
+        *,
+        ready_json: bool = True,
     ) -> None:
         self.name = name
         self.ports: list[int] = []
         self._argv = argv
         self._count = count
         self._ready_path = ready_path
+        self._ready_json = ready_json
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -186,7 +190,11 @@ class ChildServer:
             if self._proc.poll() is not None:
                 return False
             try:
-                http_json(self.url(0, self._ready_path), timeout=2.0)
+                if self._ready_json:
+                    http_json(self.url(0, self._ready_path), timeout=2.0)
+                else:
+                    with urllib.request.urlopen(self.url(0, self._ready_path), timeout=2.0):
+                        pass
                 return True
             except (OSError, ValueError):
                 time.sleep(0.05)

@@ -1,0 +1,97 @@
+"""The scenario library (scripts/_scenarios.py) and a smoke run of its runner.
+
+No timing is asserted: the library's generators are checked for what makes a scenario fair
+(seeded, randomized within ranges, a recovery where one is promised, an oracle that is a lower
+bound) and the runner for running end to end with ``--quick`` and writing every figure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+import _scenarios as sc  # noqa: E402
+
+TIMEOUT_S = 90.0
+
+
+def test_the_library_has_every_kind_the_issue_lists() -> None:
+    assert len(sc.KINDS) >= 12
+    for kind in (
+        "outage_503",
+        "outage_refused",
+        "hang",
+        "flapping",
+        "latency_brownout",
+        "ttft_brownout",
+        "slow_drip",
+        "stream_cut",
+        "rate_limit_partial",
+        "rate_limit_no_retry_after",
+        "rate_limit_keywide",
+        "error_creep",
+        "correlated_pair",
+        "recovery",
+        "mixed_latency",
+    ):
+        assert kind in sc.KINDS
+
+
+def test_a_seed_fixes_a_scenario_and_seeds_differ() -> None:
+    for kind in sc.KINDS:
+        one = sc.build(kind, 3, 10.0)
+        assert one == sc.build(kind, 3, 10.0)
+        others = {sc.build(kind, seed, 10.0).description for seed in range(6)}
+        assert len(others) > 1, kind
+
+
+def test_steps_are_in_order_within_the_run_and_recovery_follows_every_fault() -> None:
+    for kind in sc.KINDS:
+        for seed in range(5):
+            scenario = sc.build(kind, seed, 10.0)
+            times = [step.at for step in scenario.steps]
+            assert times == sorted(times)
+            assert all(0.0 <= t < scenario.duration for t in times)
+            if scenario.recovered_at is not None:
+                assert scenario.recovered_at <= 0.8 * scenario.duration
+                after = scenario.knobs_at(scenario.recovered_at + 1e-6)
+                for name in scenario.hit:
+                    assert after[name].get("outage") is None
+                    assert not after[name].get("hang")
+
+
+def test_the_oracle_pays_the_cheapest_fit_deployment_and_nothing_when_none_is() -> None:
+    usage = (10, 5)
+    healthy = sc.build("outage_503", 0, 10.0)
+    a_price = sc.PRICES["a"][0] * 10 + sc.PRICES["a"][1] * 5
+    assert math.isclose(sc.oracle_cost(healthy, 0.0, usage), a_price)
+    pair = sc.build("correlated_pair", 1, 10.0)
+    during = (pair.steps[0].at + pair.steps[1].at) / 2
+    cost = sc.oracle_cost(pair, during, usage)
+    b_price = sc.PRICES["b"][0] * 10 + sc.PRICES["b"][1] * 5
+    c_price = sc.PRICES["c"][0] * 10 + sc.PRICES["c"][1] * 5
+    assert b_price < cost < c_price  # B mostly, C for B's own errors and 429s
+
+
+def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "scenarios.json"
+    command = [sys.executable, str(SCRIPTS / "bench_scenarios.py"), "--quick", "--json", str(out)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "at least as good as every peer" in proc.stdout
+    figures: dict[str, Any] = json.loads(out.read_text())
+    runs = figures["runs"]
+    assert {r["system"] for r in runs} == {"ours", "ours-hedge", "litellm simple-shuffle"}
+    for r in runs:
+        for key in ("success", "p50_ms", "p99_ms", "cost_per_1k", "upstream_per_request"):
+            assert isinstance(r[key], float) and math.isfinite(r[key]), (r["system"], key)
+        assert r["requests"] > 0
+        assert set(r["upstream"]) == set(sc.DEPLOYMENTS)
+    assert set(figures["verdict"]) == {"ours", "ours-hedge"}

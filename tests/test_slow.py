@@ -1,0 +1,157 @@
+"""Slow is a failure mode: slowness against a deployment's own baseline and its peers.
+
+Unit tests of router._health.LatencyTrack and the selector's demotion of degraded deployments
+(router._select), with fake state and no clock but the `now` arguments.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from router._config import BalancedWeights, Config, Deployment
+from router._health import SLOW_FACTOR, LatencyTrack
+from router._select import PROBE_INTERVAL_S, Selector
+from router._state import MemoryState
+from router.testing import FakeBackend, FakeClock
+
+
+def setup(prices: dict[str, float]) -> tuple[Selector, list[Deployment], MemoryState]:
+    config = Config.from_dict(
+        {
+            "deployments": [
+                {
+                    "name": name,
+                    "model": f"openai/{name}",
+                    "groups": ["g"],
+                    "input_cost_per_token": price,
+                    "output_cost_per_token": price,
+                }
+                for name, price in prices.items()
+            ]
+        }
+    )
+    state = MemoryState()
+    return (
+        Selector(FakeBackend(FakeClock()), state, random.Random(0)),
+        config.deployments_in("g"),
+        state,
+    )
+
+
+def feed(state: MemoryState, name: str, seconds: float, n: int, **kw: Any) -> None:
+    for _ in range(n):
+        state.get(name).health.observe_latency(seconds, 0.0, **kw)
+
+
+def ranked(selector: Selector, deployments: list[Deployment], now: float, **kw: Any) -> list[str]:
+    return [d.name for d, _ in selector.rank("cost", deployments, now, BalancedWeights(), **kw)]
+
+
+def test_three_slow_calls_make_a_deployment_slow_and_three_fast_ones_bring_it_back() -> None:
+    track = LatencyTrack()
+    for _ in range(30):
+        track.observe(0.010)
+    assert track.slowness() == pytest.approx(1.0)
+    for _ in range(2):
+        track.observe(0.200)
+    assert track.slowness() < SLOW_FACTOR  # two slow calls of five are noise
+    track.observe(0.200)
+    assert track.slowness() >= SLOW_FACTOR
+    for _ in range(3):
+        track.observe(0.010)
+    assert track.slowness() < SLOW_FACTOR
+
+
+def test_the_baseline_is_long_run_a_brownout_does_not_become_normal_quickly() -> None:
+    track = LatencyTrack()
+    for _ in range(50):
+        track.observe(0.010)
+    for _ in range(60):
+        track.observe(0.150)
+    assert track.typical is not None and track.typical < 0.03
+    assert track.slowness() > 5
+
+
+def test_a_lower_bound_counts_as_recent_evidence_but_not_towards_the_baseline() -> None:
+    track = LatencyTrack()
+    for _ in range(20):
+        track.observe(0.010)
+    typical = track.typical
+    for _ in range(3):
+        track.observe(1.0, completed=False)
+    assert track.typical == typical
+    assert track.slowness() > 50
+
+
+def test_hung_after_is_far_past_the_deployments_own_p99() -> None:
+    track = LatencyTrack()
+    assert track.hung_after() is None
+    for i in range(40):
+        track.observe(0.010 + 0.0005 * i)
+    hung = track.hung_after()
+    assert hung is not None and hung >= 4 * 0.0295 and hung >= 0.0295 + 0.05
+
+
+def test_a_slow_cheap_deployment_is_demoted_behind_a_faster_one() -> None:
+    selector, deployments, state = setup({"a": 1e-7, "b": 2e-7, "c": 5e-7})
+    for name, latency in (("a", 0.010), ("b", 0.020), ("c", 0.030)):
+        feed(state, name, latency, 20)
+    assert ranked(selector, deployments, 0.0) == ["a", "b", "c"]
+    feed(state, "a", 0.200, 3)
+    state.get("a").health.next_probe = 100.0  # not due a probe
+    assert ranked(selector, deployments, 1.0) == ["b", "c", "a"]
+
+
+def test_a_degraded_deployment_gets_one_probe_per_interval() -> None:
+    selector, deployments, state = setup({"a": 1e-7, "b": 2e-7})
+    feed(state, "a", 0.010, 20)
+    feed(state, "b", 0.020, 20)
+    feed(state, "a", 0.200, 3)
+    firsts = [ranked(selector, deployments, 10.0 + i * 0.01)[0] for i in range(50)]
+    assert firsts.count("a") == 1 and firsts[0] == "a"  # 0.5 s of calls: one probe
+    later = ranked(selector, deployments, 10.0 + PROBE_INTERVAL_S + 0.01)
+    assert later[0] == "a"
+
+
+def test_a_probe_at_normal_speed_makes_the_next_call_a_probe_too() -> None:
+    selector, deployments, state = setup({"a": 1e-7, "b": 2e-7})
+    feed(state, "a", 0.010, 20)
+    feed(state, "b", 0.020, 20)
+    feed(state, "a", 0.200, 3)
+    assert ranked(selector, deployments, 10.0)[0] == "a"  # the probe
+    feed(state, "a", 0.010, 1)  # it answered fast
+    assert ranked(selector, deployments, 10.01)[0] == "a"
+    feed(state, "a", 0.010, 2)
+    assert not selector.degraded(deployments[0], deployments, False)
+
+
+def test_no_demotion_when_nothing_is_faster() -> None:
+    selector, deployments, state = setup({"a": 1e-7, "b": 2e-7})
+    feed(state, "a", 0.010, 20)
+    feed(state, "b", 0.300, 20)
+    feed(state, "a", 0.100, 3)  # 10x its own normal, still three times faster than b
+    state.get("a").health.next_probe = 100.0
+    assert ranked(selector, deployments, 1.0) == ["a", "b"]
+
+
+def test_without_a_baseline_of_its_own_a_deployment_is_compared_with_its_peers() -> None:
+    selector, deployments, state = setup({"a": 1e-7, "b": 2e-7})
+    feed(state, "b", 0.020, 20)
+    feed(state, "a", 0.100, 3)  # 5x the peer: peers differ by nature, not degraded
+    assert not selector.degraded(deployments[0], deployments, False)
+    feed(state, "a", 0.400, 3)  # 20x the best peer: degraded
+    assert selector.degraded(deployments[0], deployments, False)
+
+
+def test_streams_are_judged_on_time_to_first_chunk_apart_from_whole_calls() -> None:
+    selector, deployments, state = setup({"a": 1e-7, "b": 2e-7})
+    for name, latency in (("a", 0.010), ("b", 0.020)):
+        feed(state, name, latency, 20)
+        feed(state, name, latency, 20, first_chunk=True)
+    feed(state, "a", 0.300, 3, first_chunk=True)
+    state.get("a").health.next_probe = 100.0
+    assert ranked(selector, deployments, 1.0, first_chunk=True) == ["b", "a"]
+    assert ranked(selector, deployments, 1.0) == ["a", "b"]
