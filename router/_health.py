@@ -199,6 +199,11 @@ class Health:
         else:
             self.rate_limited_streak = 0
 
+    def forget_errors(self) -> None:
+        """Empty the error window (the breaker closed: the outage's failures are history)."""
+        self._errors.clear()
+        self._failures = 0
+
     @property
     def error_rate(self) -> float:
         return self._failures / len(self._errors) if self._errors else 0.0

@@ -26,7 +26,8 @@ seeded `random.Random`.
 behind every candidate that is not. Degraded means its recent latency (the median of its last
 five; for streams, of time to first chunk) is at least `SLOW_FACTOR` (3) times its own long-run
 typical latency (router._health.LatencyTrack), or, before it has a baseline of its own, 10 times
-the best typical latency among its peers; and some other candidate is expected to be faster
+the best typical latency among its peers; and at least `NOISE_S` (50 ms) slower than normal;
+and some other candidate is expected to be faster
 (when all are slow alike, moving traffic gains nothing and costs money). A degraded deployment
 keeps a trickle of traffic so its recovery is seen: once per `PROBE_INTERVAL_S` (1 s, per
 process) it keeps its rank for one call, a *probe*, which the engine races against the next
@@ -56,6 +57,9 @@ _REF_TOKENS = 1000
 PEER_FACTOR = 10.0
 """Without a baseline of its own, a deployment this many times slower than its best peer is
 degraded."""
+NOISE_S = 0.05
+"""A slowdown smaller than this is not a degradation: a busy client's own scheduling stalls
+(garbage collection, another process on the core) look like that, whoever is serving."""
 PROBE_INTERVAL_S = 1.0
 """How often (per process) a degraded deployment gets one call as a probe."""
 
@@ -143,12 +147,21 @@ class Selector:
     def degraded(
         self, deployment: Deployment, peers: Sequence[Deployment], first_chunk: bool
     ) -> bool:
-        """Whether `deployment` is degraded by slowness among `peers` (module docstring)."""
+        """Whether `deployment` is degraded by slowness among `peers` (module docstring).
+
+        For streams, a slow first chunk or a slow whole stream (a drip) both count."""
+        if first_chunk and self._degraded(deployment, peers, False):
+            return True
+        return self._degraded(deployment, peers, first_chunk)
+
+    def _degraded(
+        self, deployment: Deployment, peers: Sequence[Deployment], first_chunk: bool
+    ) -> bool:
         slowness = self.slowness(deployment, peers, first_chunk)
         if slowness < SLOW_FACTOR:
             return False
         mine = self.expected_latency(deployment, first_chunk)
-        if mine is None:
+        if mine is None or mine - mine / slowness < NOISE_S:
             return False
         for peer in peers:
             if peer is deployment:
@@ -168,11 +181,14 @@ class Selector:
                 kept.append(entry)
                 continue
             health = self._state.get(deployment.name).health
-            track = health.track(first_chunk)
-            last = track.last
-            typical = track.typical
+            tracks = (
+                (health.ttft_track, health.calls_track) if first_chunk else (health.calls_track,)
+            )
             # A probe that came back at normal speed: probe again at once (recovery is near).
-            fast = last is not None and typical is not None and last < SLOW_FACTOR * typical
+            fast = all(
+                t.typical is None or (t.last is not None and t.last < SLOW_FACTOR * t.typical)
+                for t in tracks
+            )
             if fast or now >= health.next_probe:
                 health.next_probe = now + PROBE_INTERVAL_S
                 kept.append(entry)

@@ -600,9 +600,17 @@ def verdict(agg: Mapping[str, Mapping[str, Mapping[str, Any]]], who: str) -> dic
         peers = {k: v for k, v in systems.items() if k in PEERS}
         losses: list[str] = []
         for key, _, higher in FIGURES:
-            for peer, figures in peers.items():
-                if not _at_least(mine[key]["median"], figures[key]["median"], higher):
-                    losses.append(f"{key} vs {peer}")
+            beaten = [
+                (figures[key]["median"], peer)
+                for peer, figures in peers.items()
+                if not _at_least(mine[key]["median"], figures[key]["median"], higher)
+            ]
+            if beaten:
+                value, peer = (max if higher else min)(beaten)
+                losses.append(
+                    f"{key} {_short(mine[key]['median'], key)} vs {_short(value, key)} "
+                    f"({peer}{f' +{len(beaten) - 1}' if len(beaten) > 1 else ''})"
+                )
         best_p99 = min((f["p99_ms"]["median"] for f in peers.values()), default=float("nan"))
         share = mine["cheap_share_after"]["median"]
         goals = {
@@ -618,6 +626,16 @@ def verdict(agg: Mapping[str, Mapping[str, Mapping[str, Any]]], who: str) -> dic
             goals_met += 1
         kinds[kind] = {"losses": losses, "goals": goals, "best_peer_p99": best_p99}
     return {"kinds": kinds, "wins": wins, "goals_met": goals_met, "of": len(kinds)}
+
+
+def _short(value: float, key: str) -> str:
+    if key in ("success", "cheap_share_after"):
+        return f"{value:.1%}"
+    if key.endswith("_ms"):
+        return f"{value:.0f}ms"
+    if key == "cost_per_1k":
+        return f"{value * 1000:.2f}m$"
+    return f"{value:.3f}"
 
 
 def _cell(entry: Mapping[str, Any], key: str, several: bool) -> str:

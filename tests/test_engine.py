@@ -359,7 +359,8 @@ def test_deadline_and_attempt_bounds_hold_for_any_script(
     except openai.OpenAIError:  # every litellm and router error derives from it
         pass
     assert clock.now() - start <= deadline + 1e-9
-    assert len(backend.calls) <= max_attempts
+    # One reserved attempt past max_attempts goes to a clean untried candidate (router._choose).
+    assert len(backend.calls) <= max_attempts + (max_attempts >= 2)
     for call in backend.calls:
         assert call.timeout <= start + deadline - call.started + 1e-9
 

@@ -1,0 +1,164 @@
+"""Which attempt comes next: every attempt chosen by expected cost and time, not only by rank.
+
+The engine (router._engine) asks `Chooser.order` for the candidates of the next attempt, best
+first, each with the backoff to sleep before it; it starts the first one the breaker admits.
+The rules, in order:
+
+1. **Never start an attempt that cannot finish.** A candidate whose expected latency (the
+   median of its recent latencies, else its typical one; router._select) plus its backoff is
+   more than the time left is left out. One with no latency history is allowed.
+2. **Retry the same deployment, or fail over?** After a fast failure (a 5xx or connection
+   error, not a timeout) on a deployment whose breaker is still closed and which this call
+   tried once, compare the expected cost to a success of one more try there, after a short
+   full-jitter backoff ``U(0, backoff_base)``, ``price / (1 − error rate)``, with that of the
+   candidate the strategy would try next; the cheaper goes first (ties fail over). A provider
+   with a transient 3 % error rate is retried at its own price instead of paying five times
+   more on the steady one; one failing half its calls is left at once.
+3. **The last attempt goes to the healthiest candidate.** When one attempt is left, the
+   candidates are ordered by health instead of rank: not degraded by slowness, breaker closed,
+   highest health score, fewest tries in this call, then rank. Hedges and attempts on slow or
+   flaky deployments cannot use up the attempts so that a healthy deployment is never tried.
+4. **One reserved attempt past `max_attempts`.** If the attempts are used up and a candidate
+   this call has not tried has a clean record (breaker closed, no recent failure, not degraded),
+   it gets one more attempt while the deadline allows: a call does not fail while a healthy
+   deployment exists and time allows an attempt on it. (The retry budget still bounds it, and
+   ``max_attempts = 1`` still means one attempt.)
+
+Otherwise candidates come in rank order, untried first, then the tried ones by fewest tries
+(each retry after ``U(0, min(backoff_max, backoff_base · 2^(n−1)))``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from router._breaker import State
+
+if TYPE_CHECKING:
+    from router._config import Deployment, RouterSettings
+    from router._select import Selector
+    from router._state import StateStore
+
+_MIN_SUCCESS = 0.05
+_MIN_ATTEMPT_S = 0.001
+
+Option = tuple["Deployment", float]
+"""A candidate for the next attempt and the backoff (seconds) to sleep before it."""
+
+
+class Chooser:
+    """Orders the candidates of a call's next attempt (see the module docstring)."""
+
+    def __init__(self, selector: Selector, state: StateStore, rng: random.Random) -> None:
+        self._selector = selector
+        self._state = state
+        self._rng = rng
+
+    def success_chance(self, deployment: Deployment) -> float:
+        """1 − the deployment's recent error rate (at least 5%)."""
+        rate = self._state.get(deployment.name).health.error_rate
+        return max(_MIN_SUCCESS, 1.0 - rate)
+
+    def expected_cost(self, deployment: Deployment) -> float:
+        """USD to a success on `deployment`, retrying it until one: price / success chance."""
+        return self._selector.price(deployment) / self.success_chance(deployment)
+
+    def healthy(
+        self, deployment: Deployment, peers: Sequence[Deployment], first_chunk: bool
+    ) -> bool:
+        """A clean record: breaker closed, no failure in its window, not degraded, not paused."""
+        health = self._state.get(deployment.name)
+        return (
+            health.breaker.state is State.CLOSED
+            and health.health.error_rate == 0.0
+            and not self._selector.degraded(deployment, peers, first_chunk)
+        )
+
+    def _health_key(
+        self,
+        deployment: Deployment,
+        peers: Sequence[Deployment],
+        tries: int,
+        index: int,
+        first_chunk: bool,
+        now: float,
+    ) -> tuple[bool, bool, float, int, int]:
+        state = self._state.get(deployment.name)
+        return (
+            self._selector.degraded(deployment, peers, first_chunk),
+            state.breaker.state is not State.CLOSED,
+            -state.score(now),
+            tries,
+            index,
+        )
+
+    def fits(self, deployment: Deployment, backoff: float, left: float, first_chunk: bool) -> bool:
+        """Whether an attempt on `deployment` after `backoff` is expected to end in `left`."""
+        expected = self._selector.expected_latency(deployment, first_chunk)
+        need = backoff + (expected if expected is not None else 0.0) + _MIN_ATTEMPT_S
+        return need <= left
+
+    def order(
+        self,
+        ranked: Sequence[Deployment],
+        tries: Mapping[str, int],
+        settings: RouterSettings,
+        *,
+        made: int,
+        left: float,
+        first_chunk: bool,
+        now: float,
+        failed: Deployment | None = None,
+        fast_failure: bool = False,
+        reserved_used: bool = False,
+    ) -> list[Option]:
+        """The next attempt's candidates, best first, each with its backoff (module docstring).
+
+        `made` is the attempts this call has made, `left` the seconds to its deadline,
+        `failed` the deployment whose attempt just failed (`fast_failure`: with an error
+        answer, not a timeout), `reserved_used` whether the reserved attempt was spent."""
+        attempts_left = settings.max_attempts - made
+        untried = [d for d in ranked if not tries.get(d.name)]
+        if attempts_left <= 0:
+            if reserved_used or settings.max_attempts < 2:
+                return []
+            clean = [d for d in untried if self.healthy(d, ranked, first_chunk)]
+            return [(d, 0.0) for d in clean[:1] if self.fits(d, 0.0, left, first_chunk)]
+        tried = sorted(
+            (d for d in ranked if tries.get(d.name)),
+            key=lambda d: (tries.get(d.name, 0), ranked.index(d)),
+        )
+        options: list[Option] = [(d, 0.0) for d in untried]
+        for d in tried:
+            n = tries.get(d.name, 0)
+            options.append((d, self._backoff(settings, n)))
+        if attempts_left == 1:
+            index = {d.name: i for i, d in enumerate(ranked)}
+            options.sort(
+                key=lambda o: self._health_key(
+                    o[0], ranked, tries.get(o[0].name, 0), index[o[0].name], first_chunk, now
+                )
+            )
+        elif (
+            failed is not None
+            and fast_failure
+            and tries.get(failed.name) == 1
+            and failed in ranked
+            and untried
+            and self._state.get(failed.name).breaker.state is State.CLOSED
+        ):
+            again = self.expected_cost(failed)
+            other = self.expected_cost(untried[0])
+            if math.isfinite(again) and again < other:
+                backoff = self._rng.uniform(0.0, min(settings.backoff_max, settings.backoff_base))
+                options = [(failed, backoff), *(o for o in options if o[0] is not failed)]
+        return [o for o in options if self.fits(o[0], o[1], left, first_chunk)]
+
+    def _backoff(self, settings: RouterSettings, n: int) -> float:
+        """Full jitter before the n+1-th try of one deployment."""
+        return self._rng.uniform(
+            0.0, min(settings.backoff_max, settings.backoff_base * 2 ** (n - 1))
+        )
