@@ -45,8 +45,8 @@ class BreakerPolicy:
     window: int = 20
     min_calls: int = 10
     consecutive: int = 5
-    open_base: float = 30.0
-    open_max: float = 300.0
+    open_base: float = 1.0
+    open_max: float = 4.0
     jitter: float = 0.1
 
 

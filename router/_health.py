@@ -205,6 +205,11 @@ class Health:
         self._failures = 0
 
     @property
+    def last_ok(self) -> bool:
+        """Whether the latest recorded result was a success (False when none)."""
+        return bool(self._errors) and not self._errors[-1]
+
+    @property
     def error_rate(self) -> float:
         return self._failures / len(self._errors) if self._errors else 0.0
 

@@ -36,6 +36,13 @@ A probe that comes back at normal speed makes the next call a probe too: three f
 bring the median of five back down and the deployment back to its rank, a second or so after it
 recovered. This is resilience4j's slow-call rate and Linkerd's latency-aware balancing without
 their flaw of a slow deployment that is never tried again.
+
+**Flaky is degraded too**: a deployment failing at least `FLAKY_RATE` (20%) of its last 20
+results, whose expected cost to a success (``price / (1 − error rate)``) is above some peer's,
+is demoted the same way, with the same probes (a probe that succeeds makes the next call a
+probe). A cheap deployment failing 30% is still cheaper to a success than one 2.5 times its
+price and keeps its rank; against a twin at its own price it does not. Below 20% failures
+are handled call by call. The breaker (router._breaker) still trips at 50%.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from router._breaker import State
 from router._catalogue import configured_cost
 from router._health import SLOW_FACTOR
 
@@ -60,6 +68,9 @@ degraded."""
 NOISE_S = 0.05
 """A slowdown smaller than this is not a degradation: a busy client's own scheduling stalls
 (garbage collection, another process on the core) look like that, whoever is serving."""
+FLAKY_RATE = 0.2
+"""A deployment failing this share of its recent calls is demoted when a peer is cheaper to a
+success; below it, a failure is failed over (or retried, router._choose) call by call."""
 PROBE_INTERVAL_S = 1.0
 """How often (per process) a degraded deployment gets one call as a probe."""
 
@@ -171,25 +182,48 @@ class Selector:
                 return True
         return False
 
+    def flaky(self, deployment: Deployment, peers: Sequence[Deployment]) -> bool:
+        """Failing at least `FLAKY_RATE` of its recent calls, and so dearer to a success
+        (price / (1 − error rate)) than some peer."""
+        state = self._state.get(deployment.name)
+        if state.breaker.state is not State.CLOSED:
+            return False  # due for its breaker's probe: that probe decides, at its rank
+        health = state.health
+        rate = health.error_rate
+        if rate < FLAKY_RATE or health.calls < 5:
+            return False
+        mine = self.price(deployment) / max(0.05, 1.0 - rate)
+        for peer in peers:
+            if peer is deployment:
+                continue
+            other = self._state.get(peer.name).health.error_rate
+            if self.price(peer) / max(0.05, 1.0 - other) < mine:
+                return True
+        return False
+
     def _demote_slow(self, ranked: Ranked, now: float, first_chunk: bool) -> Ranked:
         peers = [d for d, _ in ranked]
         slow: list[tuple[Deployment, float]] = []
         kept: Ranked = []
         for entry in ranked:
             deployment = entry[0]
-            if not self.degraded(deployment, peers, first_chunk):
+            slow_now = self.degraded(deployment, peers, first_chunk)
+            flaky = self.flaky(deployment, peers)
+            if not slow_now and not flaky:
                 kept.append(entry)
                 continue
             health = self._state.get(deployment.name).health
             tracks = (
                 (health.ttft_track, health.calls_track) if first_chunk else (health.calls_track,)
             )
-            # A probe that came back at normal speed: probe again at once (recovery is near).
+            # A probe that came back well (at normal speed, a success): probe again at once,
+            # recovery is near.
             fast = all(
                 t.typical is None or (t.last is not None and t.last < SLOW_FACTOR * t.typical)
                 for t in tracks
             )
-            if fast or now >= health.next_probe:
+            good = (fast or not slow_now) and (health.last_ok or not flaky)
+            if good or now >= health.next_probe:
                 health.next_probe = now + PROBE_INTERVAL_S
                 kept.append(entry)
             else:

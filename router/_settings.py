@@ -294,17 +294,18 @@ class RouterSettings(BaseModel):
     - ``max_attempts = 3`` attempts in all (first try included): the SRE book's and the AWS
       SDKs' default.
     - ``timeout = 60.0`` s per attempt, for deployments that set no ``timeout`` of their own.
-    - ``backoff_base = 0.5`` and ``backoff_max = 10.0`` s: before attempt n+1 sleep
-      U(0, min(backoff_max, backoff_base·2^(n−1))), "full jitter" as in botocore and Envoy.
+    - ``backoff_base = 0.025`` and ``backoff_max = 10.0`` s: before attempt n+1 on a deployment
+      already tried, sleep U(0, min(backoff_max, backoff_base·2^(n−1))), "full jitter" as in
+      botocore, with Envoy's 25 ms base.
     - ``first_chunk_timeout = None``: streaming, the time to the first chunk per attempt;
       None means the attempt timeout.
-    - ``strategy = "balanced"``: how candidates are ranked (``cost``, ``latency``,
+    - ``strategy = "cost"``: how candidates are ranked (``cost``, ``latency``,
       ``balanced``, ``weighted``, ``ordered``; see router._select), ``weights`` the balanced
       blend (cost 0.5, latency 0.3, health 0.2).
     - Breaker (router._breaker): trips at ``breaker_failure_rate = 0.5`` over the last
       ``breaker_window = 20`` results with at least ``breaker_min_calls = 10``, or after
       ``breaker_consecutive_failures = 5`` (resilience4j, Hystrix; Envoy, Finagle); open for
-      ``breaker_open_base = 30`` s · 2^(k−1), at most ``breaker_open_max = 300`` s, +0–10%
+      ``breaker_open_base = 1`` s · 2^(k−1), at most ``breaker_open_max = 4`` s, +0–10%
       jitter (Envoy ejection, Finagle jitter); ``misconfigured_open = 300`` s after 401/403/404.
     - ``hedge = false``; when on, one hedge after ``hedge_delay`` (seconds, or ``"p95"``: the
       first candidate's observed p95 of completed attempts, at most twice its median; see
@@ -332,17 +333,17 @@ class RouterSettings(BaseModel):
     deadline: _Number = Field(default=120.0, gt=0, allow_inf_nan=False)
     max_attempts: _Whole = Field(default=3, ge=1)
     timeout: _Number = Field(default=60.0, gt=0, allow_inf_nan=False)
-    backoff_base: _Number = Field(default=0.5, ge=0, allow_inf_nan=False)
+    backoff_base: _Number = Field(default=0.025, ge=0, allow_inf_nan=False)
     backoff_max: _Number = Field(default=10.0, ge=0, allow_inf_nan=False)
     first_chunk_timeout: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
-    strategy: Strategy = "balanced"
+    strategy: Strategy = "cost"
     weights: BalancedWeights = Field(default_factory=lambda: BalancedWeights())
     breaker_failure_rate: _Number = Field(default=0.5, gt=0, le=1, allow_inf_nan=False)
     breaker_window: _Whole = Field(default=20, ge=1)
     breaker_min_calls: _Whole = Field(default=10, ge=1)
     breaker_consecutive_failures: _Whole = Field(default=5, ge=1)
-    breaker_open_base: _Number = Field(default=30.0, gt=0, allow_inf_nan=False)
-    breaker_open_max: _Number = Field(default=300.0, gt=0, allow_inf_nan=False)
+    breaker_open_base: _Number = Field(default=1.0, gt=0, allow_inf_nan=False)
+    breaker_open_max: _Number = Field(default=4.0, gt=0, allow_inf_nan=False)
     misconfigured_open: _Number = Field(default=300.0, gt=0, allow_inf_nan=False)
     hedge: _Flag = False
     hedge_delay: _HedgeDelay = "p95"

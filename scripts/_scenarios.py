@@ -173,41 +173,50 @@ def _window(rng: random.Random, d: float) -> tuple[float, float]:
     return start, end
 
 
-def _hit(rng: random.Random) -> str:
-    # The cheap deployment is hit twice as often as the mid one: it carries the traffic.
-    return rng.choice(("a", "a", "b"))
+def _hit(rng: random.Random) -> tuple[str, ...]:
+    """What a fault hits: one of A's deployments, all of provider A, or B."""
+    return rng.choice((("a",), ("a", "a2"), ("a", "a2"), ("b",)))
+
+
+def _each(targets: Sequence[str], knobs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: dict(knobs) for name in targets}
+
+
+def _healed(targets: Sequence[str]) -> dict[str, dict[str, Any]]:
+    return {name: healthy(name) for name in targets}
+
+
+def _who(targets: Sequence[str]) -> str:
+    return "provider A (a, a2)" if tuple(targets) == ("a", "a2") else ", ".join(targets)
 
 
 def _outage(mode: str) -> Generator:
     def make(rng: random.Random, d: float) -> tuple[str, tuple[Step, ...], dict[str, Any]]:
-        target = _hit(rng)
+        targets = _hit(rng)
         start, end = _window(rng, d)
-        steps = (
-            Step(start, {target: {"outage": mode}}),
-            Step(end, {target: healthy(target)}),
-        )
+        steps = (Step(start, _each(targets, {"outage": mode})), Step(end, _healed(targets)))
         return (
-            f"{target} {mode} from {start:.1f} s to {end:.1f} s",
+            f"{_who(targets)} {mode} from {start:.1f} s to {end:.1f} s",
             steps,
-            {"hit": (target,), "recovered_at": end},
+            {"hit": targets, "recovered_at": end},
         )
 
     return make
 
 
 def _hang(rng: random.Random, d: float) -> tuple[str, tuple[Step, ...], dict[str, Any]]:
-    target = _hit(rng)
+    targets = _hit(rng)
     start, end = _window(rng, d)
-    steps = (Step(start, {target: {"hang": True}}), Step(end, {target: healthy(target)}))
+    steps = (Step(start, _each(targets, {"hang": True})), Step(end, _healed(targets)))
     return (
-        f"{target} hangs from {start:.1f} s to {end:.1f} s",
+        f"{_who(targets)} hangs from {start:.1f} s to {end:.1f} s",
         steps,
-        {"hit": (target,), "recovered_at": end},
+        {"hit": targets, "recovered_at": end},
     )
 
 
 def _flapping(rng: random.Random, d: float) -> tuple[str, tuple[Step, ...], dict[str, Any]]:
-    target = "a"
+    targets = rng.choice((("a",), ("a", "a2")))
     mode = rng.choice(("503", "refused"))
     down = rng.uniform(0.6, 1.8)
     up = rng.uniform(0.6, 2.2)
@@ -215,96 +224,86 @@ def _flapping(rng: random.Random, d: float) -> tuple[str, tuple[Step, ...], dict
     steps: list[Step] = []
     last_up = t
     while t + down < 0.72 * d:
-        steps.append(Step(t, {target: {"outage": mode}}))
+        steps.append(Step(t, _each(targets, {"outage": mode})))
         t += down
-        steps.append(Step(t, {target: healthy(target)}))
+        steps.append(Step(t, _healed(targets)))
         last_up = t
         t += up
     return (
-        f"{target} {mode} for {down:.1f} s, up for {up:.1f} s, {len(steps) // 2} times",
+        f"{_who(targets)} {mode} for {down:.1f} s, up for {up:.1f} s, {len(steps) // 2} times",
         tuple(steps),
-        {"hit": (target,), "recovered_at": last_up},
+        {"hit": targets, "recovered_at": last_up},
     )
 
 
 def _brownout(rng: random.Random, d: float) -> tuple[str, tuple[Step, ...], dict[str, Any]]:
-    target = _hit(rng)
+    targets = _hit(rng)
     factor = rng.uniform(6.0, 20.0)
     start, end = _window(rng, d)
-    base = BASE_KNOBS[target]
-    steps = [
-        Step(
-            start,
-            {
-                target: {
-                    "latency_ms": float(base["latency_ms"]) * factor,
-                    "latency_jitter_ms": float(base["latency_jitter_ms"]) * factor,
-                }
-            },
-        ),
-        Step(end, {target: healthy(target)}),
-    ]
-    text = f"{target} {factor:.0f}x slower from {start:.1f} s to {end:.1f} s"
+    slowed = {
+        name: {
+            "latency_ms": float(BASE_KNOBS[name]["latency_ms"]) * factor,
+            "latency_jitter_ms": float(BASE_KNOBS[name]["latency_jitter_ms"]) * factor,
+        }
+        for name in targets
+    }
+    steps = [Step(start, slowed), Step(end, _healed(targets))]
+    text = f"{_who(targets)} {factor:.0f}x slower from {start:.1f} s to {end:.1f} s"
     if rng.random() < 0.5:
         # The issue's case: meanwhile the mid provider is rate-limited for a while.
-        other = "b" if target != "b" else "a2"
+        other = "b" if "b" not in targets else "a2"
         rate = rng.uniform(0.3, 0.7)
         at = start + (end - start) * 0.3
         steps.insert(1, Step(at, {other: {"rate_limit_rate": rate, "retry_after_s": 1.0}}))
         steps.insert(2, Step(at + (end - start) * 0.4, {other: healthy(other)}))
         text += f"; {other} 429s {rate:.0%} for part of it"
     steps.sort(key=lambda s: s.at)
-    return text, tuple(steps), {"hit": (target,), "recovered_at": end}
+    return text, tuple(steps), {"hit": targets, "recovered_at": end}
 
 
 def _ttft_brownout(rng: random.Random, d: float) -> tuple[str, tuple[Step, ...], dict[str, Any]]:
-    target = _hit(rng)
+    targets = _hit(rng)
     delay = rng.uniform(150.0, 600.0)
     start, end = _window(rng, d)
     steps = (
-        Step(start, {target: {"first_chunk_delay_ms": delay}}),
-        Step(end, {target: healthy(target)}),
+        Step(start, _each(targets, {"first_chunk_delay_ms": delay})),
+        Step(end, _healed(targets)),
     )
     return (
-        f"{target} first chunk +{delay:.0f} ms from {start:.1f} s to {end:.1f} s (streams)",
+        f"{_who(targets)} first chunk +{delay:.0f} ms from {start:.1f} s to {end:.1f} s (streams)",
         steps,
-        {"hit": (target,), "recovered_at": end, "stream": True},
+        {"hit": targets, "recovered_at": end, "stream": True},
     )
 
 
 def _slow_drip(rng: random.Random, d: float) -> tuple[str, tuple[Step, ...], dict[str, Any]]:
-    target = _hit(rng)
+    targets = _hit(rng)
     delay = rng.uniform(40.0, 150.0)
     start, end = _window(rng, d)
-    steps = (
-        Step(start, {target: {"chunk_delay_ms": delay}}),
-        Step(end, {target: healthy(target)}),
-    )
+    steps = (Step(start, _each(targets, {"chunk_delay_ms": delay})), Step(end, _healed(targets)))
     return (
-        f"{target} {delay:.0f} ms between chunks from {start:.1f} s to {end:.1f} s (streams)",
+        f"{_who(targets)} {delay:.0f} ms between chunks from {start:.1f} s to {end:.1f} s "
+        "(streams)",
         steps,
-        {"hit": (target,), "recovered_at": end, "stream": True},
+        {"hit": targets, "recovered_at": end, "stream": True},
     )
 
 
 def _stream_cut(rng: random.Random, d: float) -> tuple[str, tuple[Step, ...], dict[str, Any]]:
-    target = _hit(rng)
+    targets = _hit(rng)
     after = rng.randint(0, 3)
     start, end = _window(rng, d)
-    steps = (
-        Step(start, {target: {"cut_stream_after": after}}),
-        Step(end, {target: healthy(target)}),
-    )
+    steps = (Step(start, _each(targets, {"cut_stream_after": after})), Step(end, _healed(targets)))
     return (
-        f"{target} cuts streams after {after} chunk(s) from {start:.1f} s to {end:.1f} s",
+        f"{_who(targets)} cuts streams after {after} chunk(s) from {start:.1f} s to {end:.1f} s",
         steps,
-        {"hit": (target,), "recovered_at": end, "stream": True},
+        {"hit": targets, "recovered_at": end, "stream": True},
     )
 
 
 def _partial_429(header: bool) -> Generator:
     def make(rng: random.Random, d: float) -> tuple[str, tuple[Step, ...], dict[str, Any]]:
-        target = _hit(rng)
+        target = rng.choice(("a", "a", "b"))
         rate = rng.uniform(0.2, 0.6)
         retry_after = rng.uniform(0.5, 3.0)
         start, end = _window(rng, d)
@@ -313,7 +312,8 @@ def _partial_429(header: bool) -> Generator:
             knobs["retry_after_header"] = False
         steps = (Step(start, {target: knobs}), Step(end, {target: {**healthy(target)}}))
         if not header:
-            steps = (steps[0], Step(end, {target: {**healthy(target), "retry_after_header": True}}))
+            healed = {**healthy(target), "retry_after_header": True}
+            steps = (steps[0], Step(end, {target: healed}))
         said = f"Retry-After {retry_after:.1f} s" if header else "no Retry-After"
         return (
             f"{target} answers {rate:.0%} with 429 ({said}) from {start:.1f} s to {end:.1f} s",
@@ -342,7 +342,7 @@ def _keywide_429(rng: random.Random, d: float) -> tuple[str, tuple[Step, ...], d
 
 
 def _error_creep(rng: random.Random, d: float) -> tuple[str, tuple[Step, ...], dict[str, Any]]:
-    target = _hit(rng)
+    target = rng.choice(("a", "a", "b"))
     top = rng.uniform(0.3, 0.8)
     status = rng.choice((500, 502, 503))
     start, end = rng.uniform(0.1, 0.2) * d, rng.uniform(0.65, 0.75) * d
@@ -380,15 +380,15 @@ def _correlated(rng: random.Random, d: float) -> tuple[str, tuple[Step, ...], di
 
 
 def _recovery(rng: random.Random, d: float) -> tuple[str, tuple[Step, ...], dict[str, Any]]:
-    target = "a"
+    targets = rng.choice((("a",), ("a", "a2")))
     mode = rng.choice(("503", "refused", "hang"))
     end = rng.uniform(0.3, 0.5) * d
     knobs: dict[str, Any] = {"hang": True} if mode == "hang" else {"outage": mode}
-    steps = (Step(0.0, {target: knobs}), Step(end, {target: healthy(target)}))
+    steps = (Step(0.0, _each(targets, knobs)), Step(end, _healed(targets)))
     return (
-        f"{target} {mode} from the start until {end:.1f} s, then healthy",
+        f"{_who(targets)} {mode} from the start until {end:.1f} s, then healthy",
         steps,
-        {"hit": (target,), "recovered_at": end},
+        {"hit": targets, "recovered_at": end},
     )
 
 

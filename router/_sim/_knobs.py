@@ -96,6 +96,13 @@ class Behavior:
     """Fraction of requests answered 429 with ``Retry-After``."""
     retry_after_s: float = 1.0
     """Advertised wait: ``Retry-After`` rounded up to whole seconds, exact in ``retry-after-ms``."""
+    retry_after_header: bool = True
+    """Whether a 429 carries ``Retry-After`` / ``retry-after-ms`` at all (many do not)."""
+    slow_rate: float = 0.0
+    """Fraction of requests (drawn apart from the other draws) given ``slow_ms`` more latency:
+    a heavy tail, or a bimodal mix with ``latency_jitter_ms``."""
+    slow_ms: float = 0.0
+    """The extra latency of the ``slow_rate`` requests."""
     outage: str | None = None
     """``None``; ``"503"`` (every request 503); ``"refused"`` (port closed)."""
     hang: bool = False
@@ -215,6 +222,9 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "error_status": lambda n, v: _integer(n, v, low=400, high=599),
     "rate_limit_rate": lambda n, v: _number(n, v, high=1.0),
     "retry_after_s": _number,
+    "retry_after_header": _flag,
+    "slow_rate": lambda n, v: _number(n, v, high=1.0),
+    "slow_ms": _number,
     "outage": _outage,
     "hang": _flag,
     "first_chunk_delay_ms": _number,

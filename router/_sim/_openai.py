@@ -103,6 +103,8 @@ class SimProvider:
         self._initial = dataclasses.replace(initial)
         self._seed = seed
         self._rng = random.Random(f"{seed}:{name}")
+        # The slow tail's own draws: adding it leaves every other draw's sequence as it was.
+        self._slow_rng = random.Random(f"{seed}:{name}:slow")
         self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -176,6 +178,7 @@ class SimProvider:
         self.last_request = None
         self._seq = 0
         self._rng.seed(f"{self._seed}:{self.name}")
+        self._slow_rng.seed(f"{self._seed}:{self.name}:slow")
         self._sync_listener(spare)
 
     def _sync_listener(self, spare: asyncio.BaseTransport | None) -> None:
@@ -314,6 +317,8 @@ class SimProvider:
         jitter_ms = self._rng.uniform(0.0, b.latency_jitter_ms)
         rate_limit_draw = self._rng.random()
         error_draw = self._rng.random()
+        if b.slow_rate > 0.0 and self._slow_rng.random() < b.slow_rate:
+            jitter_ms += b.slow_ms
         try:
             body: Any = await request.json()
         except ValueError:
@@ -387,7 +392,9 @@ class SimProvider:
                 headers={
                     "Retry-After": str(math.ceil(b.retry_after_s)),
                     "retry-after-ms": str(round(b.retry_after_s * 1000)),
-                },
+                }
+                if b.retry_after_header
+                else None,
             )
         if error_draw < b.error_rate:
             return self._fail(

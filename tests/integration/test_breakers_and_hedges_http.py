@@ -81,10 +81,35 @@ async def test_a_hanging_provider_trips_its_breaker_even_when_hedges_win(fleet: 
     for _ in range(8):
         decision = get_decision(await router.acompletion("chat", MSG))
         assert decision is not None and decision.deployment == "b"
-    # Each loss to a hedge counts against a: after five, its breaker opens and calls stop
-    # paying a doubled request for it.
-    assert fleet["a"].stats.requests == 5
+    # A loser is judged once it is far past what an answer takes (router._engine `_lost`):
+    # a hung one counts as a failure then, so after five its breaker opens and calls stop
+    # paying a doubled request for it. (Before, every lost race counted at once, which also
+    # ejected steady deployments that were merely slower than their hedge.)
+    await asyncio.sleep(1.0)
     assert {h.deployment: h.state for h in router.health()}["a"] == "open"
+    sent = fleet["a"].stats.requests
+    assert 5 <= sent <= 8
+    for _ in range(3):
+        decision = get_decision(await router.acompletion("chat", MSG))
+        assert decision is not None and decision.deployment == "b" and not decision.hedged
+    assert fleet["a"].stats.requests == sent
+
+
+async def test_a_slower_healthy_provider_that_loses_hedge_races_is_not_ejected(
+    fleet: Fleet,
+) -> None:
+    # The case: c is steady but slower than the b it races; losing is not failing.
+    cfg = config(fleet, hedge=True, hedge_delay=0.01)
+    router = Router(cfg, seed=0)
+    fleet["a"].set(outage="503")
+    fleet["b"].set(latency_ms=80.0)
+    fleet["c"].set(latency_ms=20.0)
+    for _ in range(12):
+        decision = get_decision(await router.acompletion("chat", MSG))
+        assert decision is not None and decision.deployment in ("b", "c")
+    await asyncio.sleep(0.5)  # every loser judged
+    states = {h.deployment: h.state for h in router.health()}
+    assert states["b"] == "closed" and states["c"] == "closed"
 
 
 async def test_a_failed_hedge_starts_the_next_candidate_at_once(fleet: Fleet) -> None:
