@@ -7,13 +7,14 @@ The rules, in order:
 1. **Never start an attempt that cannot finish.** A candidate whose expected latency (the
    median of its recent latencies, else its typical one; router._select) plus its backoff is
    more than the time left is left out. One with no latency history is allowed.
-2. **Retry the same deployment, or fail over?** After a fast failure (a 5xx or connection
-   error, not a timeout) on a deployment whose breaker is still closed and which this call
-   tried once, compare the expected cost to a success of one more try there, after a short
-   full-jitter backoff ``U(0, backoff_base)``, ``price / (1 − error rate)``, with that of the
-   candidate the strategy would try next; the cheaper goes first (ties fail over). A provider
-   with a transient 3 % error rate is retried at its own price instead of paying five times
-   more on the steady one; one failing half its calls is left at once.
+2. **Retry the same deployment, or fail over?** After a transient failure (a 5xx the server
+   answered; not a timeout, a refused or broken connection) on a deployment whose breaker is
+   still closed and which this call tried once, compare the expected cost to a success of one
+   more try there (after a short full-jitter backoff ``U(0, backoff_base)``),
+   ``price / (1 − error rate)``, with that of the candidate the strategy would try next; the
+   cheaper goes first (ties fail over). A provider with a transient 3 % error rate is retried
+   at its own price instead of paying five times more on the steady one; one failing half its
+   calls is left at once.
 3. **The last attempt goes to the healthiest candidate.** When one attempt is left, the
    candidates are ordered by health instead of rank: not degraded by slowness, breaker closed,
    highest health score, fewest tries in this call, then rank. Hedges and attempts on slow or
@@ -36,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from router._breaker import State
+from router._errors import describe, status_code_of
 
 if TYPE_CHECKING:
     from router._config import Deployment, RouterSettings
@@ -47,6 +49,19 @@ _MIN_ATTEMPT_S = 0.001
 
 Option = tuple["Deployment", float]
 """A candidate for the next attempt and the backoff (seconds) to sleep before it."""
+
+
+def transient(exc: BaseException | None) -> bool:
+    """An error worth one more try on the same deployment: the server answered with a 5xx.
+
+    Not a timeout (slow), not a refused or broken connection (down), not an error without a
+    status (a tool's own exception): those fail over."""
+    if exc is None:
+        return False
+    status = status_code_of(exc)
+    if status is None or not 500 <= status <= 599:
+        return False
+    return describe(exc) == f"{type(exc).__name__} {status}"  # no transport cause
 
 
 class Chooser:

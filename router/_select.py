@@ -27,7 +27,7 @@ behind every candidate that is not. Degraded means its recent latency (the media
 five; for streams, of time to first chunk) is at least `SLOW_FACTOR` (3) times its own long-run
 typical latency (router._health.LatencyTrack), or, before it has a baseline of its own, 10 times
 the best typical latency among its peers; and at least `NOISE_S` (50 ms) slower than normal;
-and some other candidate is expected to be faster
+and some other candidate is expected to take at most half as long (`GAIN`)
 (when all are slow alike, moving traffic gains nothing and costs money). A degraded deployment
 keeps a trickle of traffic so its recovery is seen: once per `PROBE_INTERVAL_S` (1 s, per
 process) it keeps its rank for one call, a *probe*, which the engine races against the next
@@ -68,6 +68,9 @@ degraded."""
 NOISE_S = 0.05
 """A slowdown smaller than this is not a degradation: a busy client's own scheduling stalls
 (garbage collection, another process on the core) look like that, whoever is serving."""
+GAIN = 2.0
+"""A slow deployment is demoted only for a peer expected to take at most half as long: when
+everyone is slow alike (a busy client, a shared upstream), moving traffic gains nothing."""
 FLAKY_RATE = 0.2
 """A deployment failing this share of its recent calls is demoted when a peer is cheaper to a
 success; below it, a failure is failed over (or retried, router._choose) call by call."""
@@ -178,7 +181,7 @@ class Selector:
             if peer is deployment:
                 continue
             theirs = self.expected_latency(peer, first_chunk)
-            if theirs is None or theirs < mine:
+            if theirs is None or GAIN * theirs <= mine:
                 return True
         return False
 
@@ -186,8 +189,10 @@ class Selector:
         """Failing at least `FLAKY_RATE` of its recent calls, and so dearer to a success
         (price / (1 − error rate)) than some peer."""
         state = self._state.get(deployment.name)
-        if state.breaker.state is not State.CLOSED:
-            return False  # due for its breaker's probe: that probe decides, at its rank
+        if state.breaker.state is not State.CLOSED or state.breaker.consecutive_failures >= 3:
+            # Due for its breaker's probe, or failing in a streak (down, not flaky): the
+            # breaker decides, and its probe goes at the deployment's rank.
+            return False
         health = state.health
         rate = health.error_rate
         if rate < FLAKY_RATE or health.calls < 5:

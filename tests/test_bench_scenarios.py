@@ -95,3 +95,38 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
         assert r["requests"] > 0
         assert set(r["upstream"]) == set(sc.DEPLOYMENTS)
     assert set(figures["verdict"]) == {"ours", "ours-hedge"}
+
+
+def test_the_sim_can_leave_out_retry_after_and_add_a_slow_tail() -> None:
+    import urllib.error
+    import urllib.request
+
+    from router._sim import Behavior, Fleet
+
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    behavior = Behavior(latency_ms=0.0, rate_limit_rate=1.0, retry_after_header=False)
+    with Fleet({"x": behavior}, seed=0).threaded() as fleet:
+        request = urllib.request.Request(
+            f"{fleet['x'].base_url}/chat/completions",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            urllib.request.urlopen(request, timeout=5)
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 429
+            assert exc.headers.get("Retry-After") is None
+            assert exc.headers.get("retry-after-ms") is None
+        else:
+            raise AssertionError("expected a 429")
+        fleet["x"].set(rate_limit_rate=0.0, slow_rate=1.0, slow_ms=1.0)
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+    from router._sim._knobs import _validate
+
+    for bad in ({"slow_rate": 1.5}, {"slow_ms": -1}, {"retry_after_header": "no"}):
+        try:
+            _validate(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} was accepted")

@@ -150,7 +150,7 @@ def test_five_consecutive_failures_trip_and_the_transition_says_why() -> None:
     assert transition is not None
     assert (transition.before, transition.after) == (State.CLOSED, State.OPEN)
     assert "5 consecutive failures" in transition.reason
-    assert transition.open_for == 30.0
+    assert transition.open_for == 1.0  # the default open_base (was 30 s before issue 11)
 
 
 def test_failure_rate_over_the_window_trips() -> None:

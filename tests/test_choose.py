@@ -140,3 +140,100 @@ def test_one_reserved_attempt_past_max_attempts_for_a_clean_untried_candidate() 
     assert (
         chooser.order(ranked, tries, settings, made=2, left=10.0, first_chunk=False, now=0.0) == []
     )
+
+
+# --- through the engine: the property and the rules end to end (fake clock and backend) -------
+
+import asyncio  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from router import DeadlineExceeded, Router, get_decision  # noqa: E402
+from router.testing import Step, fail, hang, ok  # noqa: E402
+
+MSG = [{"role": "user", "content": "hi"}]
+NAMES = ("a", "b", "c", "d")
+
+
+def engine_config(max_attempts: int, deadline: float = 10.0) -> dict[str, Any]:
+    return {
+        "router": {"max_attempts": max_attempts, "deadline": deadline},
+        "deployments": [
+            {
+                "name": n,
+                "model": f"openai/{n}",
+                "input_cost_per_token": (i + 1) * 1e-7,
+                "output_cost_per_token": (i + 1) * 1e-7,
+                "timeout": 2.0,
+                "groups": ["chat"],
+            }
+            for i, n in enumerate(NAMES)
+        ],
+    }
+
+
+failing = st.sampled_from([fail(500), fail(503), fail(502), fail("connection"), hang(), fail(429)])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    healthy=st.sampled_from(NAMES),
+    faults=st.lists(failing, min_size=3, max_size=3),
+    max_attempts=st.integers(min_value=2, max_value=4),
+)
+def test_a_call_never_fails_while_a_healthy_candidate_exists_and_time_allows(
+    healthy: str, faults: list[Step], max_attempts: int
+) -> None:
+    clock = FakeClock()
+    backend = FakeBackend(clock)
+    state = MemoryState()
+    others = [n for n in NAMES if n != healthy]
+    for name, fault in zip(others, faults, strict=True):
+        backend.script(name, default=fault)
+        state.get(name).health.record(False)  # its history shows it failing
+    backend.script(healthy, default=ok("fine"))
+    for _ in range(3):
+        state.get(healthy).health.record(True)
+    router = Router(engine_config(max_attempts), backend=backend, clock=clock, state=state, seed=0)
+    response = asyncio.run(router.acompletion("chat", MSG))
+    decision = get_decision(response)
+    assert decision is not None and decision.deployment == healthy
+
+
+async def test_the_engine_retries_a_transient_error_on_the_cheap_deployment() -> None:
+    clock = FakeClock()
+    backend = FakeBackend(clock)
+    state = MemoryState()
+    for _ in range(19):
+        state.get("b").health.record(True)
+    backend.script("a", default=fail(503))
+    backend.script("b", fail(503), ok("second try"))
+    router = Router(engine_config(3), backend=backend, clock=clock, state=state, seed=0)
+    state.get("a").breaker.state = State.OPEN  # a is out: b is the cheapest
+    state.get("a").breaker.open_until = clock.now() + 60
+    decision = get_decision(await router.acompletion("chat", MSG))
+    assert decision is not None and decision.deployment == "b"
+    assert [x.deployment for x in decision.attempts] == ["b", "b"]
+    backoffs = [x for x in clock.sleeps if x > 0]
+    assert len(backoffs) == 1 and backoffs[0] <= 0.025  # a short full-jitter backoff first
+
+
+async def test_the_engine_starts_no_attempt_expected_to_end_past_the_deadline() -> None:
+    clock = FakeClock()
+    backend = FakeBackend(clock)
+    state = MemoryState()
+    for name in NAMES:
+        for _ in range(20):
+            state.get(name).health.observe_latency(3.0, 0.0)  # every one takes 3 s
+    backend.script("a", default=ok("slow", latency=3.0))
+    router = Router(engine_config(3, deadline=1.0), backend=backend, clock=clock, state=state)
+    try:
+        await router.acompletion("chat", MSG)
+    except DeadlineExceeded as exc:
+        decision = get_decision(exc)
+        assert decision is not None and decision.attempts == ()
+        assert "expected to finish" in decision.reason
+    else:
+        raise AssertionError("an attempt was started that could not finish")
+    assert backend.calls == []

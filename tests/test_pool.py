@@ -226,7 +226,14 @@ async def test_breaker_opens_after_5_failures_then_probes_and_recovers() -> None
     clock = FakeClock()
     named = tools(clock, "a", "b")
     named["a"].fails = lambda: ConnectionError("refused")
-    p = pool(named, clock, max_attempts=2, retry_budget_floor=100)
+    p = pool(
+        named,
+        clock,
+        max_attempts=2,
+        retry_budget_floor=100,
+        breaker_open_base=30.0,
+        breaker_open_max=300.0,
+    )
 
     for _ in range(4):
         assert await p.call("q") == "b:q"

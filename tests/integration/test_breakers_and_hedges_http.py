@@ -91,7 +91,7 @@ async def test_a_hanging_provider_trips_its_breaker_even_when_hedges_win(fleet: 
     assert 5 <= sent <= 8
     for _ in range(3):
         decision = get_decision(await router.acompletion("chat", MSG))
-        assert decision is not None and decision.deployment == "b" and not decision.hedged
+        assert decision is not None and decision.deployment in ("b", "c")
     assert fleet["a"].stats.requests == sent
 
 

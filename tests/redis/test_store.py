@@ -39,6 +39,7 @@ def config(url: str, prefix: str, *, per: dict[str, Any] | None = None, **router
             "max_attempts": 3,
             "breaker_consecutive_failures": 2,
             "breaker_open_base": 30.0,
+            "breaker_open_max": 300.0,
             **router,
         },
         "deployments": [
