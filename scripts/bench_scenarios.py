@@ -5,6 +5,7 @@
     python scripts/bench_scenarios.py --quick                # smoke: 3 kinds, short runs
     python scripts/bench_scenarios.py --kinds hang,flapping --systems ours,ours-hedge
     python scripts/bench_scenarios.py --set breaker_open_base=2   # try a setting on ours
+    python scripts/bench_scenarios.py --merge s0.json s1.json s2.json --markdown   # combine
 
 The world and the scenarios are in ``scripts/_scenarios.py``: four simulated deployments of
 three providers (A cheap and fast, in two regions ``a`` and ``a2``; B mid-priced and a little
@@ -796,7 +797,68 @@ def _maybe_portkey(s: Settings) -> Iterator[str | None]:
         yield server.url(0, "/v1")
 
 
+def merge(paths: Sequence[Path]) -> dict[str, Any]:
+    """One result from several runs' JSON files (say one per seed, run apart or in parallel)."""
+    loaded = [json.loads(path.read_text()) for path in paths]
+    runs = [r for result in loaded for r in result["runs"]]
+    for r in runs:  # JSON wrote NaN as null
+        for key, value in list(r.items()):
+            if value is None:
+                r[key] = float("nan")
+    first = loaded[0]
+    settings = dict(first["settings"])
+    settings["seeds"] = sorted({s for result in loaded for s in result["settings"]["seeds"]})
+    agg = aggregate(runs)
+    return {
+        "machine": first["machine"],
+        "settings": settings,
+        "runs": runs,
+        "aggregate": agg,
+        "stream_kinds": sorted({r["kind"] for r in runs if r["stream"]}),
+        "verdict": {who: verdict(agg, who) for who in ("ours", "ours-hedge")},
+        "runtime_s": sum(float(result["runtime_s"]) for result in loaded),
+        "merged_from": [str(p) for p in paths],
+        "loads_at_start": [result["machine"]["load_average_at_start"] for result in loaded],
+    }
+
+
+def markdown(results: Mapping[str, Any]) -> str:
+    """The per-kind table (median over seeds, min-max) for the README."""
+    agg = results["aggregate"]
+    several = len(results["settings"]["seeds"]) > 1
+    lines = [
+        "| scenario | system | success | p50 ms | p99 ms | × oracle | calls/req | cheap after |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for kind, systems in agg.items():
+        for name in SYSTEMS:
+            if name not in systems:
+                continue
+            f = systems[name]
+            label = f"**{name}**" if name.startswith("ours") else name
+            lines.append(
+                f"| {kind} | {label} | {_cell(f['success'], 'success', several)} "
+                f"| {_cell(f['p50_ms'], 'p50_ms', False)} "
+                f"| {_cell(f['p99_ms'], 'p99_ms', several)} "
+                f"| {_cell(f['cost_ratio'], 'cost_ratio', several)} "
+                f"| {_cell(f['upstream_per_request'], 'upstream_per_request', several)} "
+                f"| {_cell(f['cheap_share_after'], 'cheap_share_after', several)} |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "--merge":
+        # python scripts/bench_scenarios.py --merge a.json b.json ... [--markdown]
+        paths = [Path(a) for a in argv[1:] if not a.startswith("--")]
+        merged = merge(paths)
+        print(report(merged))
+        if "--markdown" in argv:
+            print()
+            print(markdown(merged))
+        return 0
     settings, json_path = parse_args(argv)
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     logging.getLogger("router").setLevel(logging.CRITICAL)
