@@ -45,6 +45,7 @@ from router._breaker import Admission, State, Transition
 from router._budget import RetryBudget
 from router._call import Call
 from router._catalogue import usage_cost
+from router._choose import Chooser, transient
 from router._config import ConfigError
 from router._decision import AttemptRecord, CallOutcome, Candidate, Skip
 from router._errors import (
@@ -56,7 +57,7 @@ from router._errors import (
     retry_after_of,
 )
 from router._fields import field
-from router._hedge import hedged
+from router._hedge import HEDGE_FALLBACK_DELAY_S, hedged
 from router._select import Selector
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ class AttemptLoop:
     rng: random.Random
     budget: RetryBudget
     selector: Selector
+    chooser: Chooser
     catalogue: Catalogue
     classify: Callable[[BaseException], Outcome]
     observer: Observer | None
@@ -128,10 +130,34 @@ class AttemptLoop:
         tries: dict[str, int] = {}
         last: Result[T] | None = None
         failures: dict[str, str] = {}
+        reserved = False
 
         while True:
             now = clock.now()
-            pick = self._admit_next(call, ranked, tries, now)
+            made = len(call.attempts)
+            options = self.chooser.order(
+                ranked,
+                tries,
+                settings,
+                made=made,
+                left=call.deadline_at - now,
+                first_chunk=first_chunk,
+                now=now,
+                failed=None if last is None else last.deployment,
+                fast_failure=last is not None
+                and last.outcome is Outcome.FAILURE
+                and not isinstance(last.exc, litellm.Timeout)
+                and transient(last.exc),
+                reserved_used=reserved,
+            )
+            pick = self._admit_first(call, options, ranked, now)
+            if pick is None and ranked:
+                if made >= settings.max_attempts and last is not None:
+                    raise self._exhausted(call, last)
+                if options:
+                    continue  # those chosen were tripped or paused meanwhile: choose again
+                call.notes.append("no candidate is expected to finish before the deadline")
+                raise self._deadline(call, last)
             if pick is None:
                 if settings.wait_for_recovery and await self._wait_for_recovery(
                     call, deployments, ranked, now
@@ -139,21 +165,17 @@ class AttemptLoop:
                     ranked = self._eligible(call, deployments, clock.now(), again=True)
                     continue
                 raise self._no_deployment(call, failures, last)
-            deployment, probe = pick
-            made = len(call.attempts)
-            if made >= settings.max_attempts and last is not None:
-                self._release(deployment, probe)
-                raise self._exhausted(call, last)
+            deployment, probe, delay = pick
+            if made >= settings.max_attempts:
+                reserved = True
+                call.notes.append(f"reserved attempt on {deployment.name}, a clean candidate")
             if made and not self.budget.withdraw(now):
                 self._release(deployment, probe)
                 assert last is not None and last.exc is not None
                 call.notes.append(self.budget.describe(now))
                 raise attach(last.exc, call.decision(now, CallOutcome.BUDGET_EXHAUSTED, None, 0.0))
             n = tries.get(deployment.name, 0)
-            if n:
-                delay = self.rng.uniform(
-                    0.0, min(settings.backoff_max, settings.backoff_base * 2 ** (n - 1))
-                )
+            if delay > 0.0:
                 if now + delay + _MIN_ATTEMPT_S >= call.deadline_at:
                     self._release(deployment, probe)
                     raise self._deadline(call, last)
@@ -164,10 +186,11 @@ class AttemptLoop:
                 self._release(deployment, probe)
                 raise self._deadline(call, last)
             tries[deployment.name] = n + 1
-            if settings.hedge:
+            race = self._race_delay(call, deployment, ranked, first_chunk)
+            if race is not None:
                 result = await hedged(
                     self, call, deployment, probe, timeout, ranked, tries, attempt, first_chunk,
-                    discard,
+                    discard, race,
                 )  # fmt: skip
             else:
                 result = await self._attempt(call, deployment, probe, timeout, attempt, first_chunk)
@@ -214,25 +237,63 @@ class AttemptLoop:
         if again:
             call.skipped = skipped
         settings = call.settings
-        ranked = self.selector.rank(settings.strategy, eligible, now, settings.weights)
+        ranked = self.selector.rank(
+            settings.strategy, eligible, now, settings.weights, first_chunk=call.stream
+        )
         call.candidates = tuple(Candidate(d.name, key) for d, key in ranked)
         return [d for d, _ in ranked]
 
-    def _admit_next(
-        self, call: Call, ranked: list[Deployment], tries: Mapping[str, int], now: float
-    ) -> tuple[Deployment, bool] | None:
-        """The best-ranked candidate tried the fewest times that its breaker admits now."""
-        while True:
-            deployment = _fewest_tries(ranked, tries)
-            if deployment is None:
-                return None
+    def _admit_first(
+        self,
+        call: Call,
+        options: Sequence[tuple[Deployment, float]],
+        ranked: list[Deployment],
+        now: float,
+    ) -> tuple[Deployment, bool, float] | None:
+        """The first of `options` (router._choose) its breaker admits now, with its backoff."""
+        for deployment, delay in options:
+            if deployment not in ranked:
+                continue
             probe = self._admit(call, deployment, now)
             if probe is not None:
-                return deployment, probe
+                return deployment, probe, delay
             # Tripped or paused since the call began (another call saw it): skip it now.
             state = self.state.get(deployment.name)
             call.skipped.append(Skip(deployment.name, _unavailable(state, now) or "unavailable"))
             ranked.remove(deployment)
+        return None
+
+    def _race_delay(
+        self, call: Call, primary: Deployment, ranked: Sequence[Deployment], first_chunk: bool
+    ) -> float | None:
+        """When to start a second attempt beside the first, or None for no race.
+
+        Always: once the primary is past its own `hung_after` (router._health), a rescue
+        attempt starts elsewhere (the primary keeps running: if it answers first, it wins).
+        A probe of a degraded deployment races after twice the next candidate's expected
+        latency, so its caller does not wait on the slow one. With ``hedge = true``, the
+        hedge delay too (seconds, or the primary's p95 capped at twice its median).
+        """
+        settings = call.settings
+        health = self.state.get(primary.name).health
+        delay = health.track(first_chunk).hung_after()
+        if self.selector.degraded(primary, ranked, first_chunk):
+            for other in ranked:
+                if other is primary:
+                    continue
+                expected = self.selector.expected_latency(other, first_chunk)
+                if expected is not None:
+                    delay = 2.0 * expected if delay is None else min(delay, 2.0 * expected)
+                break
+        if settings.hedge:
+            if isinstance(settings.hedge_delay, float):
+                hedge = settings.hedge_delay
+            else:
+                hedge = health.hedge_delay() or HEDGE_FALLBACK_DELAY_S
+            delay = hedge if delay is None else min(delay, hedge)
+        if delay is None or len(ranked) < 2:
+            return None
+        return delay
 
     def _admit(self, call: Call, deployment: Deployment, now: float) -> bool | None:
         """None if the deployment may not be tried now; else whether the attempt is a probe."""
@@ -298,6 +359,7 @@ class AttemptLoop:
                 started,
                 hedge,
                 _as_timeout(raw, deployment, timeout),
+                first_chunk,
             )
         finally:
             health.in_flight -= 1
@@ -338,6 +400,7 @@ class AttemptLoop:
         started: float,
         hedge: bool,
         exc: Exception,
+        first_chunk: bool = False,
     ) -> Result[Any]:
         now = self.clock.now()
         latency = now - started
@@ -363,7 +426,7 @@ class AttemptLoop:
             state.health.record(False)
             if isinstance(exc, litellm.Timeout):
                 # Slowness is information (for the EWMA), not a latency sample.
-                state.health.observe_latency(latency, now, completed=False)
+                state.health.observe_latency(latency, now, first_chunk=first_chunk, completed=False)
             transition = breaker.record(False, now, call.policy, probe=probe, why=label)
         elif outcome is Outcome.RATE_LIMITED:
             self._release(deployment, probe)
@@ -442,6 +505,9 @@ class AttemptLoop:
         return kept
 
     def _emit(self, call: Call, transition: Transition) -> None:
+        if transition.after is State.CLOSED:
+            # Recovered: the failures of the outage no longer say anything about it.
+            self.state.get(transition.deployment).health.forget_errors()
         call.events.append(transition)
         self.state.on_transition(transition)
         if self.observer is not None:
@@ -496,19 +562,6 @@ def _unavailable(state: DeploymentState, now: float) -> str | None:
     if breaker.state is State.HALF_OPEN and breaker.probe_out:
         return "breaker half-open, its probe is in flight"
     return None
-
-
-def _fewest_tries(ranked: Sequence[Deployment], tries: Mapping[str, int]) -> Deployment | None:
-    """The best-ranked candidate tried the fewest times (untried ones first)."""
-    best: Deployment | None = None
-    best_tries = 0
-    for deployment in ranked:
-        n = tries.get(deployment.name, 0)
-        if n == 0:
-            return deployment
-        if best is None or n < best_tries:
-            best, best_tries = deployment, n
-    return best
 
 
 def _as_timeout(exc: Exception, deployment: Deployment, timeout: float) -> Exception:

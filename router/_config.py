@@ -342,7 +342,6 @@ class Config(BaseModel):
         return f"no group or deployment named {name!r}{suggest(name, self._routes)}"
 
 
-
 def _relation_problems(
     entries: Sequence[tuple[str | None, Sequence[str]]], group_tables: Iterable[str]
 ) -> list[tuple[Loc, str]]:
@@ -483,7 +482,6 @@ def _raw_relations(raw: object) -> list[tuple[Loc, str]]:
     return _relation_problems(
         entries, [str(k) for k in tables] if isinstance(tables, Mapping) else []
     )
-
 
 
 def validate_config(raw: Any, source: str, origin: EnvOrigin | None = None) -> Config:

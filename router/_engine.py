@@ -21,6 +21,7 @@ from router._attempts import AttemptLoop
 from router._breaker import BreakerPolicy
 from router._budget import RetryBudget
 from router._call import NO_CONTEXT, Call, CallContext
+from router._choose import Chooser
 from router._decision import CallOutcome, Decision, ResponseInfo, get_decision
 from router._errors import Outcome, classify
 from router._fields import field
@@ -69,6 +70,7 @@ class Engine(AttemptLoop):
         self.rng = rng
         self.budget = budget
         self.selector = Selector(catalogue, state, rng)
+        self.chooser = Chooser(self.selector, state, rng)
         self._policies: dict[int, tuple[RouterSettings, BreakerPolicy]] = {}
 
     # -- entry points ------------------------------------------------------------------------

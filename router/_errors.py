@@ -55,8 +55,6 @@ if TYPE_CHECKING:
     from router._decision import Decision
 
 
-
-
 # Order matters: subclasses before their bases (ContextWindowExceededError is a BadRequestError,
 # PaymentRequiredError is a BadRequestError, Timeout is an openai APIConnectionError).
 _BY_CLASS: tuple[tuple[type[BaseException], Outcome], ...] = (

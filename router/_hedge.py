@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from router._decision import AttemptRecord
 from router._errors import Outcome
 
 if TYPE_CHECKING:
@@ -39,19 +40,21 @@ async def hedged(
     attempt: Callable[[Deployment, float], Awaitable[T]],
     first_chunk: bool,
     discard: Callable[[T], None] | None,
+    delay: float | None = None,
 ) -> Result[T]:
-    """Race the primary attempt against one delayed hedge; the first success wins."""
+    """Race the primary attempt against one delayed second attempt (a hedge, or a rescue of a
+    presumed-hung primary: `AttemptLoop._race_delay`); the first success wins."""
     clock = loop.clock
     first_started = clock.now()
     first = asyncio.ensure_future(
         loop._attempt(call, primary, probe, timeout, attempt, first_chunk)
     )
     settings = call.settings
-    delay: float
-    if isinstance(settings.hedge_delay, float):
-        delay = settings.hedge_delay
-    else:
-        delay = loop.state.get(primary.name).health.hedge_delay() or HEDGE_FALLBACK_DELAY_S
+    if delay is None:
+        if isinstance(settings.hedge_delay, float):
+            delay = settings.hedge_delay
+        else:
+            delay = loop.state.get(primary.name).health.hedge_delay() or HEDGE_FALLBACK_DELAY_S
     now = clock.now()
     try:
         done, _ = await asyncio.wait({first}, timeout=min(delay, call.deadline_at - now))
@@ -100,11 +103,10 @@ async def hedged(
                 else:
                     failed.append(result)
             if winner is not None:
-                await cancel_all(pending)
                 now = clock.now()
-                for task in pending:  # the losers: slower than a hedge, and that counts
+                for task in pending:  # the losers: hung, or only slower? (see `lost`)
                     loser, was_probe, started = racers[task]
-                    lost(loop, call, loser, was_probe, now - started)
+                    lost(loop, call, task, loser, was_probe, started, now, first_chunk, discard)
                 return winner
             if failed and pending:
                 # A racer failed while another is still out: start the next candidate now
@@ -127,21 +129,100 @@ async def hedged(
     return failed[-1]
 
 
-def lost(
-    loop: AttemptLoop, call: Call, deployment: Deployment, probe: bool, elapsed: float
-) -> None:
-    """A racer cancelled because another won: slowness is evidence against it.
+_judges: set[asyncio.Task[None]] = set()
 
-    Its time so far feeds the latency EWMA and it counts as a failure, so a deployment
-    that hangs stops getting first attempts (and a probe that lost re-opens the breaker)
-    instead of being hedged around forever.
+
+def lost(
+    loop: AttemptLoop,
+    call: Call,
+    task: asyncio.Future[Result[Any]],
+    deployment: Deployment,
+    probe: bool,
+    started: float,
+    now: float,
+    first_chunk: bool,
+    discard: Callable[[Any], None] | None,
+) -> None:
+    """Another racer won: is this one hung, or only slower? Losing is not a failure.
+
+    A racer already past its deployment's `hung_after` (router._health; before it has one,
+    ten times its time so far) is cancelled and counts as a failure, so a hung deployment
+    stops getting first attempts instead of being hedged around forever. Any other loser runs
+    on in the background until that point: if it answers, its latency is a sample like any
+    other (slower but healthy) and its answer is dropped; if not, it is cancelled then and
+    counts as a failure. A loser never trips a breaker for being slower than its rival.
     """
+    hung = loop.state.get(deployment.name).health.track(first_chunk).hung_after()
+    if hung is None:
+        hung = max(10.0 * (now - started), 0.05)
+    give_up = started + hung
+    if now >= give_up:
+        task.cancel()
+        _hung(loop, call, deployment, probe, now - started, first_chunk)
+        return
+    # The call's record shows the loser now; its own record, if it ends, comes later.
+    call.attempts.append(
+        AttemptRecord(
+            number=len(call.attempts) + 1,
+            deployment=deployment.name,
+            model=deployment.model,
+            outcome=Outcome.CANCELLED,
+            latency_s=now - started,
+            timeout_s=0.0,
+            error="lost the race, left to answer in the background",
+            probe=probe,
+            started_s=started - call.started,
+        )
+    )
+    judge = asyncio.get_running_loop().create_task(
+        _judge(loop, call, task, deployment, probe, started, give_up, first_chunk, discard)
+    )
+    _judges.add(judge)
+    judge.add_done_callback(_judges.discard)
+
+
+async def _judge(
+    loop: AttemptLoop,
+    call: Call,
+    task: asyncio.Future[Result[Any]],
+    deployment: Deployment,
+    probe: bool,
+    started: float,
+    give_up: float,
+    first_chunk: bool,
+    discard: Callable[[Any], None] | None,
+) -> None:
+    left = give_up - loop.clock.now()
+    try:
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, left))
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if done:
+        result = task.result()
+        if result.outcome is Outcome.SUCCESS and discard is not None and result.value is not None:
+            discard(result.value)  # it answered: a sample was taken, the answer is dropped
+        return
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    _hung(loop, call, deployment, probe, loop.clock.now() - started, first_chunk)
+
+
+def _hung(
+    loop: AttemptLoop,
+    call: Call,
+    deployment: Deployment,
+    probe: bool,
+    elapsed: float,
+    first_chunk: bool,
+) -> None:
+    """A racer presumed hung: its time feeds the EWMA and it counts as a failure."""
     now = loop.clock.now()
     state = loop.state.get(deployment.name)
-    state.health.observe_latency(elapsed, now, completed=False)
+    state.health.observe_latency(elapsed, now, first_chunk=first_chunk, completed=False)
     state.health.record(False)
     transition = state.breaker.record(
-        False, now, call.policy, probe=probe, why=f"lost to a hedge after {elapsed:.2f} s"
+        False, now, call.policy, probe=probe, why=f"no answer after {elapsed:.2f} s (presumed hung)"
     )
     if transition is not None:
         loop._emit(call, transition)

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-
     from router._backend import Transport
     from router._catalogue import Catalogue
     from router._clock import Clock
@@ -53,7 +52,6 @@ def _limit_reason(rpm: int | None, tpm: int | None, requests: int, used: int, fl
     if tpm is not None and used >= tpm:
         return f"{scope}tpm limit {tpm} reached"
     return f"{scope}rate limit reached"
-
 
 
 class _Window:
@@ -277,5 +275,3 @@ class _CountingStream:
         close = getattr(self._inner, "aclose", None)
         if close is not None:
             await close()
-
-

@@ -45,6 +45,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 
+
 class PoolSettings(TypedDict, total=False):
     """The `RouterSettings` a `Pool` takes as keywords (see `RouterSettings` for each).
 

@@ -44,11 +44,9 @@ class ConfigError(ValueError):
         return "\n".join(self.problems)
 
 
-
 def suggest(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
-
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -226,8 +224,6 @@ def _describe(
     if not _SECRET_KEYS.intersection(str(k) for k in loc):
         msg += f" (got {_show(err['input'])})"
     return _line(source, loc, msg, raw, origin)
-
-
 
 
 def validate(

@@ -77,7 +77,7 @@ def provider_findings(config: Config, environ: Mapping[str, str]) -> list[str]:
         if provider == "azure" and not azure_version:
             found.append(
                 f"error: {where}.litellm_params.api_version: an Azure deployment needs an "
-                "api_version (e.g. \"2024-10-21\"); litellm would otherwise send its own default"
+                'api_version (e.g. "2024-10-21"); litellm would otherwise send its own default'
             )
         region = params.get("aws_region_name") or any(environ.get(v) for v in _REGION_VARS)
         if provider == "bedrock" and not region:

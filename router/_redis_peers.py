@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Final
 from router._breaker import State
 
 if TYPE_CHECKING:
-
     from router._redis_state import RedisState
 
 from router._redis_protocol import MISSING, PROTOCOL, PeerEvent, decode
@@ -41,7 +40,8 @@ def receive(store: RedisState, data: Any) -> None:
             return  # our own message, echoed by the channel
         name = str(message["d"])
         store._heard[name] = store._heard.get(name, 0) + 1
-        apply(store,
+        apply(
+            store,
             str(message["k"]),
             str(message["d"]),
             float(message.get("s") or 0.0),
@@ -52,6 +52,7 @@ def receive(store: RedisState, data: Any) -> None:
         )
     except (ValueError, KeyError, TypeError):
         log.debug("router: ignored a malformed state message: %r", data)
+
 
 def apply(
     store: RedisState,
@@ -130,6 +131,7 @@ def apply(
             listener(event)
     return effect
 
+
 async def reconcile(store: RedisState) -> None:
     """Read every known deployment's shared keys and apply what a lost message would say."""
     client = store._client
@@ -157,7 +159,8 @@ async def reconcile(store: RedisState) -> None:
         if opened is not None and isinstance(open_ms, int) and open_ms > 0:
             origin = str(opened.get("o"))
             if origin != store.origin:
-                apply(store,
+                apply(
+                    store,
                     "open",
                     name,
                     open_ms / 1000,
@@ -198,6 +201,7 @@ def message(
         },
         separators=(",", ":"),
     )
+
 
 async def publish(store: RedisState, name: str, what: str) -> None:
     """Publish the *current* local state of one deployment's breaker or pause."""
@@ -249,6 +253,7 @@ async def publish(store: RedisState, name: str, what: str) -> None:
         await client.publish(
             store._channel, message(store, "half_open", name, 0.0, "probe in flight", 0)
         )
+
 
 async def report(store: RedisState) -> None:
     scripts = store._scripts

@@ -105,9 +105,6 @@ return {admitted, nr, nk, w}
 """
 
 
-
-
-
 class _Scripts:
     """The Lua scripts, registered once per connection (EVALSHA, loaded again if flushed)."""
 
@@ -116,8 +113,6 @@ class _Scripts:
         self.close: AsyncScript = client.register_script(_CLOSE)
         self.report: AsyncScript = client.register_script(_REPORT)
         self.limit: AsyncScript = client.register_script(_LIMIT)
-
-
 
 
 def decode(value: Any) -> dict[str, Any] | None:

@@ -197,6 +197,11 @@ class RoutedStream:
             self._deadline.cancel()
         engine = self._engine
         call = self._call
+        # The whole stream's time is a sample of the deployment's call latency: a stream
+        # that drips its chunks is slow even when its first chunk was on time.
+        attempt = call.attempts[self._index]
+        total = engine.clock.now() - call.started - attempt.started_s
+        engine.state.get(self._deployment.name).health.calls_track.observe(total)
         usage = self._usage
         cost = usage_cost(engine.catalogue, self._deployment, usage)
         if cost:

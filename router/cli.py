@@ -60,7 +60,6 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
-
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
@@ -93,8 +92,6 @@ def run_demo(args: argparse.Namespace) -> int:
         return 1
 
 
-
-
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "args",
@@ -114,6 +111,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 # --- the command table ----------------------------------------------------------------------
 
+
 def _review_arguments(parser: argparse.ArgumentParser) -> None:
     from router._review import add_arguments
 
@@ -128,9 +126,7 @@ def run_review(args: argparse.Namespace) -> int:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command(
-        "check", "validate the config and print the routing table", check_arguments, run_check
-    ),
+    Command("check", "validate the config and print the routing table", check_arguments, run_check),
     Command(
         "health",
         "measure every deployment with a few tiny requests; print its health and breaker",

@@ -182,4 +182,3 @@ def run_check(args: argparse.Namespace) -> int:
     for finding in findings:
         print(finding, file=sys.stderr)
     return 1 if errors else 0
-

@@ -294,7 +294,6 @@ def run_health(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-
 # --- the shared view (router health --redis URL) ------------------------------------------
 
 
@@ -369,4 +368,3 @@ def print_fleet_view(view: Mapping[str, Any], as_json: bool) -> int:
 
 def _dash(value: float | None, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
-

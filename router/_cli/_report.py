@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ["report_arguments", "run_report"]
 
+
 def report_arguments(parser: argparse.ArgumentParser) -> None:
     from router._report import DEFAULT_GROUPINGS, GROUPINGS
 
@@ -87,4 +88,3 @@ def run_report(args: argparse.Namespace) -> int:
     else:
         _print_report_plain(sections(report))
     return 0
-

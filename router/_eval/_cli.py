@@ -155,9 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ft.add_argument("data", metavar="DATA", help="dataset file, gsm8k / mmlu, or a record file")
     ft.add_argument("--policy", required=True, choices=("classifier-first", "cascade"))
-    ft.add_argument(
-        "--target", type=float, default=0.95, help="fraction of strong quality (0.95)"
-    )
+    ft.add_argument("--target", type=float, default=0.95, help="fraction of strong quality (0.95)")
     _margin(ft)
     ft.add_argument("--out", required=True, metavar="DIR", help="where to write the files")
     ft.add_argument("--name", default=None, help="classifier name (default DATASET-POLICY)")
@@ -511,9 +509,9 @@ def main(argv: Sequence[str]) -> int:
     if args.what is None:
         parser.print_usage(sys.stderr)
         print(
-        "router eval: error: a command is required (routellm, run, fit or compare)",
-        file=sys.stderr,
-    )
+            "router eval: error: a command is required (routellm, run, fit or compare)",
+            file=sys.stderr,
+        )
         return 2
     if args.what == "routellm":
         return _run_routellm(args)
