@@ -28,8 +28,17 @@ if TYPE_CHECKING:
         Skip,
         get_decision,
     )
-    from router._default import acompletion, completion, configure, default_router
+    from router._default import (
+        acompletion,
+        aembedding,
+        completion,
+        configure,
+        default_router,
+        embedding,
+    )
     from router._errors import (
+        AllRateLimited,
+        AllUnauthorized,
         DeadlineExceeded,
         NeedsReview,
         NoDeploymentAvailable,
@@ -47,6 +56,8 @@ if TYPE_CHECKING:
     from router._stream import RoutedStream
 
 __all__ = [
+    "AllRateLimited",
+    "AllUnauthorized",
     "AttemptRecord",
     "BaseObserver",
     "Candidate",
@@ -70,10 +81,12 @@ __all__ = [
     "Skip",
     "StreamInterrupted",
     "acompletion",
+    "aembedding",
     "completion",
     "configure",
     "current_job",
     "default_router",
+    "embedding",
     "get_decision",
     "job",
     "load_config",
@@ -83,6 +96,8 @@ __all__ = [
 ]
 
 _WHERE = {
+    "AllRateLimited": "router._errors",
+    "AllUnauthorized": "router._errors",
     "AttemptRecord": "router._decision",
     "BaseObserver": "router._observe",
     "Candidate": "router._decision",
@@ -106,10 +121,12 @@ _WHERE = {
     "Skip": "router._decision",
     "StreamInterrupted": "router._errors",
     "acompletion": "router._default",
+    "aembedding": "router._default",
     "completion": "router._default",
     "configure": "router._default",
     "current_job": "router._jobs",
     "default_router": "router._default",
+    "embedding": "router._default",
     "get_decision": "router._decision",
     "job": "router._jobs",
     "load_config": "router._loading",

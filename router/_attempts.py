@@ -50,11 +50,12 @@ from router._config import ConfigError
 from router._decision import AttemptRecord, CallOutcome, Candidate, Skip
 from router._errors import (
     DeadlineExceeded,
-    NoDeploymentAvailable,
     Outcome,
     attach,
     describe,
+    out_of_candidates,
     retry_after_of,
+    status_code_of,
 )
 from router._fields import field
 from router._hedge import HEDGE_FALLBACK_DELAY_S, hedged
@@ -111,6 +112,9 @@ class AttemptLoop:
     catalogue: Catalogue
     classify: Callable[[BaseException], Outcome]
     observer: Observer | None
+    _refused: dict[str, float]
+    """Deployments whose breaker a refused key (401) opened, and until when: while it stays
+    open, a call that finds every candidate so is told 401, like one that got the 401s."""
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -205,6 +209,8 @@ class AttemptLoop:
             outcome = result.outcome
             if outcome is Outcome.CALLER_ERROR:
                 raise attach(exc, call.decision(clock.now(), CallOutcome.CALLER_ERROR, None, 0.0))
+            if outcome is Outcome.NOT_PROVIDER:  # a caller's argument or a bug: raised as is
+                raise attach(exc, call.decision(clock.now(), CallOutcome.ERROR, None, 0.0))
             if outcome is Outcome.CONTEXT_WINDOW:
                 ranked = self._larger_windows(call, result.deployment, ranked)
                 if not ranked:
@@ -446,6 +452,8 @@ class AttemptLoop:
             transition = breaker.force_open(
                 now, call.settings.misconfigured_open, f"misconfigured: {label}"
             )
+            if status_code_of(exc) == 401:
+                self._refused[deployment.name] = breaker.open_until
             log.error(
                 "router.deployment_misconfigured: %s answered %s; breaker open for %g s",
                 deployment.name,
@@ -545,10 +553,49 @@ class AttemptLoop:
         for skip in call.skipped:
             reasons.setdefault(skip.deployment, skip.why)
         reasons.update(failures)
-        decision = call.decision(self.clock.now(), CallOutcome.NO_DEPLOYMENT, None, 0.0)
-        exc = NoDeploymentAvailable(call.group, reasons)
+        now = self.clock.now()
+        kinds, retry_after = self._out_because(call, reasons, now)
+        decision = call.decision(now, CallOutcome.NO_DEPLOYMENT, None, 0.0)
+        exc = out_of_candidates(call.group, reasons, kinds, retry_after)
         exc.__cause__ = None if last is None else last.exc
         return attach(exc, decision)
+
+    def _out_because(
+        self, call: Call, reasons: Mapping[str, str], now: float
+    ) -> tuple[dict[str, Outcome | int], float | None]:
+        """Why each candidate is out (429 or paused, 401, other) and the soonest Retry-After."""
+        last: dict[str, AttemptRecord] = {}
+        for record in call.attempts:
+            last[record.deployment] = record
+        kinds: dict[str, Outcome | int] = {}
+        waits: list[float] = []
+        for name in reasons:
+            attempt = last.get(name)
+            state = self.state.get(name)
+            if attempt is not None and attempt.outcome is not Outcome.SUCCESS:
+                if attempt.outcome == Outcome.RATE_LIMITED:
+                    kinds[name] = Outcome.RATE_LIMITED
+                    until = (call.retry_after or {}).get(name)
+                    if state.health.paused(now):
+                        until = state.health.paused_until
+                    if until is not None:
+                        waits.append(until - now)
+                    continue
+                if attempt.outcome == Outcome.MISCONFIGURED and name in self._refused:
+                    kinds[name] = 401
+                    continue
+                kinds[name] = Outcome.FAILURE
+            elif state.health.paused(now):
+                kinds[name] = Outcome.RATE_LIMITED
+                waits.append(state.health.paused_until - now)
+            elif (
+                state.breaker.state is State.OPEN
+                and self._refused.get(name, 0.0) >= state.breaker.open_until > now
+            ):
+                kinds[name] = 401
+            else:
+                kinds[name] = Outcome.FAILURE
+        return kinds, (max(0.0, min(waits)) if waits else None)
 
 
 def _unavailable(state: DeploymentState, now: float) -> str | None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from router._catalogue import Catalogue
 from router._quiet import QuietLogging
+from router._threaded import ThreadedStream, in_thread, sync_call
 
 if TYPE_CHECKING:
     from router._config import Deployment
@@ -39,8 +40,21 @@ class Backend(Transport, Catalogue, Protocol):
     """A transport that is its own catalogue (fakes, the eval replay, the tool pool)."""
 
 
+class Embedder(Protocol):
+    """A transport that can also embed (`LiteLLMTransport`, `router.testing.FakeBackend`)."""
+
+    async def embed(
+        self, deployment: Deployment, request: Mapping[str, Any], timeout: float
+    ) -> Any:
+        """One embedding attempt; returns a litellm `EmbeddingResponse` or raises."""
+
+
 class LiteLLMTransport:
-    """The real transport: `litellm.acompletion` with retries off and an explicit timeout."""
+    """The real transport: `litellm.acompletion` with retries off and an explicit timeout.
+
+    A call that came in through the sync API uses litellm's sync API instead, in a worker
+    thread (router._threaded), so litellm fires the events of a sync call.
+    """
 
     def __init__(self) -> None:
         from router._env import prepare_litellm_env
@@ -59,6 +73,10 @@ class LiteLLMTransport:
         # Per-deployment static kwargs (model, resolved key/base, pass-through params), built on
         # first use so a missing env var is reported when the deployment is used, not at load.
         self._static: dict[str, dict[str, Any]] = {}
+        from router._embeddings import NoRetryClients
+
+        self._no_retry = NoRetryClients()
+        self._openai_embed: dict[str, bool] = {}
 
     def _kwargs(self, deployment: Deployment) -> dict[str, Any]:
         static = self._static.get(deployment.name)
@@ -71,35 +89,78 @@ class LiteLLMTransport:
             api_key = deployment.resolve_api_key()
             if api_key is not None:
                 static["api_key"] = api_key
-            static["num_retries"] = 0
-            static["max_retries"] = 0
+            # The prices of providers.toml, per call: litellm's own response_cost (and what its
+            # callbacks receive) is then the router's price, as litellm.Router does it.
+            if deployment.input_cost_per_token is not None:
+                static["input_cost_per_token"] = deployment.input_cost_per_token
+            if deployment.output_cost_per_token is not None:
+                static["output_cost_per_token"] = deployment.output_cost_per_token
+            # `_hidden_params["model_id"]` (litellm.Router puts its deployment id there).
+            static["model_info"] = {"id": deployment.name}
             self._static[deployment.name] = static
         return static
+
+    def _call(
+        self, deployment: Deployment, request: Mapping[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        # A keyword both the call and the deployment's litellm_params set: the call's wins, as
+        # in litellm.Router (endpoint and credential keywords never get here for a group: the
+        # router refuses them). Retries stay off whatever the call says.
+        kwargs = {**self._kwargs(deployment), **request}
+        kwargs["timeout"] = _stable(deployment, timeout)
+        kwargs["num_retries"] = kwargs["max_retries"] = 0
+        return kwargs
 
     async def complete(
         self, deployment: Deployment, request: Mapping[str, Any], timeout: float
     ) -> Any:
+        kwargs = self._call(deployment, request, timeout)
         with self.quiet.scope(request):
-            return await self._litellm.acompletion(
-                **request, **self._kwargs(deployment), timeout=_stable(deployment, timeout)
-            )
+            if sync_call():  # litellm's sync API for a sync call (router._threaded)
+                return await in_thread(self._litellm.completion, **kwargs)
+            return await self._litellm.acompletion(**kwargs)
 
     async def stream(
         self, deployment: Deployment, request: Mapping[str, Any], timeout: float
     ) -> AsyncIterator[Any]:
-        kwargs = {
-            **request,
-            **self._kwargs(deployment),
-            "timeout": _stable(deployment, timeout),
-            "stream": True,
-        }
+        kwargs = self._call(deployment, request, timeout)
+        kwargs["stream"] = True
         from router._stream_guard import guard_stream
 
         with self.quiet.scope(request):
             # The router's checks on litellm's stream (router._stream_guard): a provider error
             # before the first chunk is raised as itself; a synthesized finish_reason raises.
+            if sync_call():  # litellm's sync stream, read in worker threads (router._threaded)
+                opened = await in_thread(self._litellm.completion, **kwargs)
+                return ThreadedStream(guard_stream(opened))
             stream: AsyncIterator[Any] = guard_stream(await self._litellm.acompletion(**kwargs))
         return stream
+
+    async def embed(
+        self, deployment: Deployment, request: Mapping[str, Any], timeout: float
+    ) -> Any:
+        kwargs = self._call(deployment, request, timeout)
+        sync = sync_call()
+        if "client" not in kwargs and self._openai_protocol(deployment):
+            key = kwargs.get("api_key") or os.environ.get("OPENAI_API_KEY")
+            if key:
+                base = kwargs.get("api_base") or "https://api.openai.com/v1"
+                kwargs["client"] = self._no_retry.get(base, key, sync)
+        with self.quiet.scope(request):
+            if sync:
+                return await in_thread(self._litellm.embedding, **kwargs)
+            return await self._litellm.aembedding(**kwargs)
+
+    def _openai_protocol(self, deployment: Deployment) -> bool:
+        """Whether litellm embeds for this deployment with the OpenAI SDK (router._embeddings)."""
+        known = self._openai_embed.get(deployment.name)
+        if known is None:
+            try:
+                provider = self._litellm.get_llm_provider(model=deployment.model)[1]
+            except Exception:  # unknown to litellm: it will say so on the call
+                provider = None
+            known = self._openai_embed[deployment.name] = provider == "openai"
+        return known
 
 
 def _stable(deployment: Deployment, timeout: float) -> float:

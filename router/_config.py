@@ -83,6 +83,8 @@ from router._settings import (
     _Whole,
 )
 
+from router._embeddings import embedding_problems
+
 __all__ = [
     "CONFIG_PATH_ENV",
     "DEFAULT_CONFIG_PATH",
@@ -142,6 +144,13 @@ class Deployment(BaseModel):
     weight: _Number = Field(default=1.0, ge=0, allow_inf_nan=False)
     tags: list[str] = Field(default_factory=list)
     litellm_params: dict[str, Any] = Field(default_factory=dict, repr=False)
+    mode: Literal["chat", "embedding"] = "chat"
+    """``"embedding"`` for a deployment `Router.embedding` calls (router._embeddings)."""
+    vector_space: str | None = Field(default=None, min_length=1)
+    """Embedding deployments with one label produce interchangeable vectors (default: the
+    model string); an embedding group only holds one vector space."""
+    dimensions: _Whole | None = Field(default=None, gt=0)
+    """Embedding deployments: the vector size; a response of another size is a failure."""
 
     _source: str = PrivateAttr("<dict>")
     _where: str = PrivateAttr("")
@@ -260,6 +269,7 @@ class Config(BaseModel):
     def _check_and_index(self, info: ValidationInfo) -> Config:
         problems = _relation_problems([(d.name, d.groups) for d in self.deployments], self.groups)
         problems += _policy_problems(self)
+        problems += embedding_problems(self.deployments)
         if problems:
             raise PydanticCustomError(
                 RELATIONS_ERROR,

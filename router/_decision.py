@@ -27,6 +27,9 @@ class Outcome(enum.StrEnum):
     MISCONFIGURED = "misconfigured"
     CONTEXT_WINDOW = "context_window"
     CALLER_ERROR = "caller_error"
+    NOT_PROVIDER = "not_provider"
+    """Not the provider's doing (a caller's argument, a bug): raised at once, counts for
+    nothing (no health, breaker, pause or retry); see `router._errors.from_provider`."""
     CANCELLED = "cancelled"
     """Not a classification: an attempt cancelled because another won (or the caller left)."""
 

@@ -65,3 +65,13 @@ async def acompletion(
 ) -> Any:
     """Drop-in for `litellm.acompletion` through the default router."""
     return await default_router().acompletion(model, messages, **kwargs)
+
+
+def embedding(model: str, input: Any = None, **kwargs: Any) -> Any:
+    """Drop-in for `litellm.embedding` through the default router."""
+    return default_router().embedding(model, input, **kwargs)
+
+
+async def aembedding(model: str, input: Any = None, **kwargs: Any) -> Any:
+    """Drop-in for `litellm.aembedding` through the default router."""
+    return await default_router().aembedding(model, input, **kwargs)

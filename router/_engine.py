@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import litellm
@@ -23,6 +23,7 @@ from router._budget import RetryBudget
 from router._call import NO_CONTEXT, Call, CallContext
 from router._choose import Chooser
 from router._decision import CallOutcome, Decision, ResponseInfo, get_decision
+from router._embeddings import check_dimensions
 from router._errors import Outcome, classify
 from router._fields import field
 from router._select import Selector
@@ -72,6 +73,9 @@ class Engine(AttemptLoop):
         self.selector = Selector(catalogue, state, rng)
         self.chooser = Chooser(self.selector, state, rng)
         self._policies: dict[int, tuple[RouterSettings, BreakerPolicy]] = {}
+        self._refused: dict[str, float] = {}
+        # Deployments priced in providers.toml (their response_cost is the router's price).
+        self._priced: set[str] = set()
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -85,12 +89,28 @@ class Engine(AttemptLoop):
         context: CallContext = NO_CONTEXT,
     ) -> tuple[Any, Decision]:
         """One non-streaming call: the litellm response and the call's decision record."""
-        call = self._start(group, settings, deadline, stream=False, context=context)
         transport = self.transport
 
         async def attempt(deployment: Deployment, timeout: float) -> Any:
             return await transport.complete(deployment, request, timeout)
 
+        return await self._once(group, deployments, settings, deadline, context, attempt)
+
+    async def _once(
+        self,
+        group: str,
+        deployments: Sequence[Deployment],
+        settings: RouterSettings,
+        deadline: float | None,
+        context: CallContext,
+        attempt: Callable[[Deployment, float], Awaitable[Any]],
+    ) -> tuple[Any, Decision]:
+        call = self._start(group, settings, deadline, stream=False, context=context)
+        for deployment in deployments:
+            if deployment.input_cost_per_token is not None or (
+                deployment.output_cost_per_token is not None
+            ):
+                self._priced.add(deployment.name)
         try:
             result = await self._run(call, deployments, attempt, first_chunk=False, discard=None)
         except BaseException as exc:
@@ -106,6 +126,28 @@ class Engine(AttemptLoop):
             ResponseInfo.of(response),
         )
         return response, decision
+
+    async def embed(
+        self,
+        group: str,
+        deployments: Sequence[Deployment],
+        settings: RouterSettings,
+        request: Mapping[str, Any],
+        deadline: float | None = None,
+        context: CallContext = NO_CONTEXT,
+    ) -> tuple[Any, Decision]:
+        """One embedding call (router._embeddings): the loop of `complete`, `transport.embed`
+        per attempt; a response whose vectors miss the declared size is a failed attempt."""
+        embed = getattr(self.transport, "embed", None)
+        if embed is None:
+            raise TypeError(f"router: transport {type(self.transport).__name__} cannot embed")
+
+        async def attempt(deployment: Deployment, timeout: float) -> Any:
+            response = await embed(deployment, request, timeout)
+            check_dimensions(deployment, response)
+            return response
+
+        return await self._once(group, deployments, settings, deadline, context, attempt)
 
     async def stream(
         self,
@@ -157,6 +199,17 @@ class Engine(AttemptLoop):
         hidden = field(response, "_hidden_params")
         if isinstance(hidden, dict):
             hidden["router_decision"] = decision
+            # What litellm users read: the deployment, and the router's price (providers.toml)
+            # where the serving deployment sets one (router._catalogue's, as in the record).
+            served = decision.deployment
+            if served is not None:
+                hidden["model_id"] = served
+                if served in self._priced:
+                    won = next(
+                        (a for a in reversed(decision.attempts) if a.deployment == served), None
+                    )
+                    if won is not None:
+                        hidden["response_cost"] = won.cost_usd
         self.notify(decision, None, messages=messages, output=response)
         return response
 

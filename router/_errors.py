@@ -35,6 +35,9 @@ misconfigured        401 `AuthenticationError`, 403 `PermissionDeniedError`,    
 context_window       `ContextWindowExceededError`                                 larger window
 caller_error         the rest of the 400 family (bad request, content policy,     raise as is
                      unsupported params, 422), `BudgetExceededError`
+not_provider         an exception that did not come from the provider: a          raise as is,
+                     `TypeError`/`AttributeError`/`KeyError`... from argument     counts for
+                     handling or a bug (see `from_provider`)                      nothing
 ===================  ===========================================================  ============
 """
 
@@ -42,12 +45,14 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import litellm
+import openai
 
 from router._decision import Outcome as Outcome  # re-exported: classify() returns one
 
@@ -94,11 +99,61 @@ def provider_error(exc: BaseException) -> BaseException:
         exc = original
         seen += 1
     return exc
+# Python's programming-error classes: raised by argument handling or a bug, never by a provider.
+_PROGRAMMING_ERRORS: tuple[type[BaseException], ...] = (
+    TypeError,
+    AttributeError,
+    LookupError,
+    NameError,
+    AssertionError,
+    NotImplementedError,
+    RecursionError,
+    ArithmeticError,
+)
+
+
+def from_provider(exc: BaseException) -> bool:
+    """False when `exc` did not come from the provider: a caller's argument or a bug.
+
+    Decided by where the exception came from, not by its message:
+
+    - a programming-error class (`TypeError`, `AttributeError`, `KeyError`, ...) raised as is
+      never went through litellm's provider call: Python's argument binding (``got multiple
+      values for keyword argument``), the router's code, a hook or a tool;
+    - litellm's catch-all `APIConnectionError` (status 500, no response) wrapping such an error
+      directly, with no transport or HTTP error anywhere in its cause chain, is litellm failing
+      to *build* the request (``messages="hi"``, ``tools=5``): nothing was sent. A malformed
+      *answer* reaches the caller differently (wrapped by the provider handler's own error
+      first), so it still counts against the deployment.
+    """
+    if isinstance(exc, _PROGRAMMING_ERRORS):
+        return False
+    if type(exc) is litellm.APIConnectionError:
+        inner = exc.__cause__ or exc.__context__
+        if isinstance(inner, _PROGRAMMING_ERRORS) and not _transport_in_chain(inner):
+            return False
+    return True
+
+
+def _transport_in_chain(exc: BaseException) -> bool:
+    current: BaseException | None = exc
+    seen = 0
+    while current is not None and seen < 16:
+        if isinstance(current, OSError | TimeoutError) or status_code_of(current) is not None:
+            return True
+        module = type(current).__module__
+        if module.startswith(("httpx", "aiohttp", "httpcore", "openai", "anyio", "h11")):
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
 
 
 def classify(exc: BaseException) -> Outcome:
     """Map an attempt's exception to its `Outcome` (see the module docstring's table)."""
     exc = provider_error(exc)
+    if not from_provider(exc):
+        return Outcome.NOT_PROVIDER
     for cls, outcome in _BY_CLASS:
         if isinstance(exc, cls):
             if outcome is Outcome.CALLER_ERROR and _unparseable_answer(exc):
@@ -256,15 +311,109 @@ def _transport_cause(exc: BaseException) -> str | None:
 
 
 class NoDeploymentAvailable(litellm.ServiceUnavailableError):  # type: ignore[misc]
-    """Every candidate of the group was skipped or failed; `reasons` says why, per deployment."""
+    """Every candidate of the group was skipped or failed; `reasons` says why, per deployment.
 
-    def __init__(self, group: str, reasons: Mapping[str, str]) -> None:
+    When every candidate was out for one and the same reason, the error is also that reason's
+    litellm class, as litellm and `litellm.Router` raise it: `AllRateLimited` (a
+    `litellm.RateLimitError`, 429) when each answered 429 or was paused by one or by an RPM/TPM
+    limit, `AllUnauthorized` (a `litellm.AuthenticationError`, 401) when each answered 401.
+    ``except NoDeploymentAvailable`` catches all three. ``retry_after``: seconds until the
+    soonest candidate may be tried again, when known (also the ``Retry-After`` header of
+    ``exc.response``).
+    """
+
+    _chained = False
+
+    def __init__(
+        self,
+        group: str,
+        reasons: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
+        **chain: Any,
+    ) -> None:
+        if self._chained:
+            # Reached through a subclass's litellm base (cooperative ``super().__init__``):
+            # that base has set its own status and message; finish the openai constructor.
+            openai.APIStatusError.__init__(self, group, **chain)
+            return
+        self._route(group, reasons or {}, retry_after)
+        super().__init__(self._listing(), llm_provider="router", model=group)
+
+    def _route(self, group: str, reasons: Mapping[str, str], retry_after: float | None) -> None:
         self.group = group
         self.reasons = dict(reasons)
-        listed = "; ".join(f"{name}: {why}" for name, why in reasons.items()) or "no deployments"
-        super().__init__(
-            f"no deployment available for '{group}': {listed}", llm_provider="router", model=group
+        self.retry_after = retry_after
+
+    def _listing(self) -> str:
+        listed = "; ".join(f"{name}: {why}" for name, why in self.reasons.items())
+        return f"no deployment available for '{self.group}': {listed or 'no deployments'}"
+
+
+def _status_response(status: int, retry_after: float | None) -> Any:
+    import httpx
+
+    headers = {} if retry_after is None else {"retry-after": f"{max(0, math.ceil(retry_after))}"}
+    request = httpx.Request("POST", "http://router.invalid/")
+    return httpx.Response(status_code=status, headers=headers, request=request)
+
+
+class AllRateLimited(litellm.RateLimitError, NoDeploymentAvailable):  # type: ignore[misc]
+    """Every candidate answered 429 or was paused by one (or by an RPM/TPM limit)."""
+
+    _chained = True
+
+    def __init__(
+        self, group: str, reasons: Mapping[str, str], retry_after: float | None = None
+    ) -> None:
+        self._route(group, reasons, retry_after)
+        litellm.RateLimitError.__init__(
+            self,
+            self._listing(),
+            llm_provider="router",
+            model=group,
+            response=_status_response(429, retry_after),
+            headers=None if retry_after is None else {"retry-after": f"{retry_after:g}"},
         )
+
+
+class AllUnauthorized(litellm.AuthenticationError, NoDeploymentAvailable):  # type: ignore[misc]
+    """Every candidate answered 401 (its key was refused), now or when its breaker opened."""
+
+    _chained = True
+
+    def __init__(
+        self, group: str, reasons: Mapping[str, str], retry_after: float | None = None
+    ) -> None:
+        self._route(group, reasons, retry_after)
+        litellm.AuthenticationError.__init__(
+            self,
+            self._listing(),
+            llm_provider="router",
+            model=group,
+            response=_status_response(401, None),
+        )
+
+
+def out_of_candidates(
+    group: str,
+    reasons: Mapping[str, str],
+    kinds: Mapping[str, Outcome | int],
+    retry_after: float | None = None,
+) -> NoDeploymentAvailable:
+    """The error for a call whose candidates ran out, by why each one was out.
+
+    `kinds` maps each deployment to why it was out: `Outcome.RATE_LIMITED` (a 429 now, or a
+    pause), an HTTP status (401 from a refused key), anything else. One shared reason gives
+    that reason's litellm class (`AllRateLimited`, `AllUnauthorized`); a mix, the 503.
+    """
+    values = {Outcome.RATE_LIMITED if k == 429 else k for k in kinds.values()}
+    if len(values) == 1 and reasons and kinds.keys() >= reasons.keys():
+        (kind,) = values
+        if kind == Outcome.RATE_LIMITED:
+            return AllRateLimited(group, reasons, retry_after)
+        if kind == 401:
+            return AllUnauthorized(group, reasons)
+    return NoDeploymentAvailable(group, reasons, retry_after)
 
 
 class DeadlineExceeded(litellm.Timeout, TimeoutError):  # type: ignore[misc]

@@ -98,7 +98,7 @@ async def hedged(
                         winner = result
                     elif discard is not None and result.value is not None:
                         discard(result.value)  # both won at once: close the spare stream
-                elif result.outcome is Outcome.CALLER_ERROR:
+                elif result.outcome in (Outcome.CALLER_ERROR, Outcome.NOT_PROVIDER):
                     winner = winner or result  # it would fail anywhere: stop racing
                 else:
                     failed.append(result)

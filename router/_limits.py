@@ -233,6 +233,17 @@ class LimitedBackend:
         prompt = self.catalogue.count_tokens(deployment, request.get("messages"))
         return _CountingStream(inner, lambda n: self.limits.used(deployment, n), prompt)
 
+    async def embed(
+        self, deployment: Deployment, request: Mapping[str, Any], timeout: float
+    ) -> Any:
+        embed = self.inner.embed  # type: ignore[attr-defined]  # router._backend.Embedder
+        if deployment.rpm is None and deployment.tpm is None:
+            return await embed(deployment, request, timeout)
+        await self.limits.admit(deployment)
+        response = await embed(deployment, request, timeout)
+        self.limits.used(deployment, _tokens_of(getattr(response, "usage", None)))
+        return response
+
 
 class _CountingStream:
     """Passes a stream through and counts its tokens when it ends: the usage chunk if the
@@ -248,6 +259,12 @@ class _CountingStream:
 
     def __aiter__(self) -> _CountingStream:
         return self
+
+    def __getattr__(self, name: str) -> Any:
+        # The wrapped litellm stream's attributes (`model`, `_hidden_params`, ...).
+        if name.startswith("__") or name == "_inner":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
 
     async def __anext__(self) -> Any:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,7 @@ from router._catalogue import Catalogue, LiteLLMCatalogue
 from router._clock import Clock, SystemClock
 from router._config import Config, Deployment, RouterSettings
 from router._decision import Escalation, get_decision
+from router._embeddings import EMBEDDING
 from router._engine import Engine
 from router._errors import reattach
 from router._escalate import first_failure
@@ -25,6 +26,7 @@ from router._policy import Policy
 from router._state import DeploymentHealth, MemoryState, StateStore
 from router._stream import RoutedStream
 from router._sync import SyncStream, run_sync
+from router._threaded import mark_sync, unmark_sync
 
 if TYPE_CHECKING:
     from router._diff import ConfigDiff
@@ -37,6 +39,33 @@ if TYPE_CHECKING:
 _MAX_ADHOC_ROUTES = 1024
 # Keywords that belong to the router, not to the provider call.
 _OURS = frozenset({"num_retries", "max_retries"})
+# Keywords that say which endpoint a call goes to (and with whose account). Passed with a raw
+# model string they are part of the call and of its health key; passed with a group (or a
+# deployment's name) they are refused: the group's deployments say where they go.
+_ENDPOINT = (
+    "api_base",
+    "base_url",
+    "api_version",
+    "custom_llm_provider",
+    "organization",
+    "aws_region_name",
+    "aws_bedrock_runtime_endpoint",
+    "vertex_project",
+    "vertex_location",
+)
+_SECRETS = (
+    "api_key",
+    "azure_ad_token",
+    "azure_ad_token_provider",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_profile_name",
+    "aws_role_name",
+    "vertex_credentials",
+)
+_CREDENTIALS = frozenset((*_ENDPOINT, *_SECRETS))
+
 
 
 def _state_for(config: Config, clock: Clock, seed: int | None) -> StateStore:
@@ -52,6 +81,71 @@ def _state_for(config: Config, clock: Clock, seed: int | None) -> StateStore:
 
 def _first(*values: float | None) -> float | None:
     return next((v for v in values if v is not None), None)
+
+
+def _refuse_credentials(model: str, given: Iterable[str]) -> BaseException:
+    import litellm
+
+    names = ", ".join(sorted(given))
+    error: BaseException = litellm.UnsupportedParamsError(
+        f"router: {names} cannot be passed on a call to '{model}': its deployments' endpoints "
+        f"and keys are set in providers.toml (a group may mix providers, and a caller's key or "
+        f"URL must not count against a deployment's health). Set them there, or call the "
+        f"model string directly (e.g. model='openai/gpt-4o-mini', {names}=...).",
+        llm_provider="router",
+        model=model,
+    )
+    return error
+
+
+def _wrong_kind(model: str, call: str, use: str) -> BaseException:
+    import litellm
+
+    what = "embedding" if call != "embedding" else "chat"
+    error: BaseException = litellm.UnsupportedParamsError(
+        f"router: '{model}' is a group of {what} deployments and cannot serve a {call} call; "
+        f"use {use}, or set mode = \"{'embedding' if call == 'embedding' else 'chat'}\" on "
+        f"deployments meant for it (router._embeddings)",
+        llm_provider="router",
+        model=model,
+    )
+    return error
+
+
+def _refuse_dimensions(model: str, asked: Any, deployments: Sequence[Deployment]) -> BaseException:
+    import litellm
+
+    declared = next(d.dimensions for d in deployments if d.dimensions is not None)
+    error: BaseException = litellm.UnsupportedParamsError(
+        f"router: dimensions={asked} asked of '{model}', whose deployments produce {declared}-"
+        f"dimensional vectors (dimensions in providers.toml)",
+        llm_provider="router",
+        model=model,
+    )
+    return error
+
+
+def _endpoint_name(model: str, request: Mapping[str, Any]) -> str:
+    """The health key of a pass-through call: the model string plus what picks its endpoint.
+
+    Two calls with one model string and different ``api_base`` (or region, API version, key)
+    are different endpoints: one hanging must not open the other's breaker. A key is shown
+    only as a short fingerprint, never in clear.
+    """
+    parts = [
+        str(request[k]) if k in ("api_base", "base_url") else f"{k}={request[k]}"
+        for k in _ENDPOINT
+        if request.get(k) is not None
+    ]
+    secret = next((request[k] for k in _SECRETS if request.get(k) is not None), None)
+    if isinstance(secret, str):
+        import hashlib
+
+        parts.append("key#" + hashlib.sha256(secret.encode()).hexdigest()[:8])
+    elif secret is not None:
+        parts.append(f"credentials#{id(secret):x}")
+    return model if not parts else f"{model} @ {' '.join(parts)}"
+
 
 
 class Router:
@@ -152,23 +246,35 @@ class Router:
                 raise ConfigError([str(exc)]) from None
         self.policy = Policy(config, self.catalogue, self._classify_call, dict(classifiers or {}))
         self._policy_free: dict[str, bool] = {}
-        self._routes: dict[str, tuple[Sequence[Deployment], RouterSettings]] = {}
+        self._routes: dict[Any, tuple[Sequence[Deployment], RouterSettings]] = {}
+        self._kinds: dict[str, str] = {}
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], **kwargs: Any) -> Router:
         """A router over the config file at `path` (see `Router` for keyword arguments)."""
         return cls(load_config(path), **kwargs)
 
-    def _route(self, model: str) -> tuple[Sequence[Deployment], RouterSettings]:
-        route = self._routes.get(model)
+    def _route(
+        self, model: str, request: Mapping[str, Any] | None = None
+    ) -> tuple[Sequence[Deployment], RouterSettings]:
+        """The deployments and settings a call to `model` is routed over.
+
+        A raw model string (neither a group nor a deployment) is one ad-hoc deployment whose
+        name, the key of its health and breaker, includes what `request` says about its
+        endpoint (see `_endpoint_name`).
+        """
+        key: Any = model
+        if request is not None and not _CREDENTIALS.isdisjoint(request):
+            key = _endpoint_name(model, request)
+        route = self._routes.get(key)
         if route is None:
             config = self.config
             if config.is_routable(model):
                 route = (config.deployments_in(model), config.settings_for(model))
             else:
-                route = ((Deployment(name=model, model=model),), config.router)
+                route = ((Deployment(name=key, model=model),), config.router)
             if len(self._routes) < _MAX_ADHOC_ROUTES:
-                self._routes[model] = route
+                self._routes[key] = route
         return route
 
     async def acompletion(
@@ -184,11 +290,16 @@ class Router:
         if _OURS.intersection(kwargs):
             for key in _OURS:
                 kwargs.pop(key, None)
+        given = _CREDENTIALS.intersection(kwargs)
+        if given and self.config.is_routable(model):
+            raise _refuse_credentials(model, given)
+        if self._kind(model) == EMBEDDING:
+            raise _wrong_kind(model, "chat completion", "router.embedding / aembedding")
         kwargs["messages"] = messages if messages is not None else []
         cap = float(deadline) if isinstance(deadline, int | float) else None
         job = current_job()
         if job is None and self._is_policy_free(model):
-            deployments, settings = self._route(model)
+            deployments, settings = self._route(model, kwargs)
             if stream:
                 return await self._stream(model, deployments, settings, kwargs, cap, NO_CONTEXT)
             if not settings.escalate_on:
@@ -205,7 +316,9 @@ class Router:
             step=None if step is None else str(step),
         )
         group = choice.group
-        deployments, settings = self._route(group)
+        if given and self.config.is_routable(group):
+            raise _refuse_credentials(group, given)
+        deployments, settings = self._route(group, kwargs)
         if choice.deployments is not None:
             deployments = choice.deployments
         if stream:
@@ -250,6 +363,62 @@ class Router:
             self.engine.failed(exc)
             raise
 
+    def _kind(self, model: str) -> str:
+        """``"embedding"`` for a group of embedding deployments, else ``"chat"`` (cached)."""
+        kind = self._kinds.get(model)
+        if kind is None:
+            config = self.config
+            deployments = config.deployments_in(model) if config.is_routable(model) else ()
+            kind = EMBEDDING if deployments and deployments[0].mode == EMBEDDING else "chat"
+            if len(self._kinds) < _MAX_ADHOC_ROUTES:
+                self._kinds[model] = kind
+        return kind
+
+    async def aembedding(self, model: str, input: Any = None, **kwargs: Any) -> Any:
+        """Async drop-in for `litellm.aembedding`: an `EmbeddingResponse` with its decision.
+
+        `model` names a group of embedding deployments (``mode = "embedding"``; all produce
+        the same vectors, see router._embeddings), one of its deployments, or a raw model
+        string. Same deadline, failover, breakers, retry budget and decision record as chat;
+        failover stays among the group's deployments, whose vectors are interchangeable.
+        """
+        deadline = kwargs.pop("timeout", None)
+        for key in _OURS:
+            kwargs.pop(key, None)
+        given = _CREDENTIALS.intersection(kwargs)
+        config = self.config
+        if config.is_routable(model):
+            if given:
+                raise _refuse_credentials(model, given)
+            if self._kind(model) != EMBEDDING:
+                raise _wrong_kind(model, "embedding", "router.completion / acompletion")
+        request = {**kwargs, "input": input}
+        cap = float(deadline) if isinstance(deadline, int | float) else None
+        deployments, settings = self._route(model, request)
+        asked = kwargs.get("dimensions")
+        if asked is not None and any(d.dimensions not in (None, asked) for d in deployments):
+            raise _refuse_dimensions(model, asked, deployments)
+        job = current_job()
+        context = NO_CONTEXT if job is None else CallContext(job=job.id)
+        engine = self.engine
+        try:
+            response, decision = await engine.embed(
+                model, deployments, settings, request, cap, context
+            )
+        except BaseException as exc:
+            engine.failed(exc)
+            raise
+        return engine.deliver(response, decision)
+
+    def embedding(self, model: str, input: Any = None, **kwargs: Any) -> Any:
+        """Sync drop-in for `litellm.embedding` (see `aembedding`); litellm's sync API per
+        attempt, like `completion`."""
+        token = mark_sync()
+        try:
+            return run_sync(self.aembedding(model, input, **kwargs))
+        finally:
+            unmark_sync(token)
+
     def _is_policy_free(self, model: str) -> bool:
         """True when neither rules nor a context check can change where `model` goes."""
         free = self._policy_free.get(model)
@@ -282,7 +451,7 @@ class Router:
         if "low_confidence" in origin.escalate_on and origin.min_logprob is not None:
             request.setdefault("logprobs", True)
         messages = request.get("messages")
-        deployments, settings = self._route(group)
+        deployments, settings = self._route(group, request)
         started = self.clock.now()
         try:
             response, decision = await engine.complete(
@@ -396,8 +565,16 @@ class Router:
         stream: bool = False,
         **kwargs: Any,
     ) -> Any:
-        """Sync drop-in for `litellm.completion`: a `ModelResponse`, or an iterator of chunks."""
-        result = run_sync(self.acompletion(model, messages, stream=stream, **kwargs))
+        """Sync drop-in for `litellm.completion`: a `ModelResponse`, or an iterator of chunks.
+
+        Each attempt calls litellm's sync API (`litellm.completion`) in a worker thread, so
+        litellm fires the callbacks of a sync call, as without the router (router._threaded).
+        """
+        token = mark_sync()
+        try:
+            result = run_sync(self.acompletion(model, messages, stream=stream, **kwargs))
+        finally:
+            unmark_sync(token)
         if isinstance(result, RoutedStream):
             return SyncStream(result)
         return result

@@ -107,6 +107,11 @@ class RoutedStream:
     After the first chunk the stream is committed: a failure, a stall past the call's deadline
     or an end without any ``finish_reason`` raises `StreamInterrupted`; it never ends as if
     complete. ``decision`` is the record so far, final once the stream is exhausted.
+
+    Like litellm's `CustomStreamWrapper`, which it wraps: ``async with`` closes it, and the
+    wrapper's attributes (``model``, ``_hidden_params`` with ``model_id`` the deployment's name,
+    ``completion_stream``, ``response_uptil_now``, ``custom_llm_provider``, ...) read through
+    to the stream of the deployment that won.
     """
 
     def __init__(
@@ -141,6 +146,18 @@ class RoutedStream:
 
     def __aiter__(self) -> RoutedStream:
         return self
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names this class does not define: the winning stream's attributes.
+        if name.startswith("__") or name == "_iterator":
+            raise AttributeError(name)
+        return getattr(self._iterator, name)
+
+    async def __aenter__(self) -> RoutedStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def __anext__(self) -> Any:
         if self._pending is not None:
@@ -206,6 +223,13 @@ class RoutedStream:
         cost = usage_cost(engine.catalogue, self._deployment, usage)
         if cost:
             call.attempts[self._index] = replace(call.attempts[self._index], cost_usd=cost)
+            hidden = getattr(self._iterator, "_hidden_params", None)
+            deployment = self._deployment
+            priced = deployment.input_cost_per_token is not None or (
+                deployment.output_cost_per_token is not None
+            )
+            if isinstance(hidden, dict) and priced:
+                hidden["response_cost"] = cost
         info = ResponseInfo(
             id=self._id,
             model=self._model,

@@ -132,7 +132,13 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 
 
 class SyncStream:
-    """A sync iterator over a routed async stream (see `router._stream.RoutedStream`)."""
+    """A sync iterator over a routed stream (see `router._stream.RoutedStream`).
+
+    Offers what code written against litellm's `CustomStreamWrapper` uses: iteration both ways
+    (``for`` and ``async for``, the latter on any event loop), ``with``, `close`, and the
+    wrapper's attributes (``model``, ``_hidden_params``, ``completion_stream``,
+    ``response_uptil_now``, ...) read through from the stream that won.
+    """
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
@@ -146,6 +152,31 @@ class SyncStream:
         except StopAsyncIteration:
             raise StopIteration from None
 
+    def __aiter__(self) -> SyncStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        # A sync call's attempts read litellm's sync stream in worker threads (router._threaded),
+        # which is bound to no loop: the caller's loop can drive it directly.
+        return await self._stream.__anext__()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_stream":
+            raise AttributeError(name)
+        return getattr(self._stream, name)
+
+    def __enter__(self) -> SyncStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> SyncStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stream.aclose()
+
     @property
     def decision(self) -> Any:
         """The decision record so far; final once the stream is exhausted."""
@@ -154,3 +185,7 @@ class SyncStream:
     def close(self) -> None:
         """Stop reading early and release the connection."""
         run_sync(self._stream.aclose())
+
+    async def aclose(self) -> None:
+        """Stop reading early and release the connection (from async code)."""
+        await self._stream.aclose()

@@ -269,6 +269,35 @@ class FakeBackend:
                 choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}],
             )
 
+    async def embed(
+        self, deployment: Deployment, request: Mapping[str, Any], timeout: float
+    ) -> Any:
+        """An embedding answer: per input, the deterministic vector of its deployment's vector
+        space (`router._embeddings.simulated_vector`; ``dimensions`` from the deployment or the
+        request, else 8). Scripted steps apply as for chat (latency, errors)."""
+        import litellm
+
+        from router._embeddings import simulated_vector, vector_space
+
+        self.calls.append(FakeCall(deployment.name, timeout, request, False, self.clock.now()))
+        step = self._next(deployment.name)
+        await self._wait(step, timeout, deployment)
+        if step.error is not None:
+            raise step.error
+        raw = request.get("input")
+        texts = [raw] if isinstance(raw, str) else list(raw or [])
+        dims = request.get("dimensions") or deployment.dimensions or 8
+        space = vector_space(deployment)
+        tokens = sum(estimate_tokens([{"content": str(t)}]) for t in texts)
+        return litellm.EmbeddingResponse(
+            model=deployment.model,
+            data=[
+                {"object": "embedding", "index": i, "embedding": simulated_vector(space, t, dims)}
+                for i, t in enumerate(map(str, texts))
+            ],
+            usage=litellm.Usage(prompt_tokens=tokens, completion_tokens=0, total_tokens=tokens),
+        )
+
     def price(
         self, deployment: Deployment, prompt_tokens: int, completion_tokens: int
     ) -> float | None:

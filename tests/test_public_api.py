@@ -8,6 +8,8 @@ import sys
 import router
 
 EXPECTED = [
+    "AllRateLimited",
+    "AllUnauthorized",
     "AttemptRecord",
     "BaseObserver",
     "Candidate",
@@ -31,10 +33,12 @@ EXPECTED = [
     "Skip",
     "StreamInterrupted",
     "acompletion",
+    "aembedding",
     "completion",
     "configure",
     "current_job",
     "default_router",
+    "embedding",
     "get_decision",
     "job",
     "load_config",

@@ -135,6 +135,8 @@ class Behavior:
     ``guardrail_intervened``, Anthropic ``refusal``, OpenAI ``finish_reason=content_filter``)."""
     reply: str = "Hello from {provider}."
     """Answer text; ``{provider}`` becomes the provider's name."""
+    embedding_dimensions: int = 16
+    """``/v1/embeddings``: vector size when the request names no ``dimensions``."""
     scripts: list[Script] = field(default_factory=list)
     """Scripted answers by prompt pattern, first match wins (else ``reply``); plain and
     streamed. Dicts with :class:`Script`'s fields are accepted (the control plane sends JSON)."""
@@ -238,6 +240,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "stream_no_finish": _flag,
     "content_filter": _flag,
     "reply": _text,
+    "embedding_dimensions": lambda n, v: _integer(n, v, low=1, high=4096),
     "scripts": _scripts,
 }
 assert set(_CHECKS) == KNOBS, "every Behavior field needs a validator"

@@ -242,6 +242,7 @@ class SimProvider:
     def _routes(self, app: web.Application) -> None:
         """Register the provider's API routes; other wire protocols override this."""
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
 
     async def _start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -343,16 +344,9 @@ class SimProvider:
         b, seq, rate_limit_draw, error_draw, body = arrived
         completion_id = f"chatcmpl-sim-{self.name}-{seq}"
 
-        if b.outage is not None:
-            return self._fail(
-                503, f"Simulated outage of provider {self.name}.", code="service_unavailable"
-            )
-        if b.auth_fail:
-            return self._fail(
-                401,
-                "Incorrect API key provided (simulated provider rejects every key).",
-                code="invalid_api_key",
-            )
+        refused = self._refused(b)
+        if refused is not None:
+            return refused
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return self._fail(
                 400, "Request body must be a JSON object with a 'messages' list.", param="messages"
@@ -381,25 +375,9 @@ class SimProvider:
                     code="context_length_exceeded",
                     param="messages",
                 )
-        if rate_limit_draw < b.rate_limit_rate:
-            self.stats.rate_limited += 1
-            return self._fail(
-                429,
-                f"Rate limit reached for {model} on provider {self.name} (simulated). "
-                f"Please try again in {b.retry_after_s:g}s.",
-                code="rate_limit_exceeded",
-                # litellm parses Retry-After with int(); the exact value goes in the -ms header.
-                headers={
-                    "Retry-After": str(math.ceil(b.retry_after_s)),
-                    "retry-after-ms": str(round(b.retry_after_s * 1000)),
-                }
-                if b.retry_after_header
-                else None,
-            )
-        if error_draw < b.error_rate:
-            return self._fail(
-                b.error_status, f"Simulated error {b.error_status} from provider {self.name}."
-            )
+        pressed = self._pressure(b, model, rate_limit_draw, error_draw)
+        if pressed is not None:
+            return pressed
 
         # OpenAI's output filter: an empty answer that finishes with content_filter.
         answer = (
@@ -448,6 +426,92 @@ class SimProvider:
                 "model": model,
                 "choices": [choice],
                 "usage": self._usage(prompt_tokens, answer.text),
+            }
+        )
+
+    def _refused(self, b: Behavior) -> web.Response | None:
+        """An outage or a refused key: the answers that come before reading the request."""
+        if b.outage is not None:
+            return self._fail(
+                503, f"Simulated outage of provider {self.name}.", code="service_unavailable"
+            )
+        if b.auth_fail:
+            return self._fail(
+                401,
+                "Incorrect API key provided (simulated provider rejects every key).",
+                code="invalid_api_key",
+            )
+        return None
+
+    def _pressure(
+        self, b: Behavior, model: str, rate_limit_draw: float, error_draw: float
+    ) -> web.Response | None:
+        """A 429 or an ``error_rate`` error, by this request's draws."""
+        if rate_limit_draw < b.rate_limit_rate:
+            self.stats.rate_limited += 1
+            return self._fail(
+                429,
+                f"Rate limit reached for {model} on provider {self.name} (simulated). "
+                f"Please try again in {b.retry_after_s:g}s.",
+                code="rate_limit_exceeded",
+                # litellm parses Retry-After with int(); the exact value goes in the -ms header.
+                headers={
+                    "Retry-After": str(math.ceil(b.retry_after_s)),
+                    "retry-after-ms": str(round(b.retry_after_s * 1000)),
+                }
+                if b.retry_after_header
+                else None,
+            )
+        if error_draw < b.error_rate:
+            return self._fail(
+                b.error_status, f"Simulated error {b.error_status} from provider {self.name}."
+            )
+        return None
+
+    # --- embeddings ----------------------------------------------------------------------
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        """``/v1/embeddings``: deterministic vectors (the same text and model give the same
+        vector on every provider, see `router._embeddings.simulated_vector`), with the same
+        faults as chat: hang, latency, outage, 401, 429, ``error_rate``, ``malformed``."""
+        from router._embeddings import simulated_vector
+
+        arrived = await self._arrive(request)
+        if arrived is None:  # a hung request released by the fleet stopping
+            return web.Response(status=503)
+        b, _, rate_limit_draw, error_draw, body = arrived
+        refused = self._refused(b)
+        if refused is not None:
+            return refused
+        raw = body.get("input") if isinstance(body, dict) else None
+        texts = [raw] if isinstance(raw, str) else raw
+        if not isinstance(texts, list) or not texts:
+            return self._fail(400, "'input' must be a string or a non-empty list.", param="input")
+        assert isinstance(body, dict)
+        model = body.get("model")
+        model = model if isinstance(model, str) else "sim"
+        dims = body.get("dimensions")
+        dims = dims if isinstance(dims, int) and 0 < dims <= 4096 else b.embedding_dimensions
+        pressed = self._pressure(b, model, rate_limit_draw, error_draw)
+        if pressed is not None:
+            return pressed
+        if b.malformed:
+            self.stats.malformed += 1
+            text = '{"object": "list", "data": [{"object": "embedding", "embedding": [0.1, '
+            return web.Response(status=200, text=text, content_type="application/json")
+        self.stats.ok += 1
+        strings = [t if isinstance(t, str) else " ".join(map(str, t)) for t in texts]
+        tokens = sum(estimate_tokens(t) for t in strings)
+        data = [
+            {"object": "embedding", "index": i, "embedding": simulated_vector(model, t, dims)}
+            for i, t in enumerate(strings)
+        ]
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
 

@@ -18,10 +18,13 @@ from router._sim import Fleet
 from .conftest import fleet_config
 
 MSG = [{"role": "user", "content": "hello"}]
+# Attempt timeout: the first call of a process (a fresh subprocess below, or this module run
+# alone) pays litellm's lazy imports and client set-up, 1-2 s on a loaded machine.
+_WARM = 5.0
 
 
 def test_sync_completion_and_failover(threaded_fleet: Fleet) -> None:
-    router = Router(fleet_config(threaded_fleet))
+    router = Router(fleet_config(threaded_fleet, timeout=_WARM))
     response = router.completion("chat", MSG)
     assert isinstance(response, litellm.ModelResponse)
     assert get_decision(response).deployment == "a"  # type: ignore[union-attr]
@@ -30,7 +33,7 @@ def test_sync_completion_and_failover(threaded_fleet: Fleet) -> None:
 
 
 def test_sync_stream(threaded_fleet: Fleet) -> None:
-    router = Router(fleet_config(threaded_fleet))
+    router = Router(fleet_config(threaded_fleet, timeout=_WARM))
     stream = router.completion("chat", MSG, stream=True)
     text = "".join((c.choices[0].delta.content or "") for c in stream if c.choices)
     assert text == "Hello from a."
@@ -38,7 +41,7 @@ def test_sync_stream(threaded_fleet: Fleet) -> None:
 
 
 def test_sync_stream_cut_raises(threaded_fleet: Fleet) -> None:
-    router = Router(fleet_config(threaded_fleet))
+    router = Router(fleet_config(threaded_fleet, timeout=_WARM))
     threaded_fleet["a"].set(cut_stream_after=1)
     stream = router.completion("chat", MSG, stream=True)
     with pytest.raises(StreamInterrupted):
@@ -78,7 +81,7 @@ def _run_script(script: str, config: Path, cwd: Path) -> subprocess.CompletedPro
 
 def test_module_level_api_reads_router_config(threaded_fleet: Fleet, tmp_path: Path) -> None:
     path = tmp_path / "fleet.toml"
-    path.write_text(toml_for(fleet_config(threaded_fleet)))
+    path.write_text(toml_for(fleet_config(threaded_fleet, timeout=_WARM)))
     threaded_fleet["a"].set(outage="503")
     out = _run_script(
         """
@@ -99,22 +102,23 @@ def test_exit_stops_the_loop_and_flushes_litellm_callbacks(
     threaded_fleet: Fleet, tmp_path: Path
 ) -> None:
     """At exit the sync loop's thread is joined before `atexit` handlers run, and a user's
-    litellm callback still in flight on that loop completes instead of being frozen.
+    litellm callback still in flight completes instead of being frozen.
 
     A daemon loop left running at finalization deadlocked the exit about one run in ten
     (frozen mid-import while holding the import lock; litellm's `__del__` then imported).
     """
     path = tmp_path / "fleet.toml"
-    path.write_text(toml_for(fleet_config(threaded_fleet)))
+    path.write_text(toml_for(fleet_config(threaded_fleet, timeout=_WARM)))
     marker = tmp_path / "callback.txt"
     out = _run_script(
         f"""
-        import asyncio, atexit, threading, router, litellm
+        import atexit, threading, time, router, litellm
         from litellm.integrations.custom_logger import CustomLogger
 
         class Slow(CustomLogger):
-            async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
-                await asyncio.sleep(0.3)
+            # A sync call fires litellm's sync events (router._threaded), on litellm's threads.
+            def log_success_event(self, kwargs, response_obj, start_time, end_time):
+                time.sleep(0.3)
                 with open({str(marker)!r}, "w") as f:
                     f.write("logged")
 
