@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -55,6 +55,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from router._embeddings import embedding_problems
 from router._problems import (
     RELATIONS_ERROR,
     ConfigError,
@@ -82,8 +83,6 @@ from router._settings import (
     _param_refs,
     _Whole,
 )
-
-from router._embeddings import embedding_problems
 
 __all__ = [
     "CONFIG_PATH_ENV",
