@@ -155,12 +155,13 @@ async def test_pass_through_health_is_per_endpoint(fleet: Fleet) -> None:
             await router.acompletion(
                 "openai/sim", MSG, api_base=fleet["a"].base_url, api_key="sk-sim-test"
             )
-    states = {h.deployment: h for h in router.state.snapshot(router.clock.now())}
-    hung = next(name for name in states if fleet["a"].base_url in name)
-    assert states[hung].state == "open"
     response = await router.acompletion(
         "openai/sim", MSG, api_base=fleet["b"].base_url, api_key="sk-sim-test"
     )
+    states = {h.deployment: h for h in router.state.snapshot(router.clock.now())}
+    hung = next(name for name in states if fleet["a"].base_url in name)
+    healthy = next(name for name in states if fleet["b"].base_url in name)
+    assert states[hung].error_rate > 0 and states[healthy].error_rate == 0.0
     assert response.choices[0].message.content == "Hello from b."
     decision = get_decision(response)
     assert decision is not None and decision.deployment is not None
@@ -235,6 +236,7 @@ def test_sync_callbacks_fire_for_sync_calls_as_litellm_fires_them(tmp_path: Path
         wait_for(4)
         print("failover", sorted(e[0] for e in events))
         events.clear()
+        fleet["a"].set(outage=None)
         async def main():
             await r.acompletion("chat", MSG)
             await asyncio.sleep(0.5)
