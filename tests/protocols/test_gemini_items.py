@@ -45,7 +45,7 @@ async def test_429_before_the_first_chunk_reaches_a_pass_through_caller_as_a_429
     fleet["gemini-p"].set(rate_limit_rate=1.0, retry_after_s=30)
     router = Router(group_config(fleet, "gemini"), seed=0)
     provider = fleet["gemini-p"]
-    with pytest.raises(litellm.ServiceUnavailableError) as info:
+    with pytest.raises(litellm.RateLimitError) as info:
         stream = await router.acompletion(
             "gemini/gemini-2.0-flash",
             MSG,
