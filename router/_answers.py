@@ -272,3 +272,25 @@ def answer_features(question: str, answer: str) -> list[float]:
 def feature_rows(pairs: Sequence[tuple[str, str]]) -> list[list[float]]:
     """`answer_features` of (question, answer) pairs."""
     return [answer_features(q, a) for q, a in pairs]
+
+
+def message_texts(messages: Any, user_only: bool = False) -> list[str]:
+    """The text parts of chat messages (only the user's with `user_only`), in order."""
+    out: list[str] = []
+    if not isinstance(messages, list):
+        return out
+    for message in messages:
+        if not isinstance(message, Mapping):
+            continue
+        if user_only and message.get("role") not in ("user", None):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            out.append(content)
+        elif isinstance(content, list):
+            out.extend(
+                p["text"]
+                for p in content
+                if isinstance(p, Mapping) and isinstance(p.get("text"), str)
+            )
+    return out

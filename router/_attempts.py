@@ -185,6 +185,17 @@ class AttemptLoop:
                     raise self._deadline(call, last)
                 await clock.sleep(delay)
                 now = clock.now()
+                if not probe:
+                    # Admitted before the backoff: another call may have tripped it meanwhile.
+                    probe_now = self._admit(call, deployment, now)
+                    if probe_now is None:
+                        state = self.state.get(deployment.name)
+                        why = _unavailable(state, now) or "unavailable"
+                        call.skipped.append(Skip(deployment.name, why))
+                        if deployment in ranked:
+                            ranked.remove(deployment)
+                        continue
+                    probe = probe_now
             timeout = self._timeout(call, deployment, first_chunk, now)
             if timeout < _MIN_ATTEMPT_S:
                 self._release(deployment, probe)

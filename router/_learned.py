@@ -461,8 +461,8 @@ def load_policy(path: str | os.PathLike[str]) -> LearnedPolicy:
 
 def request_text(request: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
     """The user text of a request's messages (as rules read it) and its metadata."""
-    from router._policy import _contents
+    from router._answers import message_texts
 
     metadata = request.get("metadata")
-    text = "\n".join(_contents(request.get("messages"), user_only=True))
+    text = "\n".join(message_texts(request.get("messages"), user_only=True))
     return text, metadata if isinstance(metadata, Mapping) else {}

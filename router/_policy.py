@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from router._answers import message_texts as _contents
 from router._call import classifier_reason, context_reason, fell_through, route_reason
 from router._decision import Skip
 
@@ -79,27 +80,6 @@ class _Text:
         if self._tokens is None:
             self._tokens = self.count(self.request.get("messages"))
         return self._tokens
-
-
-def _contents(messages: Any, user_only: bool = False) -> list[str]:
-    out: list[str] = []
-    if not isinstance(messages, list):
-        return out
-    for message in messages:
-        if not isinstance(message, Mapping):
-            continue
-        if user_only and message.get("role") not in ("user", None):
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            out.append(content)
-        elif isinstance(content, list):
-            out.extend(
-                p["text"]
-                for p in content
-                if isinstance(p, Mapping) and isinstance(p.get("text"), str)
-            )
-    return out
 
 
 @dataclass

@@ -30,8 +30,12 @@ from typing import Any
 
 import litellm
 
-from router._decision import get_decision
-from router._errors import DeadlineExceeded, NoDeploymentAvailable, StreamInterrupted
+from router._errors import (
+    AllRateLimited,
+    DeadlineExceeded,
+    NoDeploymentAvailable,
+    StreamInterrupted,
+)
 
 __all__ = ["GatewayError", "error_body", "from_exception"]
 
@@ -76,21 +80,6 @@ def _retry_after(seconds: float | None) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
-def _all_rate_limited(exc: NoDeploymentAvailable) -> bool:
-    decision = get_decision(exc)
-    reasons = list(exc.reasons.values())
-    if not reasons:
-        return False
-    limited_words = ("rate limit", "rate-limit", "429", "paused", "rpm limit", "tpm limit")
-    if all(any(w in r.lower() for w in limited_words) for r in reasons):
-        return True
-    if decision is not None and decision.attempts:
-        tried = [a for a in decision.attempts if a.outcome != "cancelled"]
-        skipped_ok = all(any(w in s.why.lower() for w in limited_words) for s in decision.skipped)
-        return bool(tried) and skipped_ok and all(a.outcome == "rate_limited" for a in tried)
-    return False
-
-
 def from_exception(exc: BaseException, paused_for: float | None = None) -> GatewayError:
     """Map an exception raised by a routed call to the gateway's answer.
 
@@ -101,15 +90,15 @@ def from_exception(exc: BaseException, paused_for: float | None = None) -> Gatew
         return exc
     if isinstance(exc, DeadlineExceeded):
         return GatewayError(504, str(exc), "timeout", "deadline_exceeded")
+    if isinstance(exc, AllRateLimited):  # every candidate answered 429 or is paused by one
+        return GatewayError(
+            429,
+            str(exc),
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            headers=_retry_after(exc.retry_after if exc.retry_after is not None else paused_for),
+        )
     if isinstance(exc, NoDeploymentAvailable):
-        if _all_rate_limited(exc):
-            return GatewayError(
-                429,
-                str(exc),
-                "rate_limit_error",
-                "rate_limit_exceeded",
-                headers=_retry_after(paused_for),
-            )
         error = GatewayError(
             503,
             str(exc),
