@@ -11,16 +11,17 @@ Outcomes (`router.record_outcome`) append ``{"type": "outcome", "ts", "call": re
 "job": job id, "outcome": "correct" | "wrong" | "accepted" | "rejected", "label", "note"}``;
 a call record's ``response_id`` is what an outcome's ``call`` refers to.
 
-Line shapes::
+Line shapes (``router._schema`` writes and reads them; no other module spells them out)::
 
     {"type": "call", "ts": ..., "group": ..., "route": ..., "step": ..., "job": ...,
      "deployment": ..., "outcome": ..., "cost_usd": ..., "latency_s": ..., "attempts": n,
      "failovers": n, "hedged": bool, "escalations": [{"from", "to", "trigger", "detail",
-     "cost_usd"}], "reason": ..., "input_tokens": ..., "output_tokens": ...}
+     "cost_usd"}], "reason": ..., "error": ..., "input_tokens": ..., "output_tokens": ...,
+     "response_id": ...}
     {"type": "job", "ts": ..., "id": ..., "name": ..., "outcome": ..., "cost_usd": ...,
      "latency_s": ..., "escalations": n, "reviews": n, "failures": n, "why": ...,
      "steps": [{"step", "group", "route", "deployment", "outcome", "cost_usd", "latency_s",
-                "escalations"}]}
+                "escalations", "reason"}]}
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
+from router._decision import CallRecord
 from router._observe import BaseObserver
+from router._schema import call_to_dict, job_to_dict
 
 if TYPE_CHECKING:
     from router._breaker import Transition
@@ -59,43 +62,16 @@ class Recorder(BaseObserver):
         messages: Any = None,
         output: Any = None,
     ) -> None:
-        response = decision.response
-        record = {
-            "type": "call",
-            "ts": decision.started_at,
-            "group": decision.group,
-            "route": decision.route,
-            "step": decision.step,
-            "job": decision.job,
-            "deployment": decision.deployment,
-            "outcome": decision.outcome,
-            "cost_usd": decision.cost_usd,
-            "latency_s": decision.elapsed_s,
-            "attempts": len(decision.attempts),
-            "failovers": decision.failovers,
-            "hedged": decision.hedged,
-            "escalations": [
-                {
-                    "from": e.from_group,
-                    "to": e.to_group,
-                    "trigger": e.trigger,
-                    "detail": e.detail,
-                    "cost_usd": e.cost_usd,
-                }
-                for e in decision.escalations
-            ],
-            "reason": decision.reason,
-            "error": None if error is None else type(error).__name__,
-            "input_tokens": None if response is None else response.input_tokens,
-            "output_tokens": None if response is None else response.output_tokens,
-            "response_id": None if response is None else response.id,
-        }
         if self.capture_content:
             from router._learned import request_text
 
-            record["prompt"] = request_text({"messages": messages})[0] if messages else None
-            record["output"] = _output_text(output)
-        self._write(record)
+            prompt = request_text({"messages": messages})[0] if messages else None
+            record = CallRecord.of(
+                decision, error, captured=True, prompt=prompt, output=_output_text(output)
+            )
+        else:
+            record = CallRecord.of(decision, error)
+        self._write({"type": "call", **call_to_dict(record)})
 
     def outcome(self, record: dict[str, Any]) -> None:
         """Append an outcome line (see `router.record_outcome`)."""
@@ -105,34 +81,7 @@ class Recorder(BaseObserver):
         return None
 
     def job_finished(self, record: JobRecord) -> None:
-        self._write(
-            {
-                "type": "job",
-                "ts": record.started_at,
-                "id": record.id,
-                "name": record.name,
-                "outcome": record.outcome,
-                "cost_usd": record.cost_usd,
-                "latency_s": record.latency_s,
-                "escalations": record.escalations,
-                "reviews": record.reviews,
-                "failures": record.failures,
-                "why": record.why,
-                "steps": [
-                    {
-                        "step": s.step,
-                        "group": s.group,
-                        "route": s.route,
-                        "deployment": s.deployment,
-                        "outcome": s.outcome,
-                        "cost_usd": s.cost_usd,
-                        "latency_s": s.latency_s,
-                        "escalations": s.escalations,
-                    }
-                    for s in record.steps
-                ],
-            }
-        )
+        self._write({"type": "job", **job_to_dict(record)})
 
 
 def _output_text(output: Any) -> str | None:

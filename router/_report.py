@@ -1,10 +1,11 @@
 """``router report FILE``: the seed's metrics, summarised from a JSONL record file.
 
-The router appends one line per call decision and per job to ``[router] record_file`` (see
-router._records for the line shapes). This module reads such a file and computes, overall, per
-route, per step (and per group or deployment on request) and per escalation trigger: task
-success, cost per completed job, latency, failure, escalation and human-review rates. It uses
-the standard library only, so the command answers at once (litellm is never imported).
+The router appends one line per call decision and per job to ``[router] record_file``. This
+module reads such a file, through the same `router._schema` that writes its lines (fields a
+line leaves out read as their defaults there), and computes, overall, per route, per step (and
+per group or deployment on request) and per escalation trigger: task success, cost per
+completed job, latency, failure, escalation and human-review rates. It uses the standard
+library only, so the command answers at once (litellm is never imported).
 
 Definitions (call records):
 
@@ -53,11 +54,12 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from router._decision import outcome_ok
+from router._decision import CallRecord, JobRecord, outcome_ok
+from router._schema import SchemaError, call_from_dict, job_from_dict
 
 __all__ = [
     "GROUPINGS",
@@ -87,8 +89,8 @@ class ReportError(Exception):
 class Records:
     """The call and job records of a file, and how many lines of other types it had."""
 
-    calls: list[dict[str, Any]] = field(default_factory=list)
-    jobs: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)
+    jobs: list[JobRecord] = field(default_factory=list)
     unknown: int = 0
 
 
@@ -106,56 +108,6 @@ def _lines(path: str) -> Iterator[tuple[int, bytes]]:
         raise ReportError(f"{path}: is a directory, not a record file") from None
     except OSError as exc:
         raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from None
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-# Fields the report reads, and what each may hold; a record is checked before it is counted
-# so that a wrong value is reported with its line, not as a crash half-way through.
-_CALL_FIELDS: dict[str, tuple[str, bool]] = {
-    # name: (kind, may be missing or null)
-    "outcome": ("str", False),
-    "route": ("str", True),
-    "step": ("str", True),
-    "group": ("str", True),
-    "deployment": ("str", True),
-    "cost_usd": ("number", True),
-    "latency_s": ("number", True),
-    "failovers": ("number", True),
-    "hedged": ("bool", True),
-    "escalations": ("list", True),
-}
-_JOB_FIELDS: dict[str, tuple[str, bool]] = {
-    "outcome": ("str", False),
-    "cost_usd": ("number", True),
-    "latency_s": ("number", True),
-    "escalations": ("number", True),
-}
-_KINDS: dict[str, Callable[[object], bool]] = {
-    "str": lambda v: isinstance(v, str),
-    "number": _is_number,
-    "bool": lambda v: isinstance(v, bool),
-    "list": lambda v: isinstance(v, list),
-}
-
-
-def _check(record: Mapping[str, Any], fields: Mapping[str, tuple[str, bool]]) -> str | None:
-    """What is wrong with `record`'s fields, or None."""
-    for name, (kind, optional) in fields.items():
-        value = record.get(name)
-        if value is None:
-            if not optional:
-                return f"{record['type']} record has no {name!r}"
-            continue
-        if not _KINDS[kind](value):
-            return f"{name!r} should be a {kind}, not {json.dumps(value)[:40]}"
-    if record["type"] == "call":
-        for escalation in record.get("escalations") or ():
-            if not isinstance(escalation, dict) or not isinstance(escalation.get("trigger"), str):
-                return "an escalation without a 'trigger'"
-    return None
 
 
 def load(path: str | os.PathLike[str]) -> Records:
@@ -185,13 +137,15 @@ def load(path: str | os.PathLike[str]) -> Records:
                 f"{name}: line {number}: a record must be a JSON object, not {kind_name}"
             )
         kind = record.get("type")
-        if kind not in ("call", "job"):
-            records.unknown += 1
-            continue
-        problem = _check(record, _CALL_FIELDS if kind == "call" else _JOB_FIELDS)
-        if problem is not None:
-            raise ReportError(f"{name}: line {number}: {problem}")
-        (records.calls if kind == "call" else records.jobs).append(record)
+        try:
+            if kind == "call":
+                records.calls.append(call_from_dict(record))
+            elif kind == "job":
+                records.jobs.append(job_from_dict(record))
+            else:
+                records.unknown += 1
+        except SchemaError as exc:
+            raise ReportError(f"{name}: line {number}: {exc}") from None
     return records
 
 
@@ -224,20 +178,19 @@ class _Tally:
     hedged: int = 0
     latencies: list[float] = field(default_factory=list)
 
-    def add(self, call: Mapping[str, Any]) -> None:
-        outcome = call["outcome"]
+    def add(self, call: CallRecord) -> None:
+        outcome = call.outcome
         self.calls += 1
         self.success += outcome == "success"
         self.needs_review += outcome == "needs_review"
         # Sent to review is counted as such, not as a failure.
         self.failed += not outcome_ok(outcome) and outcome != "needs_review"
-        self.escalated += bool(call.get("escalations"))
-        self.cost_usd += call.get("cost_usd") or 0.0
-        self.failovers += int(call.get("failovers") or 0)
-        self.hedged += bool(call.get("hedged"))
-        latency = call.get("latency_s")
-        if latency is not None:
-            self.latencies.append(float(latency))
+        self.escalated += bool(call.escalations)
+        self.cost_usd += call.cost_usd
+        self.failovers += call.failovers
+        self.hedged += call.hedged
+        if call.latency_s is not None:
+            self.latencies.append(float(call.latency_s))
 
     def figures(self) -> dict[str, Any]:
         ordered = sorted(self.latencies)
@@ -263,14 +216,14 @@ class _Tally:
         }
 
 
-def _name(call: Mapping[str, Any], grouping: str) -> str:
-    value = call.get(grouping)
+def _name(call: CallRecord, grouping: str) -> str:
+    value = getattr(call, grouping)
     if value is None:
         return NO_ROUTE if grouping == "route" else NONE
     return str(value)
 
 
-def _grouped(calls: Iterable[Mapping[str, Any]], grouping: str) -> list[dict[str, Any]]:
+def _grouped(calls: Iterable[CallRecord], grouping: str) -> list[dict[str, Any]]:
     tallies: dict[str, _Tally] = {}
     for call in calls:
         tallies.setdefault(_name(call, grouping), _Tally()).add(call)
@@ -279,14 +232,14 @@ def _grouped(calls: Iterable[Mapping[str, Any]], grouping: str) -> list[dict[str
     return rows
 
 
-def _jobs(jobs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _jobs(jobs: Sequence[JobRecord]) -> dict[str, Any]:
     n = len(jobs)
-    success = sum(1 for j in jobs if j["outcome"] == "success")
-    failed = sum(1 for j in jobs if j["outcome"] == "failed")
-    review = sum(1 for j in jobs if j["outcome"] == "needs_review")
-    cost = sum(j.get("cost_usd") or 0.0 for j in jobs)
-    latencies = [float(j["latency_s"]) for j in jobs if j.get("latency_s") is not None]
-    escalations = sum(int(j.get("escalations") or 0) for j in jobs)
+    success = sum(1 for j in jobs if j.outcome == "success")
+    failed = sum(1 for j in jobs if j.outcome == "failed")
+    review = sum(1 for j in jobs if j.outcome == "needs_review")
+    cost = sum(j.cost_usd for j in jobs)
+    latencies = [j.latency_s for j in jobs]
+    escalations = sum(j.escalations for j in jobs)
     return {
         "jobs": n,
         "success": success,
@@ -304,19 +257,19 @@ def _jobs(jobs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _escalations(calls: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def _escalations(calls: Iterable[CallRecord]) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     costs: dict[str, float] = {}
     paths: dict[str, Counter[tuple[str | None, str | None]]] = {}
     escalated = 0
     for call in calls:
-        steps = call.get("escalations") or ()
+        steps = call.escalations
         escalated += bool(steps)
         for step in steps:
-            trigger = step["trigger"]
+            trigger = step.trigger
             counts[trigger] += 1
-            costs[trigger] = costs.get(trigger, 0.0) + (step.get("cost_usd") or 0.0)
-            paths.setdefault(trigger, Counter())[(step.get("from"), step.get("to"))] += 1
+            costs[trigger] = costs.get(trigger, 0.0) + step.cost_usd
+            paths.setdefault(trigger, Counter())[(step.from_group, step.to_group)] += 1
     triggers = [
         {
             "trigger": trigger,

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from opentelemetry import trace
 
+from router._decision import CallRecord
 from router._observe import BaseObserver
+from router._schema import call_to_dict, job_to_dict
 from telemetry._logs import make_logger
 from telemetry._metrics import Instruments, instruments_for
 from telemetry._spans import SpanWriter, exception_attributes, safe_label, transition_event
@@ -138,20 +140,17 @@ class Telemetry(BaseObserver):
         if logger is None:
             return
         try:
-            fields: dict[str, Any] = {
-                "job": record.id,
-                "name": record.name,
-                "outcome": record.outcome,
-                "steps": len(record.steps),
-                "cost_usd": record.cost_usd,
-                "latency_s": round(record.latency_s, 6),
-                "escalations": record.escalations,
-                "reviews": record.reviews,
-                "failures": record.failures,
-                **_ids(trace.get_current_span().get_span_context()),
-            }
-            if record.why is not None:
-                fields["why"] = record.why
+            # The job line of a record file (router._schema), as a log event: the job's id as
+            # ``job`` (as its calls' events name it), its steps counted, no ``ts`` (structlog
+            # stamps the event).
+            fields = job_to_dict(record)
+            del fields["ts"]
+            fields["job"] = fields.pop("id")
+            fields["steps"] = len(record.steps)
+            fields["latency_s"] = round(record.latency_s, 6)
+            if record.why is None:
+                del fields["why"]
+            fields.update(_ids(trace.get_current_span().get_span_context()))
             if record.outcome == "success":
                 logger.info("router.job_completed", **fields)
             else:
@@ -205,28 +204,15 @@ class Telemetry(BaseObserver):
         logger = self._logger
         if logger is None:
             return
-        fields: dict[str, Any] = {
-            "group": d.group,
-            "deployment": d.deployment,
-            "outcome": d.outcome,
-            "reason": d.reason,
-            "attempts": len(d.attempts),
-            "tried": [a.deployment for a in d.attempts],
-            "failovers": d.failovers,
-            "hedged": d.hedged,
-            "latency_s": round(d.elapsed_s, 6),
-            "cost_usd": d.cost_usd,
-            "stream": d.stream,
-            **_ids(context),
-        }
-        if d.route is not None:
-            fields["route"] = d.route
-        if d.job is not None:
-            fields["job"] = d.job
-        if d.step is not None:
-            fields["step"] = d.step
-        if d.escalations:
-            fields["escalations"] = len(d.escalations)
+        # The call line of a record file (router._schema), as a log event, plus what only a
+        # log has: the deployments tried, whether it streamed, the trace ids; no ``ts``
+        # (structlog stamps the event).
+        fields = call_to_dict(CallRecord.of(d, error))
+        del fields["ts"]
+        fields["latency_s"] = round(d.elapsed_s, 6)
+        fields["tried"] = [a.deployment for a in d.attempts]
+        fields["stream"] = d.stream
+        fields.update(_ids(context))
         if failed:
             if error is not None:
                 fields["error"] = safe_label(error)
