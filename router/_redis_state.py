@@ -78,11 +78,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
 
 from router._breaker import State, Transition
 from router._clock import SystemClock
 from router._limits import WINDOW_S, _limit_reason
+from router._redact import safe_url
 from router._redis_peers import apply, publish, receive, reconcile, report
 from router._redis_protocol import PeerEvent, _Scripts
 from router._state import DeploymentHealth, DeploymentState, snapshot_of
@@ -99,7 +99,6 @@ __all__ = [
     "PeerEvent",
     "RedisState",
     "SharedDeploymentHealth",
-    "safe_url",
 ]
 
 log = logging.getLogger("router")
@@ -111,21 +110,6 @@ _running_loop: Callable[[], asyncio.AbstractEventLoop | None] = asyncio.events._
 HEARTBEAT_S: Final = 1.0
 """How often the background task writes this process's health summary (and so checks Redis)."""
 _RECONNECT_MIN_S: Final = 0.05
-
-
-def safe_url(url: str) -> str:
-    """`url` without its password, for logs and output."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    if parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    netloc = f"{parts.username}:***@{netloc}" if parts.username else f":***@{netloc}"
-    return parts._replace(netloc=netloc).geturl()
 
 
 @dataclass(frozen=True, slots=True)

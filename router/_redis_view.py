@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from router._limits import WINDOW_S
+from router._redact import safe_url
 from router._redis_protocol import decode
-from router._redis_state import safe_url
 
 __all__ = ["fleet_view"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 from router._config import ENV_REF_PREFIX, Config, ConfigError, Deployment, RouterSettings
 from router._loading import check_config, load_config
+from router._redact import safe_url
 from router._tables import aligned
 
 if TYPE_CHECKING:
@@ -46,13 +46,8 @@ def _api_base(value: str | None) -> str:
         return "provider default"
     if value.startswith(ENV_REF_PREFIX):
         return f"env {value[len(ENV_REF_PREFIX) :]}"
-    parts = urlsplit(value)
-    if parts.password is not None or parts.username is not None:
-        # Credentials in a URL are as secret as a key: show the host only.
-        host = parts.hostname or ""
-        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return value
+    # Credentials in a URL are as secret as a key: show the host only.
+    return safe_url(value, user=False)
 
 
 def _row(dep: Deployment, settings: RouterSettings) -> dict[str, str]:

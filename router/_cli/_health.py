@@ -240,7 +240,7 @@ def _run_shared_health(args: argparse.Namespace) -> int:
                 return 1
     prefix = args.prefix or (config.state.key_prefix if config is not None else "router:")
     names = [d.name for d in config.deployments] if config is not None else []
-    from router._redis_state import safe_url
+    from router._redact import safe_url
     from router._redis_view import fleet_view
 
     try:

@@ -15,8 +15,9 @@ from router._breaker import State, Transition
 from router._config import Config, ConfigError
 from router._limits import WINDOW_S, _Window
 from router._loading import load_config
+from router._redact import safe_url
 from router._redis_protocol import PROTOCOL
-from router._redis_state import PeerEvent, RedisState, SharedDeploymentHealth, safe_url
+from router._redis_state import PeerEvent, RedisState, SharedDeploymentHealth
 from router.testing import FakeClock
 
 GRACE = 1.0
