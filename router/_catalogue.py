@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from router._fields import field
 
@@ -104,8 +104,24 @@ def configured_cost(
     return prompt_tokens * (cin or 0.0) + completion_tokens * (cout or 0.0)
 
 
+CHARS_PER_TOKEN: Final = 4
+"""The one rule of thumb for a token count without a tokenizer (English text averages about
+four characters a token)."""
+
+
+def text_tokens(chars: int) -> int:
+    """The token estimate of `chars` characters of text: ~4 a token, rounded up, at least 1.
+
+    Every estimate without a tokenizer goes through here: the router's prompt counts when
+    litellm's counter fails (`estimate_tokens`), a stream's output without a usage chunk
+    (`router._limits`), the simulated providers' usage (`router._sim`) and the eval replay.
+    Rounded up: a context-window or TPM check errs on the side of fitting fewer tokens.
+    """
+    return max(1, -(-chars // CHARS_PER_TOKEN))
+
+
 def estimate_tokens(messages: Any) -> int:
-    """A cheap token estimate (~4 characters per token) over message contents."""
+    """A cheap token estimate (`text_tokens`) over message contents."""
     chars = 0
     if isinstance(messages, list):
         for message in messages:
@@ -116,7 +132,7 @@ def estimate_tokens(messages: Any) -> int:
                 for part in content:
                     if isinstance(part, Mapping) and isinstance(part.get("text"), str):
                         chars += len(part["text"])
-    return max(1, chars // 4)
+    return text_tokens(chars)
 
 
 def usage_cost(catalogue: Catalogue, deployment: Deployment, usage: Any) -> float:

@@ -13,6 +13,8 @@ import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
+from router._catalogue import text_tokens
+
 if TYPE_CHECKING:
     from router._backend import Transport
     from router._catalogue import Catalogue
@@ -285,7 +287,7 @@ class _CountingStream:
     def _finish(self) -> None:
         if not self._counted:
             self._counted = True
-            self._count(self._usage or self._prompt + max(1, self._chars // 4))
+            self._count(self._usage or self._prompt + text_tokens(self._chars))
 
     async def aclose(self) -> None:
         self._finish()

@@ -24,7 +24,7 @@ import itertools
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from router._catalogue import configured_cost, estimate_tokens
+from router._catalogue import configured_cost, estimate_tokens, text_tokens
 
 if TYPE_CHECKING:
     from router._config import Deployment
@@ -98,7 +98,7 @@ class ReplayBackend:
             try:
                 count = int(litellm.token_counter(model=deployment.model, text=text))
             except Exception:  # a tokenizer problem must not fail the replay; estimate instead
-                count = max(1, len(text) // 4)
+                count = text_tokens(len(text))
             self._text_tokens[key] = count
         return count
 

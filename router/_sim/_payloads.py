@@ -7,21 +7,21 @@ when to send them.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from router._catalogue import CHARS_PER_TOKEN, text_tokens
 from router._sim._knobs import Behavior
 
 __all__ = ["estimate_tokens"]
 
 
 def estimate_tokens(text: str) -> int:
-    """Estimate the token count of ``text`` the way the simulator does: ~4 chars a token, >= 1."""
-    return max(1, math.ceil(len(text) / 4))
+    """Estimate the token count of ``text`` the way the simulator does (`text_tokens`)."""
+    return text_tokens(len(text))
 
 
 def _prompt_parts(messages: list[Any]) -> list[str]:
@@ -76,7 +76,7 @@ def _answer(b: Behavior, messages: list[Any], provider: str) -> _Answer:
 
 def _tokens(text: str) -> list[str]:
     """The reply cut into the simulator's tokens: 4 characters each, as `estimate_tokens`."""
-    return [text[i : i + 4] for i in range(0, len(text), 4)]
+    return [text[i : i + CHARS_PER_TOKEN] for i in range(0, len(text), CHARS_PER_TOKEN)]
 
 
 class _Logprobs:
