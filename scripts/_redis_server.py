@@ -1,4 +1,8 @@
-"""A throwaway Redis server for the tests and `scripts/bench_redis.py`: found, started, killed.
+"""A throwaway Redis server for `scripts/bench_redis.py` and the tests: found, started, killed.
+
+A development tool beside the benchmarks' other helpers (`_benchlib`), not part of the library;
+scripts import it as ``_redis_server`` (their folder is on ``sys.path``), and so do the tests
+(tests/conftest.py puts this folder on ``sys.path``).
 
 Where the ``redis-server`` binary comes from, first found wins:
 
