@@ -32,11 +32,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from router._decision import CallOutcome, outcome_ok
+
 __all__ = ["Case", "ReviewError", "cases", "load", "render_html", "render_text", "review"]
 
 KINDS = ("review", "failed", "wrong", "escalated")
 """Case kinds, in the order a reader should look at them."""
-_NOT_FAILURES = frozenset({"success", "needs_review", "closed_early", "caller_error", "streaming"})
 _NEGATIVE = frozenset({"wrong", "rejected"})
 
 
@@ -156,7 +157,7 @@ def cases(records: Records) -> list[Case]:
         if call["outcome"] == "needs_review":
             key = _reason(escalations[-1]) if escalations else "needs review"
             out.append(Case("review", ts, _route(call), key, call, outcome, job_outcome))
-        elif call["outcome"] not in _NOT_FAILURES:
+        elif not outcome_ok(call["outcome"]) and call["outcome"] != CallOutcome.CALLER_ERROR:
             key = str(call["outcome"]) + (f" ({call['error']})" if call.get("error") else "")
             out.append(Case("failed", ts, _route(call), key, call, outcome, job_outcome))
         elif verdict is not None and verdict.get("outcome") in _NEGATIVE:

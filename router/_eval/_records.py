@@ -22,10 +22,13 @@ import json
 import os
 from typing import Any
 
+from router._decision import CallOutcome
 from router._eval._data import Dataset, DatasetError, Item
 
 __all__ = ["is_record_file", "load_records"]
 
+_SERVED = frozenset({CallOutcome.SUCCESS, CallOutcome.NEEDS_REVIEW})
+"""Outcomes of a call that returned an answer (read to its end, for a stream)."""
 _POSITIVE = {"correct": True, "accepted": True, "wrong": False, "rejected": False}
 
 
@@ -83,7 +86,7 @@ def load_records(path: str | os.PathLike[str], name: str | None = None) -> Datas
         if not isinstance(prompt, str) or not prompt.strip():
             skipped["no prompt (content capture off)"] += 1
             continue
-        if call.get("outcome") not in ("success", "needs_review") or not call.get("group"):
+        if call.get("outcome") not in _SERVED or not call.get("group"):
             skipped["not served"] += 1
             continue
         outcome = by_call.get(str(call.get("response_id"))) or by_job.get(str(call.get("job")))
