@@ -60,6 +60,7 @@ from typing import Any
 
 from router._decision import CallRecord, JobRecord, outcome_ok
 from router._schema import SchemaError, call_from_dict, job_from_dict
+from router._tables import Section
 
 __all__ = [
     "GROUPINGS",
@@ -309,19 +310,6 @@ def summarise(
 
 
 # --- tables ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Section:
-    """One table of the text report: a title, its columns and its rows of cells."""
-
-    title: str
-    columns: tuple[str, ...]
-    rows: list[dict[str, str]]
-    left: tuple[str, ...] = ()
-    """Columns of names (left-aligned in a rich table; the rest are figures)."""
-    note: str | None = None
-    """A line printed under the table."""
 
 
 def _pct(value: float | None) -> str:

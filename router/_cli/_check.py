@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from router._config import ENV_REF_PREFIX, Config, ConfigError, Deployment, RouterSettings
 from router._loading import check_config, load_config
 from router._redact import safe_url
-from router._tables import aligned
+from router._tables import Section, print_sections
 
 if TYPE_CHECKING:
     pass
@@ -31,6 +31,8 @@ _COLUMNS = (
 )
 # Columns shown only when some row of the table differs from this value.
 _OPTIONAL = {"weight": "1", "tags": "-", "params": "-"}
+_NAMES = ("deployment", "model", "api_base", "key", "tags", "params")
+"""Columns of names (left-aligned on a terminal; the others are figures)."""
 
 
 def _per_million(cost: float | None) -> str:
@@ -68,13 +70,17 @@ def _row(dep: Deployment, settings: RouterSettings) -> dict[str, str]:
     }
 
 
-def _sections(config: Config) -> list[tuple[str, list[dict[str, str]]]]:
-    """(title, rows) per group, then the deployments that are in no group."""
+def _section(title: str, rows: list[dict[str, str]]) -> Section:
+    return Section(title, _columns(rows), rows, left=_NAMES, no_wrap=("deployment", "key"))
+
+
+def _sections(config: Config) -> list[Section]:
+    """A table per group, then one of the deployments that are in no group."""
     sections = []
     for group in config.group_names():
         s = config.settings_for(group)
         title = f"group {group}: deadline {s.deadline:g} s, max_attempts {s.max_attempts}"
-        sections.append((title, [_row(d, s) for d in config.deployments_in(group)]))
+        sections.append(_section(title, [_row(d, s) for d in config.deployments_in(group)]))
     loose = [d for d in config.deployments if not d.groups]
     if loose:
         s = config.router
@@ -82,37 +88,14 @@ def _sections(config: Config) -> list[tuple[str, list[dict[str, str]]]]:
             f"no group (callers use the deployment's name): deadline {s.deadline:g} s,"
             f" max_attempts {s.max_attempts}"
         )
-        sections.append((title, [_row(d, s) for d in loose]))
+        sections.append(_section(title, [_row(d, s) for d in loose]))
     return sections
 
 
-def _columns(rows: list[dict[str, str]]) -> list[str]:
-    return [c for c in _COLUMNS if c not in _OPTIONAL or any(r[c] != _OPTIONAL[c] for r in rows)]
-
-
-def _print_plain(sections: list[tuple[str, list[dict[str, str]]]]) -> None:
-    for title, rows in sections:
-        print(title)
-        for line in aligned(_columns(rows), rows):
-            print("  " + line)
-        print()
-
-
-def _print_rich(sections: list[tuple[str, list[dict[str, str]]]]) -> None:
-    # Imported here: only a terminal needs rich, and it costs import time.
-    from rich.console import Console
-    from rich.markup import escape  # names are data: "[x]" must not be read as rich markup
-    from rich.table import Table
-
-    console = Console(file=sys.stdout)
-    for title, rows in sections:
-        columns = _columns(rows)
-        table = Table(title=escape(title), title_justify="left", title_style="bold")
-        for column in columns:
-            table.add_column(column, no_wrap=column in ("deployment", "key"))
-        for row in rows:
-            table.add_row(*(escape(row[c]) for c in columns))
-        console.print(table)
+def _columns(rows: list[dict[str, str]]) -> tuple[str, ...]:
+    return tuple(
+        c for c in _COLUMNS if c not in _OPTIONAL or any(r[c] != _OPTIONAL[c] for r in rows)
+    )
 
 
 def check_arguments(parser: argparse.ArgumentParser) -> None:
@@ -161,11 +144,7 @@ def run_check(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
-    sections = _sections(config)
-    if sys.stdout.isatty():
-        _print_rich(sections)
-    else:
-        _print_plain(sections)
+    print_sections(_sections(config))
     findings = check_config(config)
     errors = sum(1 for f in findings if f.startswith("error:"))
     groups = len(config.group_names())

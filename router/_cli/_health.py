@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from router._breaker import State
 from router._config import Config, ConfigError, Deployment
 from router._loading import load_config
-from router._tables import aligned, quiet_router_log
+from router._tables import STATE_STYLE, Section, aligned, print_sections, quiet_router_log
 
 if TYPE_CHECKING:
     from router._decision import Decision
@@ -37,7 +37,6 @@ _HEALTH_COLUMNS = (
     "trips",
     "last error",
 )
-_STATE_STYLE = {"closed": "green", "open": "red", "half_open": "yellow"}
 _PING: list[dict[str, Any]] = [{"role": "user", "content": "ping"}]
 # A warm-up only has to get litellm's setup done; a slow provider is the probes' to report.
 _WARM_UP_TIMEOUT_S = 5.0
@@ -206,27 +205,6 @@ def _health_row(health: DeploymentHealth, probed: _Probed) -> dict[str, str]:
     }
 
 
-def _print_health_rich(title: str, rows: list[dict[str, str]]) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=escape(title), title_justify="left", title_style="bold")
-    for column in _HEALTH_COLUMNS:
-        left = column in ("deployment", "state", "last error")
-        table.add_column(
-            column, justify="left" if left else "right", no_wrap=column != "last error"
-        )
-    for row in rows:
-        cells = [escape(row[c]) for c in _HEALTH_COLUMNS]
-        style = _STATE_STYLE.get(row["state"])
-        if style:
-            at = _HEALTH_COLUMNS.index("state")
-            cells[at] = f"[{style}]{cells[at]}[/]"
-        table.add_row(*cells)
-    Console(file=sys.stdout).print(table)
-
-
 def _run_shared_health(args: argparse.Namespace) -> int:
     """``router health --redis URL``: the shared view (see router._redis_state.fleet_view)."""
     config: Config | None = None
@@ -278,12 +256,15 @@ def run_health(args: argparse.Namespace) -> int:
         return 1 if problems else 0
     rows = [_health_row(h, seen[h.deployment]) for h in snapshots]
     title = f"{config.source}: {args.probes} probe(s) per deployment, as this process saw them"
-    if sys.stdout.isatty():
-        _print_health_rich(title, rows)
-    else:
-        print(title)
-        for line in aligned(_HEALTH_COLUMNS, rows):
-            print("  " + line)
+    table = Section(
+        title,
+        _HEALTH_COLUMNS,
+        rows,
+        left=("deployment", "state", "last error"),
+        no_wrap=tuple(c for c in _HEALTH_COLUMNS if c != "last error"),
+        styles={"state": STATE_STYLE},
+    )
+    print_sections([table], gap=False)
     if any(getattr(h, "degraded", False) for h in snapshots):
         print("state store degraded: Redis unreachable; this is this process's local view only")
     healthy = len(snapshots) - len(problems)
@@ -352,10 +333,8 @@ def print_fleet_view(view: Mapping[str, Any], as_json: bool) -> int:
                 "tpm": str(d["tpm_used"]),
             }
         )
-    widths = {c: max([len(c), *(len(r[c]) for r in rows)]) for c in columns}
-    print("  " + "  ".join(c.ljust(widths[c]) for c in columns).rstrip())
-    for row in rows:
-        print("  " + "  ".join(row[c].ljust(widths[c]) for c in columns).rstrip())
+    for line in aligned(columns, rows):
+        print("  " + line)
     if not processes:
         print("no router process is reporting to this Redis (prefix right? processes running?)")
         return 1

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
-from router._tables import quiet_router_log
+from router._tables import STATE_STYLE, quiet_router_log
 
 if TYPE_CHECKING:
     from router._breaker import Transition
@@ -64,7 +64,6 @@ _BACK_AT = 0.60
 # The last share of the requests in which the cheapest provider should be serving again.
 _TAIL = 0.10
 _EVENTS_SHOWN = 6
-_STATE_STYLE = {"closed": "green", "open": "red", "half_open": "yellow"}
 # Sample route reasons worth showing, in story order: the first of each kind is kept.
 _SAMPLE_KINDS = ("failed over", "breaker open, skipped", "probe failed", "probe succeeded")
 
@@ -246,7 +245,7 @@ def _table(
         if h is None:
             breaker, score, ewma, errors, open_for = "-", "-", "-", "-", "-"
         else:
-            breaker = f"[{_STATE_STYLE.get(h.state, 'white')}]{h.state}[/]"
+            breaker = f"[{STATE_STYLE.get(h.state, 'white')}]{h.state}[/]"
             score = f"{h.score:.2f}"
             ewma = _ms(h.latency_ms)
             errors = f"{100 * h.error_rate:.0f}%"
@@ -267,7 +266,7 @@ def _event_line(transition: Transition, started: float, markup: bool) -> str:
         return text
     from rich.markup import escape
 
-    style = _STATE_STYLE.get(transition.after.value, "white")
+    style = STATE_STYLE.get(transition.after.value, "white")
     return f"[{style}]{escape(text)}[/]"
 
 
