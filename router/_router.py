@@ -166,9 +166,10 @@ class Router:
     random draw (jitter, P2C, weights).
 
     Telemetry: `observer` receives every decision record and breaker transition (e.g. a
-    ``telemetry.Telemetry``). Without one, and unless ``telemetry=False``, the ``[telemetry]``
-    table and the ``OTEL_*`` variables decide (``telemetry.observer_for``); when they leave it
-    off, no observer is attached and the OpenTelemetry SDK is never imported.
+    ``router.telemetry.Telemetry``). Without one, and unless ``telemetry=False``, the
+    ``[telemetry]`` table and the ``OTEL_*`` variables decide
+    (``router.telemetry.observer_for``); when they leave it off, no observer is attached and the
+    OpenTelemetry SDK is never imported.
     """
 
     def __init__(
@@ -208,7 +209,7 @@ class Router:
             base.retry_budget_ratio, base.retry_budget_window, base.retry_budget_floor
         )
         if observer is None and telemetry:
-            from telemetry import observer_for
+            from router.telemetry import observer_for
 
             observer = observer_for(config.telemetry)
         outer: list[Observer] = [] if observer is None else [observer]

@@ -7,7 +7,7 @@ Every writer and reader of these shapes goes through this module, so a field is 
 - ``router report`` reads them back with `call_from_dict` / `job_from_dict`, which check every
   field (a wrong value is a `SchemaError` naming it) and give typed records;
 - the telemetry observer's ``router.call_*`` and ``router.job_*`` log events are the same dicts
-  (`telemetry._observer`) with what only a log has: trace ids, the deployments tried, an
+  (`router.telemetry._observer`) with what only a log has: trace ids, the deployments tried, an
   error's status beside its class; a job's id as ``job`` and its steps counted; no ``ts``
   (structlog stamps each event).
 
@@ -23,7 +23,7 @@ and this one does not know are kept as they are.
 
 Spans and metrics are not serializations of these records: their names are OpenTelemetry's
 GenAI semantic conventions (and ``router.*``), written straight from the `Decision` on the hot
-path (`telemetry._spans`, `telemetry._metrics`).
+path (`router.telemetry._spans`, `_metrics`).
 """
 
 from __future__ import annotations

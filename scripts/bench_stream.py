@@ -125,7 +125,7 @@ async def in_process(litellm: Any, settings: argparse.Namespace) -> dict[str, An
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     import router
-    import telemetry
+    from router import telemetry
 
     short, long_ = 2, settings.chunks_long
     backend = ChunkBackend(litellm, (short, long_))

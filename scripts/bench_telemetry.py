@@ -66,12 +66,12 @@ for _name in [n for n in os.environ if n.startswith("OTEL_")]:
 
 try:
     import router
-    import telemetry
+    from router import telemetry
 except ImportError:
     # Run from a checkout without `pip install -e .`: the packages sit next to scripts/.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import router
-    import telemetry
+    from router import telemetry
 
 Call = Callable[[], Awaitable[Any]]
 

@@ -23,11 +23,11 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from telemetry._settings import Resolved, resolve
+from router.telemetry._settings import Resolved, resolve
 
 if TYPE_CHECKING:
     from router._config import TelemetrySettings
-    from telemetry._observer import Telemetry
+    from router.telemetry._observer import Telemetry
 
 __all__ = ["Resolved", "Telemetry", "observer_for", "resolve"]
 
@@ -39,13 +39,13 @@ def observer_for(
 
     Off/on is decided from `settings` and `env` (default: ``os.environ``) alone, so a disabled
     setup never imports the OpenTelemetry SDK. When on, the process's providers are set up
-    once (see `telemetry._setup`) and an observer with the given log and content options is
+    once (see `router.telemetry._setup`) and an observer with the given log and content options is
     returned; the same settings give the same observer back.
     """
     resolved = resolve(settings, os.environ if env is None else env)
     if not resolved.enabled:
         return None
-    from telemetry._setup import observer
+    from router.telemetry._setup import observer
 
     return observer(resolved)
 
@@ -53,8 +53,8 @@ def observer_for(
 def __getattr__(name: str) -> Any:
     # Lazy: `Telemetry` lives with the OpenTelemetry API and structlog imports.
     if name == "Telemetry":
-        from telemetry._observer import Telemetry
+        from router.telemetry._observer import Telemetry
 
         globals()["Telemetry"] = Telemetry
         return Telemetry
-    raise AttributeError(f"module 'telemetry' has no attribute {name!r}")
+    raise AttributeError(f"module 'router.telemetry' has no attribute {name!r}")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final
 
 from opentelemetry import metrics
 
-from telemetry._spans import CHAT, GROUP, OPERATION, OUTCOME, REQUEST_MODEL
+from router.telemetry._spans import CHAT, GROUP, OPERATION, OUTCOME, REQUEST_MODEL
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Observation

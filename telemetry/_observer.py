@@ -18,9 +18,9 @@ from opentelemetry import trace
 from router._decision import CallRecord
 from router._observe import BaseObserver
 from router._schema import call_to_dict, job_to_dict
-from telemetry._logs import make_logger
-from telemetry._metrics import Instruments, instruments_for
-from telemetry._spans import SpanWriter, exception_attributes, safe_label, transition_event
+from router.telemetry._logs import make_logger
+from router.telemetry._metrics import Instruments, instruments_for
+from router.telemetry._spans import SpanWriter, exception_attributes, safe_label, transition_event
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider

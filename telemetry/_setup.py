@@ -1,4 +1,4 @@
-"""Process-wide OpenTelemetry setup for `telemetry.observer_for` (imports the SDK).
+"""Process-wide OpenTelemetry setup for `router.telemetry.observer_for` (imports the SDK).
 
 Once per process: the first enabled router sets up the providers, later ones reuse them (OTel
 providers are process resources: a second exporter to the same collector would double every
@@ -17,13 +17,13 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from telemetry._observer import Telemetry
+from router.telemetry._observer import Telemetry
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-    from telemetry._settings import Resolved
+    from router.telemetry._settings import Resolved
 
 _log = logging.getLogger("telemetry")
 

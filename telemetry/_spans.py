@@ -28,7 +28,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from telemetry._sinks import _ApiSpans, _DirectSpans, _Event
+from router.telemetry._sinks import _ApiSpans, _DirectSpans, _Event
 
 if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue

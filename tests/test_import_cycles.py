@@ -13,14 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("router", "telemetry")
+PACKAGES = {"router": ROOT / "router", "router.telemetry": ROOT / "telemetry"}
+"""Each package and its folder (router.telemetry is the top-level telemetry/ folder)."""
 
 
 def _modules() -> dict[str, Path]:
     found: dict[str, Path] = {}
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    for package, folder in PACKAGES.items():
+        for path in sorted(folder.rglob("*.py")):
+            if folder.name == "router" and path.relative_to(folder).parts[0] == "telemetry":
+                continue  # the symbolic link to telemetry/, walked as its own package
+            parts = [*package.split("."), *path.relative_to(folder).with_suffix("").parts]
             if parts[-1] == "__init__":
                 parts.pop()
             found[".".join(parts)] = path

@@ -79,7 +79,7 @@ def build_gateway(config_path: str | None, **router_kwargs: Any) -> Gateway:
     if extra is not None:
         observers.append(extra)
     elif router_kwargs.pop("telemetry", True):
-        from telemetry import observer_for
+        from router.telemetry import observer_for
 
         found = observer_for(config.telemetry)
         if found is not None:

@@ -468,7 +468,7 @@ def _missing(tally: _Tally, total: int, preferred: str) -> list[str]:
 
 def _otlp_observer(url: str, console: Any) -> Any:
     """Telemetry exporting the demo's spans to an OTLP endpoint (4317: gRPC, else HTTP)."""
-    import telemetry
+    from router import telemetry
     from router._config import TelemetrySettings
 
     protocol: Literal["grpc", "http/protobuf"] = (

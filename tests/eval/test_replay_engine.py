@@ -27,7 +27,7 @@ from router._observe import BaseObserver, Fanout
 from router._records import Recorder
 from router._report import load, summarise
 from router._sim import Behavior, Fleet, Script
-from telemetry import Telemetry
+from router.telemetry import Telemetry
 
 from .conftest import BINDINGS, tiny_config
 

@@ -113,7 +113,7 @@ async def test_traceparent_parents_the_router_spans(
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from router._serve import build_gateway
-    from telemetry import Telemetry
+    from router.telemetry import Telemetry
 
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)

@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from router import Router
 from router._sim import Behavior, Fleet
+from router.telemetry import Telemetry
 from router.testing import FakeBackend, FakeClock
-from telemetry import Telemetry
 
 MSG = [{"role": "user", "content": "hello"}]
 

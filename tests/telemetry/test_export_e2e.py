@@ -32,7 +32,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from router import NoDeploymentAvailable, Router, get_decision
 from router._sim import Fleet
-from telemetry import _setup as setup
+from router.telemetry import _setup as setup
 
 from .conftest import MSG
 

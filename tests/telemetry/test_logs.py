@@ -8,9 +8,9 @@ import json
 import pytest
 import structlog
 
+from router.telemetry import Telemetry
+from router.telemetry._logs import REDACTED, mask, redact
 from router.testing import fail
-from telemetry import Telemetry
-from telemetry._logs import REDACTED, mask, redact
 
 from .conftest import MSG, Fake, Otel, attrs_of, call_span, make_fake, make_otel
 

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 
-import telemetry
-from router import Router
+from router import Router, telemetry
 from router._config import TelemetrySettings
+from router.telemetry import Telemetry, observer_for, resolve
+from router.telemetry import _setup as setup
 from router.testing import FakeBackend, FakeClock
-from telemetry import Telemetry, observer_for, resolve
-from telemetry import _setup as setup
 
 from .conftest import MSG, fake_config, make_otel
 
@@ -145,7 +144,7 @@ def test_disabled_telemetry_never_imports_the_sdk() -> None:
     out = run_python(
         """
         import sys
-        import telemetry
+        from router import telemetry
         assert "opentelemetry" not in sys.modules, "import telemetry must stay light"
         assert "structlog" not in sys.modules
         assert telemetry.observer_for(None, {}) is None
@@ -174,7 +173,7 @@ def test_the_applications_global_providers_are_used_not_replaced() -> None:
         app_tracer.add_span_processor(SimpleSpanProcessor(app_exporter))
         trace.set_tracer_provider(app_tracer)
         metrics.set_meter_provider(app_meter)
-        import telemetry
+        from router import telemetry
         from router._config import TelemetrySettings
         t = telemetry.observer_for(TelemetrySettings(enabled=True), {})
         assert t is not None
@@ -195,7 +194,7 @@ def test_without_global_providers_sdk_ones_are_made_and_not_installed() -> None:
         from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.metrics import MeterProvider
-        import telemetry
+        from router import telemetry
         from router._config import TelemetrySettings
         t = telemetry.observer_for(
             TelemetrySettings(enabled=True, protocol="grpc", service_name="svc"),

@@ -13,8 +13,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from router import NoDeploymentAvailable, Router, StreamInterrupted, get_decision
 from router._sim import Fleet
+from router.telemetry import Telemetry
 from router.testing import fail, ok
-from telemetry import Telemetry
 
 from .conftest import MSG, Fake, Otel, attrs_of, call_span, children, make_fake, make_otel
 
