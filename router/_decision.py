@@ -153,6 +153,10 @@ class Escalation:
     detail: str
     cost_usd: float
     """What the rejected answer cost."""
+    answer: str | None = None
+    """The rejected answer's text: only when content capture is on (``[telemetry]
+    capture_content``), for the record file (`router review` shows what the weaker model
+    said); None otherwise."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -439,6 +439,19 @@ def answer_checks(config: Any) -> dict[str, Callable[[Any, Mapping[str, Any]], s
     return checks
 
 
+def config_checks(config: Any) -> dict[str, Callable[[Any, Mapping[str, Any]], str | None]]:
+    """`answer_checks` for a router being built or reloaded: {} without learned classifiers;
+    an artifact that cannot load is a `ConfigError` (so a reload changes nothing)."""
+    if not any(c.kind == "learned" for c in config.classifiers.values()):
+        return {}
+    from router._config import ConfigError
+
+    try:
+        return answer_checks(config)
+    except LearnedError as exc:
+        raise ConfigError([str(exc)]) from None
+
+
 def load_policy(path: str | os.PathLike[str]) -> LearnedPolicy:
     """Read and check an artifact (cached per file and modification time)."""
     name = os.fspath(path)

@@ -10,6 +10,8 @@ them, so on the router's event loop no call ever sees half of it:
   (the state store is keyed by deployment name and is not replaced);
 - a deployment whose settings changed (model, endpoint, key, timeout, ...) starts with a fresh
   health and breaker: the old evidence was about something else;
+- learned answer checks (``escalate_on = ["learned:NAME"]``) are rebuilt from the new
+  config, so a refitted artifact or a new threshold takes effect;
 - ``[state]`` and ``[telemetry]`` are read only at start: a change to them is reported in
   `ConfigDiff.restart_needed` and not applied.
 
@@ -51,6 +53,14 @@ def reload_router(
     from router._policy import Policy
 
     new = load_any(source)  # raises ConfigError: nothing has changed
+    # The config's learned answer checks (``learned:NAME``), rebuilt from the new config's
+    # artifacts (re-read when the file changed); one that cannot load raises here, before
+    # anything changed. Validators the caller passed to Router(...) are kept.
+    validators = {k: v for k, v in router.validators.items() if not k.startswith("learned:")}
+    if new.classifiers:
+        from router._learned import config_checks
+
+        validators.update(config_checks(new))
     old = router.config
     diff = diff_configs(old, new)
     transport = router.transport
@@ -79,6 +89,7 @@ def reload_router(
     router.engine.transport = transport
     router.engine.budget = router.budget = budget
     router.config = new
+    router.validators = validators
     router.policy = policy
     router._policy_free = {}
     router._routes = {}

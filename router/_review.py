@@ -14,8 +14,9 @@ person should look at, grouped by route and reason, newest first:
   ``wrong`` or ``rejected``.
 
 Each case shows when, the route and groups, the path taken (group -> escalation group ->
-review, the serving deployment, failovers), the decision's reason, and the prompt and answer
-*only when content capture was on* when the call was recorded (``[telemetry]
+review, the serving deployment, failovers), the decision's reason, and the prompt, the answer
+and what each rejected answer said (an escalated cascade: the weak model's answer) *only when
+content capture was on* when the call was recorded (``[telemetry]
 capture_content = true``); otherwise the record has no content to show. ``--html OUT``
 writes one self-contained page (inline CSS, no scripts, no external resources; all recorded
 text is HTML-escaped). Standard library only: litellm is never imported.
@@ -192,6 +193,8 @@ def _details(case: Case) -> list[tuple[str, str]]:
     for e in call.get("escalations") or ():
         target = e.get("to") or "human review"
         rows.append(("check", f"{e.get('trigger')}: {e.get('detail')} (-> {target})"))
+        if e.get("answer") is not None and e.get("to"):  # (an exhausted one's is the answer)
+            rows.append((f"{e.get('from') or 'rejected'} said", str(e["answer"])))
     if call.get("step") or call.get("job"):
         rows.append(("job / step", f"{call.get('job') or '-'} / {call.get('step') or '-'}"))
     verdict = case.outcome or case.job_outcome

@@ -79,6 +79,20 @@ def _state_for(config: Config, clock: Clock, seed: int | None) -> StateStore:
     return MemoryState(seed)
 
 
+def _show_level(response: Any, decision: Any) -> None:
+    from router._fields import field
+
+    hidden = field(response, "_hidden_params")
+    if isinstance(hidden, dict):
+        hidden["router_decision"] = decision
+
+
+def _said(response: Any) -> str:
+    from router._answers import content_of
+
+    return content_of(response)
+
+
 def _first(*values: float | None) -> float | None:
     return next((v for v in values if v is not None), None)
 
@@ -237,14 +251,11 @@ class Router:
             observer=Fanout([JobAccounting(self.observer), *outer]),
         )
         self.validators: dict[str, Validator] = dict(validators or {})
-        if any(c.kind == "learned" for c in config.classifiers.values()):
-            from router._config import ConfigError
-            from router._learned import LearnedError, answer_checks
+        if config.classifiers:
+            from router._learned import config_checks
 
-            try:
-                self.validators.update(answer_checks(config))
-            except LearnedError as exc:
-                raise ConfigError([str(exc)]) from None
+            # ``learned:NAME`` checks come from the config (rebuilt by `reload`).
+            self.validators.update(config_checks(config))
         self.policy = Policy(config, self.catalogue, self._classify_call, dict(classifiers or {}))
         self._policy_free: dict[str, bool] = {}
         self._routes: dict[Any, tuple[Sequence[Deployment], RouterSettings]] = {}
@@ -446,7 +457,7 @@ class Router:
         into the one logical call's, which is attached and reported once, at the end. All levels
         share the first one's deadline.
         """
-        config = self.config
+        config, validators = self.config, self.validators  # a reload mid-call changes neither
         engine = self.engine
         origin = config.settings_for(group) if config.is_routable(group) else config.router
         if "low_confidence" in origin.escalate_on and origin.min_logprob is not None:
@@ -466,25 +477,31 @@ class Router:
             # The origin's checks are the task's; a level's own checks apply on top of them.
             level_settings = config.settings_for(group) if config.is_routable(group) else origin
             triggers = list(dict.fromkeys([*origin.escalate_on, *level_settings.escalate_on]))
+            # Checks may ask which deployment answered (get_decision): the level's record is
+            # on the response while they run; deliver() replaces it with the whole call's.
+            _show_level(response, decision)
             failure = await first_failure(
                 response,
                 request,
                 triggers,
                 min_logprob=_first(level_settings.min_logprob, origin.min_logprob),
                 min_confidence=_first(level_settings.min_confidence, origin.min_confidence),
-                validators=self.validators,
+                validators=validators,
             )
             if failure is None:
                 return engine.deliver(response, decision, messages)
             trigger, detail = failure
             spent = decision.cost_usd - sum(e.cost_usd for e in escalations)
+            said = _said(response) if engine.capture_content else None
             target = level_settings.escalate_to
             limit = origin.escalation_cost_cap
             if limit is not None and decision.cost_usd >= limit:
                 detail += f"; escalation cost cap ${limit:g} reached"
                 target = None
             if target is None or len(escalations) >= origin.max_escalations:
-                final = needs_review(decision, Escalation(group, None, trigger, detail, spent))
+                final = needs_review(
+                    decision, Escalation(group, None, trigger, detail, spent, said)
+                )
                 engine.deliver(response, final, messages)
                 exhausted = (level_settings if level_settings.escalate_on else origin).on_exhausted
                 if exhausted == "raise":
@@ -492,7 +509,7 @@ class Router:
 
                     raise attach(NeedsReview(group, trigger, detail, response), final)
                 return response
-            escalations.append(Escalation(group, target, trigger, detail, spent))
+            escalations.append(Escalation(group, target, trigger, detail, spent, said))
             group = target
             deployments, settings = self._route(group)
             # One deadline for the logical call: this level gets what the first left.

@@ -54,18 +54,24 @@ class SchemaError(ValueError):
 # --- writing ---------------------------------------------------------------------------------
 
 
-def escalation_to_dict(e: Escalation) -> dict[str, Any]:
-    return {
+def escalation_to_dict(e: Escalation, captured: bool = False) -> dict[str, Any]:
+    """An escalation's fields (``answer``, the rejected answer's text, only when `captured`:
+    a log event never carries it)."""
+    out: dict[str, Any] = {
         "from": e.from_group,
         "to": e.to_group,
         "trigger": e.trigger,
         "detail": e.detail,
         "cost_usd": e.cost_usd,
     }
+    if captured and e.answer is not None:
+        out["answer"] = e.answer
+    return out
 
 
 def call_to_dict(c: CallRecord) -> dict[str, Any]:
-    """A call line's fields (``prompt`` and ``output`` only when content was captured)."""
+    """A call line's fields (``prompt``, ``output`` and each escalation's ``answer`` only when
+    content was captured)."""
     out: dict[str, Any] = {
         "ts": c.ts,
         "group": c.group,
@@ -79,7 +85,7 @@ def call_to_dict(c: CallRecord) -> dict[str, Any]:
         "attempts": c.attempts,
         "failovers": c.failovers,
         "hedged": c.hedged,
-        "escalations": [escalation_to_dict(e) for e in c.escalations],
+        "escalations": [escalation_to_dict(e, c.captured) for e in c.escalations],
         "reason": c.reason,
         "error": c.error,
         "input_tokens": c.input_tokens,
@@ -190,6 +196,7 @@ _ESCALATION: dict[str, tuple[str, bool]] = {
     "to": ("str", False),
     "detail": ("str", False),
     "cost_usd": ("number", False),
+    "answer": ("str", False),
 }
 
 
@@ -224,6 +231,7 @@ def escalation_from_dict(data: object) -> Escalation:
         trigger=d["trigger"],
         detail=d.get("detail") or "",
         cost_usd=d.get("cost_usd") or 0.0,
+        answer=d.get("answer"),
     )
 
 

@@ -39,6 +39,8 @@ from router._eval._learn import (
     Threshold,
     fit_threshold,
     out_of_fold,
+    repeated_out_of_fold,
+    repeats_for,
     share_thresholds,
 )
 from router._eval._replay import ITEM_KEY
@@ -170,6 +172,9 @@ class Family:
     """threshold -> the `router._learned` document of this family (learned families only)."""
     confidence: float | None = None
     new_items: int | None = None
+    repeats: list[list[float]] = field(default_factory=list)
+    """More out-of-fold training scores under other fold assignments (learned families):
+    the threshold is fitted on the average curve (`fit_threshold`'s ``repeats``)."""
 
     def fitted(
         self,
@@ -190,6 +195,7 @@ class Family:
             self.forced,
             confidence=level,
             new_items=self.new_items,
+            repeats=self.repeats,
         )
         suffix = ""
         if level != self.confidence:
@@ -413,7 +419,9 @@ def _classifier_first(
         )
         return model.score([prompts[i] for i in score_rows], [metadata[i] for i in score_rows])
 
-    gain_oof = out_of_fold(prompts, fit_score, seed)
+    gain_oof, *gain_repeats = repeated_out_of_fold(
+        prompts, fit_score, seed, repeats_for(len(prompts))
+    )
     gain_model = PromptGainModel(categorical, seed).fit(prompts, metadata, weak, strong)
     gain_doc = route_document(gain_model, math.inf, dataset=name, items=len(train), seed=seed)
     gain_runtime = LearnedPolicy(gain_doc, f"<{name} classifier-first>")
@@ -460,6 +468,7 @@ def _classifier_first(
         prime=prime_gain,
         in_sample=[gain_runtime.score(p, m) for p, m in zip(prompts, metadata, strict=True)],
         artifact=gain_artifact,
+        repeats=gain_repeats,
     )
 
 
@@ -544,7 +553,7 @@ def _cascade(
         p_weak = right.probability([features[i] for i in score_rows])
         return [s - w for s, w in zip(p_strong, p_weak, strict=True)]
 
-    scores = out_of_fold(prompts, fit_score, seed)
+    scores, *repeats = repeated_out_of_fold(prompts, fit_score, seed, repeats_for(len(prompts)))
     gain = PromptGainModel((), seed).fit(prompts, metadata, weak, strong)
     right = AnswerConfidence(seed).fit(features, weak)
     blocks = gain.blocks()
@@ -613,6 +622,7 @@ def _cascade(
         prime=prime,
         in_sample=in_sample,
         artifact=artifact,
+        repeats=repeats,
     )
 
 

@@ -5,9 +5,11 @@ outcome lines. With content capture on, call lines carry the prompt and the serv
 This module turns such a file into a `Dataset`:
 
 - each distinct prompt is an item (id: the first call's response id);
-- each *group* that answered it is a model: its answer text from the call's ``output``, its
-  label from the outcomes (``correct`` / ``accepted`` true, ``wrong`` / ``rejected`` false)
-  recorded on that call, or on the call's job when the call has none of its own;
+- each *group* that answered it is a model: its answer text from the call's ``output`` (and,
+  for a group whose answer failed a check and escalated, from the escalation's ``answer``,
+  without a label), its label from the outcomes (``correct`` / ``accepted`` true,
+  ``wrong`` / ``rejected`` false) recorded on that call, or on the call's job when the call
+  has none of its own;
 - the metadata are the call's ``step`` and ``route`` (what rules and classifiers can read);
 - an outcome ``label`` becomes the item's ``reference`` (for scorers).
 
@@ -108,6 +110,9 @@ def load_records(path: str | os.PathLike[str], name: str | None = None) -> Datas
         entry["correct"][group] = _POSITIVE[outcome["outcome"]]
         if isinstance(call.get("output"), str):
             entry["answers"][group] = call["output"]
+        for e in call.get("escalations") or ():  # what a rejected answer said (no label)
+            if isinstance(e, dict) and isinstance(e.get("answer"), str) and e.get("from"):
+                entry["answers"].setdefault(str(e["from"]), e["answer"])
         if outcome.get("label") is not None:
             entry["reference"] = str(outcome["label"])
     if not items:

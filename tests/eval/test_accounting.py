@@ -128,3 +128,18 @@ def test_fit_threshold_is_not_fooled_by_an_early_crossing() -> None:
     # stays at the target for every costlier one is k=3, not the first crossing k=1.
     found = fit_threshold(scores, weak, strong, 1.0)
     assert found.train_share == 0.75
+
+
+def test_fit_threshold_over_repeated_folds_averages_the_curves() -> None:
+    weak = [False, False, True, True]
+    strong = [True, False, True, True]
+    scores = [0.9, 0.7, 0.5, 0.1]
+    same = fit_threshold(scores, weak, strong, 0.95, repeats=[scores])
+    assert (same.value, same.train_share, same.train_quality) == (0.9, 0.25, 1.0)
+    # Another fold assignment scored item 1 (both models wrong) first: its curve is
+    # 2/3, 2/3, 3/3, ... of strong against 2/3, 3/3, 3/3, ... The average reaches 95% at
+    # k=2, where both lists' threshold (the second-ranked score) is 0.7.
+    other = [0.7, 0.9, 0.5, 0.1]
+    found = fit_threshold(scores, weak, strong, 0.95, repeats=[other])
+    assert (found.value, found.train_share, found.train_quality) == (0.7, 0.5, 1.0)
+    assert fit_threshold(scores, weak, strong, 0.8, repeats=[other]).train_share == 0.25

@@ -74,7 +74,7 @@ def test_compare_cli_exit_status_blocks_a_significant_quality_drop(
     assert "quality change +0.0 points (+0.0..+0.0), not significant" in capsys.readouterr().out
 
 
-async def _recorded(tmp_path: Path, tiny: Dataset) -> Path:
+async def _recorded(tmp_path: Path, tiny: Dataset, capture: bool = True) -> Path:
     """The tiny dataset through a cascade, recorded with content capture, plus outcomes."""
     import router
     from router._eval._replay import ReplayBackend
@@ -95,7 +95,7 @@ async def _recorded(tmp_path: Path, tiny: Dataset) -> Path:
     r = router.Router(
         config,
         backend=backend,
-        observer=Recorder(path, capture_content=True),
+        observer=Recorder(path, capture_content=capture),
         telemetry=False,
         validators={"says_yes": says_yes},
     )
@@ -123,9 +123,13 @@ async def test_outcomes_make_a_record_file_a_dataset_and_review_lists_the_cases(
     assert by_prompt["question a"].correct == {"weak": True}
     assert by_prompt["question d"].correct == {"weak": False}
     assert by_prompt["question d"].reference == "no"
-    # b escalated: the served answer (the strong group's) is the one the outcome is about.
-    assert by_prompt["question b"].answers == {"strong": "yes"}
+    # b escalated: the served answer (the strong group's) is the one the outcome is about;
+    # what the weak group said first is recorded with the escalation (text, no label).
+    weak_said = next(it for it in tiny.items if it.id == "b").answers["weak"]
+    assert by_prompt["question b"].answers == {"strong": "yes", "weak": weak_said}
     assert by_prompt["question b"].correct == {"strong": True}
+    (b_line,) = [c for c in lines if c.get("prompt") == "question b"]
+    assert b_line["escalations"][0]["answer"] == weak_said
     assert any("no outcome" in note for note in dataset.notes)
 
     found = cases(load(path))
@@ -137,10 +141,22 @@ async def test_outcomes_make_a_record_file_a_dataset_and_review_lists_the_cases(
     text, code = review_file(str(path), html_out=str(tmp_path / "review.html"))
     assert code == 0 and "== wrong: route (explicit group): marked wrong (1)" in text
     assert "label 'no': the user said so" in text
+    assert f"weak said: {weak_said}" in text
     page = (tmp_path / "review.html").read_text()
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "http://" not in page and "https://" not in page and "<link" not in page
+
+
+async def test_without_content_capture_no_answer_text_is_recorded(
+    tmp_path: Path, tiny: Dataset
+) -> None:
+    path = await _recorded(tmp_path, tiny, capture=False)
+    calls = [json.loads(line) for line in path.read_text().splitlines()]
+    calls = [c for c in calls if c["type"] == "call"]
+    escalations = [e for c in calls for e in c["escalations"]]
+    assert escalations and all("answer" not in e for e in escalations)
+    assert all("prompt" not in c and "output" not in c for c in calls)
 
 
 def test_review_without_content_says_so_and_bad_files_are_one_line(tmp_path: Path) -> None:

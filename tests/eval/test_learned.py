@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -186,6 +187,12 @@ async def test_the_exported_policy_makes_the_decisions_the_eval_replay_made(
     assert decisions(served) == decisions(replayed)
     strong = sum(r.reached_strong for r in served.items)
     assert 0 < strong < len(items)  # it does route: some items each way
+    if policy == "cascade":  # and the learned score decides, not only the hard rules
+        from router._learned import rule_problem
+
+        rules = json.loads(done.artifact.read_text())["rules"]
+        ruled = sum(rule_problem(it.answers["weak"], rules) is not None for it in items)
+        assert strong > ruled
 
 
 def test_config_problems_with_learned_classifiers_name_the_key(tmp_path: Path) -> None:
@@ -208,3 +215,58 @@ def test_config_problems_with_learned_classifiers_name_the_key(tmp_path: Path) -
     config = Config.from_dict({**base, "groups": groups, "classifiers": missing})
     with pytest.raises(ConfigError, match=r"classifiers\.gate: .*nope\.json: cannot read"):
         Router(config, telemetry=False)
+
+
+async def test_reload_rebuilds_the_learned_answer_checks(tmp_path: Path) -> None:
+    """Router.reload re-reads a cascade's artifact: a refit (here: the threshold moved to
+    "always", then to "never", where only the hard rules escalate) takes effect without a
+    restart; a reload whose artifact cannot load raises ConfigError and the old checks keep
+    working."""
+    from router import Router
+    from router._config import ConfigError
+    from router._decision import get_decision
+    from router._eval._data import Dataset
+    from router._eval._policies import BINDINGS
+    from router._eval._replay import ITEM_KEY, ReplayBackend
+    from router._learned import rule_problem
+    from router._loading import load_config
+    from router.testing import FakeClock
+
+    items = _items(120)
+    dataset = Dataset("small", tuple(items), ("weak", "strong"), "<test>")
+    done = export_policy(dataset, "cascade", tmp_path / "policy", confidence=0.9)
+    router = Router(
+        load_config(done.example),
+        backend=ReplayBackend(items, BINDINGS),
+        clock=FakeClock(),
+        telemetry=False,
+    )
+
+    async def escalated() -> int:
+        count = 0
+        for item in items:
+            messages = [{"role": "user", "content": item.prompt}]
+            response = await router.acompletion(
+                "weak", messages, metadata={**item.metadata, ITEM_KEY: item.id}
+            )
+            decision = get_decision(response)
+            assert decision is not None
+            count += bool(decision.escalations)
+        return count
+
+    document = json.loads(done.artifact.read_text())
+    rules = document["rules"]
+    rules_only = sum(rule_problem(it.answers["weak"], rules) is not None for it in items)
+    assert await escalated() >= rules_only
+    for mtime, (threshold, want) in enumerate(((-1e9, len(items)), (1e9, rules_only)), 1):
+        done.artifact.write_text(json.dumps({**document, "threshold": threshold}))
+        os.utime(done.artifact, (mtime, mtime))  # a new mtime on a coarse file system too
+        router.reload(load_config(done.example))
+        assert await escalated() == want
+    assert 0 < rules_only < len(items)
+
+    done.artifact.write_text("{not json")
+    os.utime(done.artifact, (3, 3))
+    with pytest.raises(ConfigError, match=r"classifiers\.small-cascade: .*not a JSON"):
+        router.reload(load_config(done.example))
+    assert await escalated() == rules_only  # the old config and its checks still serve
