@@ -4,8 +4,9 @@ Enabled with ``[router] record_file = "router-records.jsonl"`` (or ``ROUTER_RECO
 Lines are appended and flushed one at a time, so several processes may share a file (each
 line is one ``write``). Records carry no keys, and no prompt or response content unless
 content capture is on (``[telemetry] capture_content = true``): then a call record also
-holds ``prompt`` (the user text) and ``output`` (the served answer's text), which
-``router review`` shows and ``router eval`` reads as a dataset.
+holds ``prompt`` (the user text), ``output`` (the served answer's text) and, in each
+escalation, ``answer`` (the text of the answer that failed the check: on a cascade, what the
+weak model said), which ``router review`` shows and ``router eval`` reads as a dataset.
 
 Outcomes (`router.record_outcome`) append ``{"type": "outcome", "ts", "call": response id,
 "job": job id, "outcome": "correct" | "wrong" | "accepted" | "rejected", "label", "note"}``;
