@@ -375,8 +375,10 @@ def _run_routellm(args: argparse.Namespace) -> int:
             _report.write_csv(out / f"{name}-curve.csv", report_dict["curve"])
             rows = [*report_dict["table"], *report_dict["calibration"]]
             _report.write_csv(out / f"{name}-results.csv", rows)
-        (out / "results.json").write_text(json.dumps({"datasets": reports}, indent=2) + "\n")
-        section = _report.readme_section(reports, ROUTELLM_COMMAND, _relative(out))
+        kept = _kept_reports(out / "results.json", {r["dataset"] for r in reports})
+        merged = sorted([*kept, *reports], key=lambda r: str(r["dataset"]))
+        (out / "results.json").write_text(json.dumps({"datasets": merged}, indent=2) + "\n")
+        section = _report.readme_section(merged, ROUTELLM_COMMAND, _relative(out))
         (out / "README_SECTION.md").write_text(section)
     if args.json:
         print(json.dumps({"datasets": reports}, indent=2))
@@ -389,6 +391,16 @@ def _run_routellm(args: argparse.Namespace) -> int:
             f"wrote {args.out}/: PNG plots, CSV curves and tables, results.json, README_SECTION.md"
         )
     return 0
+
+
+def _kept_reports(path: Path, replaced: set[str]) -> list[dict[str, Any]]:
+    """The other datasets' reports of an earlier run into the same --out (one dataset per
+    run, e.g. ``--dataset gsm8k`` then ``--dataset mmlu``, adds up to one results.json)."""
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8")).get("datasets") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [r for r in earlier if isinstance(r, dict) and r.get("dataset") not in replaced]
 
 
 def _guess(name: str) -> str:
@@ -584,6 +596,19 @@ def _run_fit(args: argparse.Namespace) -> int:
         f"items {figures['in_sample_quality']:.1%}; expected on new data "
         f"{figures['expected_quality']:.1%}{interval}"
     )
+    curve = figures.get("curve") or []
+    if curve:
+        level = figures["confidence"] or 0.9
+        print(
+            f"  the trade (out-of-fold, {figures['new_items'] or figures['items']} new items): "
+            f"strong share -> expected quality [95% interval], lower bound at {level:g}"
+        )
+        for row in curve:
+            mark = " <- fitted" if abs(row["strong_share"] - figures["train_share"]) < 0.025 else ""
+            print(
+                f"    {row['strong_share']:5.1%} -> {row['expected_quality']:6.1%} "
+                f"[{row['low']:.1%}, {row['high']:.1%}], bound {row['bound']:.1%}{mark}"
+            )
     print(f"wrote {done.artifact} (the policy), {done.snippet} (providers.toml snippet),")
     print(f"      {done.example} (a complete config to replay it). The snippet:\n")
     print(done.snippet_text)

@@ -27,12 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from router._eval._data import Dataset
+from router._eval._learn import expected_curve
 from router._eval._policies import BINDINGS, PRICES, base_config, fit
 
 __all__ = ["FAMILIES", "Export", "export_policy"]
 
 FAMILIES: Mapping[str, str] = {"classifier-first": "classifier", "cascade": "cascade"}
 """``--policy`` names -> the family keys of `router._eval._policies.fit`."""
+CURVE_SHARES = tuple(x / 100 for x in range(20, 85, 5))
+"""The strong shares the fit's curve reports (the trade on new data at each)."""
 NEVER = 1e9
 """The threshold written for "never" (scores are differences of probabilities, in [-1, 1])."""
 
@@ -122,6 +125,15 @@ def export_policy(
         "in_sample_quality": spec.in_sample_quality,
         "setting": spec.setting,
         "fitted_with": "router eval fit",
+        "curve": expected_curve(
+            [family.scores, *family.repeats],
+            fitted.weak,
+            fitted.strong,
+            family.forced,
+            CURVE_SHARES,
+            confidence=confidence or 0.9,
+            new_items=found.new_items or new_items,
+        ),
     }
     document["fitted"] = figures
     base = name or f"{dataset.name}-{policy}"

@@ -29,6 +29,7 @@ __all__ = [
     "AnswerConfidence",
     "PromptGainModel",
     "Threshold",
+    "expected_curve",
     "fit_threshold",
     "fold_of",
     "out_of_fold",
@@ -322,6 +323,43 @@ def _fit_averaged(
         chosen = max(range(first, n + 1), key=lambda k: (quality[k] - z * error[k], -k))
     value = median(c[2][chosen] for c in curves)
     return _threshold(value, chosen / n, quality[chosen], error[chosen], reached, confidence, m)
+
+
+def expected_curve(
+    score_sets: Sequence[Sequence[float]],
+    weak: Sequence[bool],
+    strong: Sequence[bool],
+    forced: Sequence[bool] | None,
+    shares: Sequence[float],
+    *,
+    confidence: float = 0.9,
+    new_items: int | None = None,
+) -> list[dict[str, float]]:
+    """The trade a family offers: for each strong share, the expected quality on a batch of
+    `new_items` new items (out-of-fold, averaged over the score lists), its 95% interval and
+    its lower bound at `confidence` (what `fit_threshold` compares with the target)."""
+    n = len(weak)
+    if n == 0 or not score_sets:
+        return []
+    forced = forced or [False] * n
+    m = new_items or n
+    curves = [_curve(s, weak, strong, forced, m, True) for s in score_sets]
+    z = z_of(confidence)
+    rows = []
+    for share in shares:
+        k = max(sum(forced), min(n, round(share * n)))
+        q = sum(c[0][k] for c in curves) / len(curves)
+        err = sum(c[1][k] for c in curves) / len(curves)
+        rows.append(
+            {
+                "strong_share": k / n,
+                "expected_quality": q,
+                "low": q - 1.959964 * err,
+                "high": q + 1.959964 * err,
+                "bound": q - z * err,
+            }
+        )
+    return rows
 
 
 def share_thresholds(scores: Sequence[float], shares: Sequence[float]) -> list[float]:

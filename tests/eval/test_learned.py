@@ -130,6 +130,9 @@ def test_fit_exports_data_only_and_the_runtime_loads_it_without_scikit_learn(
     assert document["fitted"]["items"] == 200 and document["fitted"]["confidence"] == 0.9
     low, high = document["fitted"]["expected_interval_95"]
     assert low < document["fitted"]["expected_quality"] < high
+    curve = document["fitted"]["curve"]  # the trade: share -> expected quality on new data
+    assert [r["strong_share"] for r in curve] == sorted(r["strong_share"] for r in curve)
+    assert all(r["low"] < r["bound"] < r["expected_quality"] < r["high"] for r in curve)
     assert math.isfinite(document["threshold"])
     snippet = done.snippet.read_text()
     assert 'kind = "learned"' in snippet and "learned:gsm8k-small-cascade" in snippet

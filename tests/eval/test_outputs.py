@@ -85,3 +85,14 @@ def test_usage_and_data_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["routellm", "--dataset", "nope"]) == 2
     assert main(["routellm", "--dataset", "mmlu", "--data", str(tmp_path)]) == 1
     assert "mmlu.csv: file not found" in capsys.readouterr().err
+
+
+def test_one_dataset_per_run_adds_up_to_one_results_file(tmp_path: Path) -> None:
+    from router._eval._cli import _kept_reports
+
+    path = tmp_path / "results.json"
+    assert _kept_reports(path, {"gsm8k"}) == []  # no earlier run
+    path.write_text(json.dumps({"datasets": [{"dataset": "gsm8k", "v": 1}, {"dataset": "mmlu"}]}))
+    assert _kept_reports(path, {"gsm8k"}) == [{"dataset": "mmlu"}]
+    path.write_text("{not json")
+    assert _kept_reports(path, {"gsm8k"}) == []
