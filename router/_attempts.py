@@ -294,11 +294,12 @@ class AttemptLoop:
         settings = call.settings
         health = self.state.get(primary.name).health
         delay = health.track(first_chunk).hung_after()
-        if self.selector.degraded(primary, ranked, first_chunk):
+        now = self.clock.now()
+        if self.selector.degraded(primary, ranked, first_chunk, now):
             for other in ranked:
                 if other is primary:
                     continue
-                expected = self.selector.expected_latency(other, first_chunk)
+                expected = self.selector.expected_latency(other, first_chunk, now)
                 if expected is not None:
                     delay = 2.0 * expected if delay is None else min(delay, 2.0 * expected)
                 break
@@ -341,6 +342,8 @@ class AttemptLoop:
         health = state.health
         health.in_flight += 1
         started = clock.now()
+        track = health.track(first_chunk)
+        token = track.begin(started)
         try:
             async with clock.timeout(timeout):
                 value = await attempt(deployment, timeout)
@@ -380,6 +383,7 @@ class AttemptLoop:
             )
         finally:
             health.in_flight -= 1
+            track.end(token)
         now = clock.now()
         latency = now - started
         health.observe_latency(latency, now, first_chunk=first_chunk)

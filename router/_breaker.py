@@ -46,7 +46,7 @@ class BreakerPolicy:
     min_calls: int = 10
     consecutive: int = 5
     open_base: float = 1.0
-    open_max: float = 4.0
+    open_max: float = 1.0
     jitter: float = 0.1
 
 

@@ -9,7 +9,9 @@ The rules, in order:
    more than the time left is left out. One with no latency history is allowed.
 2. **Retry the same deployment, or fail over?** After a transient failure (a 5xx the server
    answered; not a timeout, a refused or broken connection) on a deployment whose breaker is
-   still closed and which this call tried once, compare the expected cost to a success of one
+   still closed, whose failure was isolated (not the second or later of a streak across
+   calls: that is a deployment going down, not a transient error) and which this call tried
+   once, compare the expected cost to a success of one
    more try there (after a short full-jitter backoff ``U(0, backoff_base)``),
    ``price / (1 − error rate)``, with that of the candidate the strategy would try next; the
    cheaper goes first (ties fail over). A provider with a transient 3 % error rate is retried
@@ -82,14 +84,18 @@ class Chooser:
         return self._selector.price(deployment) / self.success_chance(deployment)
 
     def healthy(
-        self, deployment: Deployment, peers: Sequence[Deployment], first_chunk: bool
+        self,
+        deployment: Deployment,
+        peers: Sequence[Deployment],
+        first_chunk: bool,
+        now: float | None = None,
     ) -> bool:
         """A clean record: breaker closed, no failure in its window, not degraded, not paused."""
         health = self._state.get(deployment.name)
         return (
             health.breaker.state is State.CLOSED
             and health.health.error_rate == 0.0
-            and not self._selector.degraded(deployment, peers, first_chunk)
+            and not self._selector.degraded(deployment, peers, first_chunk, now)
         )
 
     def _health_key(
@@ -103,16 +109,23 @@ class Chooser:
     ) -> tuple[bool, bool, float, int, int]:
         state = self._state.get(deployment.name)
         return (
-            self._selector.degraded(deployment, peers, first_chunk),
+            self._selector.degraded(deployment, peers, first_chunk, now),
             state.breaker.state is not State.CLOSED,
             -state.score(now),
             tries,
             index,
         )
 
-    def fits(self, deployment: Deployment, backoff: float, left: float, first_chunk: bool) -> bool:
+    def fits(
+        self,
+        deployment: Deployment,
+        backoff: float,
+        left: float,
+        first_chunk: bool,
+        now: float | None = None,
+    ) -> bool:
         """Whether an attempt on `deployment` after `backoff` is expected to end in `left`."""
-        expected = self._selector.expected_latency(deployment, first_chunk)
+        expected = self._selector.expected_latency(deployment, first_chunk, now)
         need = backoff + (expected if expected is not None else 0.0) + _MIN_ATTEMPT_S
         return need <= left
 
@@ -140,8 +153,8 @@ class Chooser:
         if attempts_left <= 0:
             if reserved_used or settings.max_attempts < 2:
                 return []
-            clean = [d for d in untried if self.healthy(d, ranked, first_chunk)]
-            return [(d, 0.0) for d in clean[:1] if self.fits(d, 0.0, left, first_chunk)]
+            clean = [d for d in untried if self.healthy(d, ranked, first_chunk, now)]
+            return [(d, 0.0) for d in clean[:1] if self.fits(d, 0.0, left, first_chunk, now)]
         tried = sorted(
             (d for d in ranked if tries.get(d.name)),
             key=lambda d: (tries.get(d.name, 0), ranked.index(d)),
@@ -164,13 +177,14 @@ class Chooser:
             and failed in ranked
             and untried
             and self._state.get(failed.name).breaker.state is State.CLOSED
+            and self._state.get(failed.name).breaker.consecutive_failures <= 1
         ):
             again = self.expected_cost(failed)
             other = self.expected_cost(untried[0])
             if math.isfinite(again) and again < other:
                 backoff = self._rng.uniform(0.0, min(settings.backoff_max, settings.backoff_base))
                 options = [(failed, backoff), *(o for o in options if o[0] is not failed)]
-        return [o for o in options if self.fits(o[0], o[1], left, first_chunk)]
+        return [o for o in options if self.fits(o[0], o[1], left, first_chunk, now)]
 
     def _backoff(self, settings: RouterSettings, n: int) -> float:
         """Full jitter before the n+1-th try of one deployment."""

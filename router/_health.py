@@ -53,15 +53,41 @@ SLOW_FACTOR = 3.0
 class LatencyTrack:
     """Recent and long-run latency of one kind of attempt (whole call, or first chunk)."""
 
-    __slots__ = ("_hung", "_log_typical", "_recent", "_samples", "_stale", "count")
+    __slots__ = ("_log_typical", "_next", "_out", "_p99", "_recent", "_samples", "_stale", "count")
 
     def __init__(self) -> None:
         self._recent: deque[float] = deque(maxlen=_RECENT)
         self._samples: deque[float] = deque(maxlen=_TRACK_SAMPLES)
         self._log_typical = 0.0
-        self._hung: float | None = None
+        self._p99: float | None = None
         self._stale = 0
         self.count = 0
+        self._out: dict[int, float] = {}
+        self._next = 0
+
+    def begin(self, now: float) -> int:
+        """An attempt starts at `now`; returns its token for `end`."""
+        token = self._next
+        self._next = token + 1
+        self._out[token] = now
+        return token
+
+    def end(self, token: int) -> None:
+        """The attempt of `token` ended (answered, failed or cancelled)."""
+        self._out.pop(token, None)
+
+    def age(self, now: float) -> float:
+        """How long the oldest attempt still out has been running (0.0 when none is).
+
+        A lower bound on the deployment's latency now, known before any slow attempt ends:
+        a deployment that turned slow or hung is seen while its first slow attempt is still
+        out, not after three of them came back (or timed out)."""
+        out = self._out
+        if not out:
+            return 0.0
+        # Tokens are handed out in start order and dicts keep insertion order: the first
+        # entry is the oldest attempt still out.
+        return max(0.0, now - next(iter(out.values())))
 
     def observe(self, seconds: float, *, completed: bool = True) -> None:
         """One latency: a completed attempt, or a lower bound (an attempt cut short by a hedge
@@ -106,16 +132,31 @@ class LatencyTrack:
             return 1.0
         return recent / typical
 
-    def hung_after(self) -> float | None:
-        """Seconds after which an attempt is presumed hung (None before 10 samples)."""
+    def p99(self) -> float | None:
+        """The 99th percentile of recent completed latencies (None before 10 samples)."""
         if len(self._samples) < _P95_MIN_SAMPLES:
             return None
-        if self._hung is None or self._stale >= 8:
+        if self._p99 is None or self._stale >= 8:
             ordered = sorted(self._samples)
-            p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
-            self._hung = max(_HUNG_FACTOR * p99, p99 + _HUNG_EXTRA_S)
+            self._p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
             self._stale = 0
-        return self._hung
+        return self._p99
+
+    def hung_after(self) -> float | None:
+        """Seconds after which an attempt is presumed hung (None before 10 samples)."""
+        p99 = self.p99()
+        if p99 is None:
+            return None
+        return max(_HUNG_FACTOR * p99, p99 + _HUNG_EXTRA_S)
+
+    def overdue(self, now: float) -> float:
+        """The age of the oldest attempt still out if it is past the recent p99 (a request
+        that long is not one of the deployment's normal ones), else 0.0."""
+        age = self.age(now)
+        if age <= 0.0:
+            return 0.0
+        p99 = self.p99()
+        return age if p99 is not None and age > p99 else 0.0
 
 
 class Health:

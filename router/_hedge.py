@@ -87,9 +87,36 @@ async def hedged(
     racers[next(iter(pending - {first}))] = (hedge_to, hedge_probe, now)
     done_set: set[asyncio.Future[Result[T]]]
     failed: list[Result[T]] = []
+    # Racers a rescue was started for (the first has one: the racer above).
+    rescued: set[asyncio.Future[Result[T]]] = {first}
     try:
         while pending:
-            done_set, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            due = _next_hung(loop, racers, pending, rescued, first_chunk)
+            wait = None
+            if due is not None:
+                wait = max(0.0, min(due[0], call.deadline_at) - clock.now())
+            done_set, pending = await asyncio.wait(
+                pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done_set:
+                # A racer is past its own hung_after too: rescue it as the first was (bounded
+                # by attempts and budget), instead of waiting for its timeout.
+                if due is None or clock.now() >= call.deadline_at:
+                    continue
+                rescued.add(due[1])
+                now = clock.now()
+                nxt = hedge_target(loop, call, ranked, tries, now)
+                if nxt is not None and (
+                    sum(tries.values()) >= call.settings.max_attempts
+                    or not loop.budget.withdraw(now)
+                ):
+                    loop._release(*nxt)
+                    nxt = None
+                if nxt is not None:
+                    task = racer(nxt[0], nxt[1], now)
+                    racers[task] = (nxt[0], nxt[1], now)
+                    pending.add(task)
+                continue
             winner: Result[T] | None = None
             for task in done_set:
                 result = task.result()
@@ -127,6 +154,28 @@ async def hedged(
         await cancel_all(pending)
         raise
     return failed[-1]
+
+
+def _next_hung(
+    loop: AttemptLoop,
+    racers: Mapping[asyncio.Future[Result[T]], tuple[Deployment, bool, float]],
+    pending: set[asyncio.Future[Result[T]]],
+    rescued: set[asyncio.Future[Result[T]]],
+    first_chunk: bool,
+) -> tuple[float, asyncio.Future[Result[T]]] | None:
+    """When the next racer not yet rescued passes its deployment's `hung_after`, and which."""
+    best: tuple[float, asyncio.Future[Result[T]]] | None = None
+    for task in pending:
+        if task in rescued:
+            continue
+        deployment, _, started = racers[task]
+        hung = loop.state.get(deployment.name).health.track(first_chunk).hung_after()
+        if hung is None:
+            continue
+        at = started + hung
+        if best is None or at < best[0]:
+            best = (at, task)
+    return best
 
 
 _judges: set[asyncio.Task[None]] = set()

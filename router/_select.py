@@ -122,17 +122,24 @@ class Selector:
         return self._demote_slow(ranked, now, first_chunk)
 
     def slowness(
-        self, deployment: Deployment, peers: Sequence[Deployment], first_chunk: bool
+        self,
+        deployment: Deployment,
+        peers: Sequence[Deployment],
+        first_chunk: bool,
+        now: float | None = None,
     ) -> float:
         """How many times slower than normal `deployment` is now (1.0 when not known).
 
         Against its own typical latency; before it has one, against the best typical latency
-        of `peers`, counted only from `PEER_FACTOR` up (peers differ by nature)."""
+        of `peers`, counted only from `PEER_FACTOR` up (peers differ by nature). With `now`,
+        an attempt still out counts as a latency of at least its age (`expected_latency`)."""
         track = self._state.get(deployment.name).health.track(first_chunk)
-        own = track.slowness()
-        if track.typical is not None:
-            return own
-        recent = track.recent
+        recent = self.expected_latency(deployment, first_chunk, now, typical=False)
+        typical = track.typical
+        if typical is not None:
+            if recent is None or typical <= 0:
+                return 1.0
+            return recent / typical
         if recent is None:
             return 1.0
         best = self._best_typical(deployment, peers, first_chunk)
@@ -152,35 +159,64 @@ class Selector:
                 best = typical
         return best
 
-    def expected_latency(self, deployment: Deployment, first_chunk: bool) -> float | None:
-        """What an attempt on `deployment` is expected to take now (None when not known)."""
+    def expected_latency(
+        self,
+        deployment: Deployment,
+        first_chunk: bool,
+        now: float | None = None,
+        *,
+        typical: bool = True,
+    ) -> float | None:
+        """What an attempt on `deployment` is expected to take now (None when not known).
+
+        The median of its recent latencies (else, with `typical`, its long-run typical one);
+        with `now`, at least the age of its oldest attempt still out once that is past the
+        deployment's own recent p99 (`LatencyTrack.overdue`): that attempt takes at least so
+        long, so the next is not expected to be faster. A deployment that turns slow or hangs
+        is seen while its first slow attempt is still out, not after three came back or timed
+        out; a long request within the deployment's normal spread does not count."""
         track = self._state.get(deployment.name).health.track(first_chunk)
         recent = track.recent
-        return track.typical if recent is None else recent
+        if recent is None and typical:
+            recent = track.typical
+        if now is not None:
+            age = track.overdue(now)
+            if age > 0.0 and (recent is None or age > recent):
+                return age
+        return recent
 
     def degraded(
-        self, deployment: Deployment, peers: Sequence[Deployment], first_chunk: bool
+        self,
+        deployment: Deployment,
+        peers: Sequence[Deployment],
+        first_chunk: bool,
+        now: float | None = None,
     ) -> bool:
         """Whether `deployment` is degraded by slowness among `peers` (module docstring).
 
-        For streams, a slow first chunk or a slow whole stream (a drip) both count."""
-        if first_chunk and self._degraded(deployment, peers, False):
+        For streams, a slow first chunk or a slow whole stream (a drip) both count. With
+        `now`, attempts still out count at their age (`expected_latency`)."""
+        if first_chunk and self._degraded(deployment, peers, False, now):
             return True
-        return self._degraded(deployment, peers, first_chunk)
+        return self._degraded(deployment, peers, first_chunk, now)
 
     def _degraded(
-        self, deployment: Deployment, peers: Sequence[Deployment], first_chunk: bool
+        self,
+        deployment: Deployment,
+        peers: Sequence[Deployment],
+        first_chunk: bool,
+        now: float | None,
     ) -> bool:
-        slowness = self.slowness(deployment, peers, first_chunk)
+        slowness = self.slowness(deployment, peers, first_chunk, now)
         if slowness < SLOW_FACTOR:
             return False
-        mine = self.expected_latency(deployment, first_chunk)
+        mine = self.expected_latency(deployment, first_chunk, now)
         if mine is None or mine - mine / slowness < NOISE_S:
             return False
         for peer in peers:
             if peer is deployment:
                 continue
-            theirs = self.expected_latency(peer, first_chunk)
+            theirs = self.expected_latency(peer, first_chunk, now)
             if theirs is None or GAIN * theirs <= mine:
                 return True
         return False
@@ -212,7 +248,7 @@ class Selector:
         kept: Ranked = []
         for entry in ranked:
             deployment = entry[0]
-            slow_now = self.degraded(deployment, peers, first_chunk)
+            slow_now = self.degraded(deployment, peers, first_chunk, now)
             flaky = self.flaky(deployment, peers)
             if not slow_now and not flaky:
                 kept.append(entry)
@@ -221,10 +257,15 @@ class Selector:
             tracks = (
                 (health.ttft_track, health.calls_track) if first_chunk else (health.calls_track,)
             )
-            # A probe that came back well (at normal speed, a success): probe again at once,
-            # recovery is near.
+            # A probe that came back well (at normal speed, a success) and none still out
+            # overdue: probe again at once, recovery is near.
             fast = all(
-                t.typical is None or (t.last is not None and t.last < SLOW_FACTOR * t.typical)
+                t.typical is None
+                or (
+                    t.last is not None
+                    and t.last < SLOW_FACTOR * t.typical
+                    and t.overdue(now) == 0.0
+                )
                 for t in tracks
             )
             good = (fast or not slow_now) and (health.last_ok or not flaky)

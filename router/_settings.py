@@ -305,7 +305,8 @@ class RouterSettings(BaseModel):
     - Breaker (router._breaker): trips at ``breaker_failure_rate = 0.5`` over the last
       ``breaker_window = 20`` results with at least ``breaker_min_calls = 10``, or after
       ``breaker_consecutive_failures = 5`` (resilience4j, Hystrix; Envoy, Finagle); open for
-      ``breaker_open_base = 1`` s · 2^(k−1), at most ``breaker_open_max = 4`` s, +0–10%
+      ``breaker_open_base = 1`` s · 2^(k−1), at most ``breaker_open_max = 1`` s (so by default
+      a constant 1 s: no doubling; README "Breaker open period" has the measurements), +0–10%
       jitter (Envoy ejection, Finagle jitter); ``misconfigured_open = 300`` s after 401/403/404.
     - ``hedge = false``; when on, one hedge after ``hedge_delay`` (seconds, or ``"p95"``: the
       first candidate's observed p95 of completed attempts, at most twice its median; see
@@ -343,7 +344,7 @@ class RouterSettings(BaseModel):
     breaker_min_calls: _Whole = Field(default=10, ge=1)
     breaker_consecutive_failures: _Whole = Field(default=5, ge=1)
     breaker_open_base: _Number = Field(default=1.0, gt=0, allow_inf_nan=False)
-    breaker_open_max: _Number = Field(default=4.0, gt=0, allow_inf_nan=False)
+    breaker_open_max: _Number = Field(default=1.0, gt=0, allow_inf_nan=False)
     misconfigured_open: _Number = Field(default=300.0, gt=0, allow_inf_nan=False)
     hedge: _Flag = False
     hedge_delay: _HedgeDelay = "p95"

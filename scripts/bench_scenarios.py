@@ -157,6 +157,43 @@ class System:
     call: Callable[[bool], Awaitable[str]]
     """Makes one request (streamed or not); returns the answer's text or raises."""
     config: dict[str, Any]
+    tally: AttemptTally | None = None
+    """Ours only: what its attempts were (a diagnostic, not a figure)."""
+
+
+class AttemptTally(router.BaseObserver):
+    """Counts our router's attempts by deployment, outcome and kind (first, retry, hedge,
+    probe) and its breaker openings: where the upstream calls of a run went."""
+
+    def __init__(self) -> None:
+        self.attempts: dict[str, int] = {}
+        self.openings: dict[str, int] = {}
+        self.slowest: list[tuple[float, str]] = []
+        self.on = False
+
+    def call_finished(
+        self, decision: Any, error: BaseException | None, *, messages: Any = None, **_: Any
+    ) -> None:
+        if not self.on:
+            return
+        for a in decision.attempts:
+            kind = "hedge" if a.hedge else "probe" if a.probe else "first"
+            kind = "next" if kind == "first" and a.number > 1 else kind
+            key = f"{a.deployment} {kind} {a.outcome}" + (f" {a.error}" if a.error else "")
+            self.attempts[key] = self.attempts.get(key, 0) + 1
+        trail = " ".join(
+            f"{a.deployment}@{a.started_s * 1000:.0f}+{a.latency_s * 1000:.0f}"
+            f"{'h' if a.hedge else ''}{'p' if a.probe else ''}:{str(a.outcome)[:4]}"
+            for a in decision.attempts
+        )
+        self.slowest.append((float(decision.elapsed_s), trail))
+        if len(self.slowest) > 40:
+            self.slowest.sort(reverse=True)
+            del self.slowest[8:]
+
+    def transition(self, transition: Any) -> None:
+        if self.on and str(transition.after) == "open":
+            self.openings[transition.deployment] = self.openings.get(transition.deployment, 0) + 1
 
 
 # --- the fleet ------------------------------------------------------------------------------
@@ -252,14 +289,15 @@ def build_ours(name: str, urls: Mapping[str, str], s: Settings, seed: int) -> Sy
     settings = dict(s.ours)
     if name == "ours-hedge":
         settings["hedge"] = True
-    ours = router.Router(ours_config(urls, settings), seed=seed)
+    tally = AttemptTally()
+    ours = router.Router(ours_config(urls, settings), seed=seed, observer=tally)
 
     async def call(stream: bool) -> str:
         if stream:
             return await _drain(await ours.acompletion(GROUP, MESSAGES, stream=True))
         return _text(await ours.acompletion(GROUP, MESSAGES))
 
-    return System(name, call, {"router": settings})
+    return System(name, call, {"router": settings}, tally)
 
 
 def build_litellm(litellm: Any, urls: Mapping[str, str], strategy: str) -> System:
@@ -421,6 +459,8 @@ async def run_one(
         )
 
     monitor = LagMonitor()
+    if system.tally is not None:
+        system.tally.on = True
     gc.collect()
     gc.freeze()
     monitor.start()
@@ -430,7 +470,14 @@ async def run_one(
         stalls = await monitor.stop()
         gc.unfreeze()
     stats = await fleet.stats()
-    return analyse(system.name, scenario, samples, stats, usage, stalls)
+    figures = analyse(system.name, scenario, samples, stats, usage, stalls)
+    if system.tally is not None:
+        system.tally.on = False
+        figures["attempts"] = dict(sorted(system.tally.attempts.items()))
+        figures["openings"] = dict(sorted(system.tally.openings.items()))
+        slowest = sorted(system.tally.slowest, reverse=True)[:8]
+        figures["slowest"] = [f"{t * 1000:.0f}ms {trail}" for t, trail in slowest]
+    return figures
 
 
 def _label(exc: BaseException) -> str:

@@ -67,6 +67,29 @@ def test_a_transient_failure_on_a_mostly_healthy_cheap_deployment_retries_it() -
     assert 0.0 <= backoff <= settings.backoff_base
 
 
+def test_a_failure_that_continues_a_streak_fails_over_instead_of_retrying() -> None:
+    # b's record is clean but its last two results (across calls) were both failures: it is
+    # going down (an outage starting), not erring at random; one more try would be wasted.
+    chooser, ranked, state, settings = setup()
+    errors(state, "b", 0)
+    breaker = state.get("b").breaker
+    for _ in range(2):
+        state.get("b").health.record(False)
+        breaker.record(False, 0.0)
+    options = chooser.order(
+        ranked[1:],
+        {"b": 1},
+        settings,
+        made=1,
+        left=10.0,
+        first_chunk=False,
+        now=0.0,
+        failed=ranked[1],
+        fast_failure=True,
+    )
+    assert names(options)[0] == "c"
+
+
 def test_a_deployment_failing_half_its_calls_is_left_at_once() -> None:
     chooser, ranked, state, settings = setup()
     errors(state, "b", 10)  # 50%: 2.5/0.5 = 5 > c's 5/1... ties and worse fail over
@@ -237,3 +260,27 @@ async def test_the_engine_starts_no_attempt_expected_to_end_past_the_deadline() 
     else:
         raise AssertionError("an attempt was started that could not finish")
     assert backend.calls == []
+
+
+async def test_a_rescue_that_hangs_too_is_rescued_in_turn() -> None:
+    # a and b both hang; c answers. The first attempt (a) is rescued on b once past its
+    # hung_after (~55 ms from a 5 ms history), and b, hanging too, is rescued on c in turn,
+    # instead of the call waiting on b until its timeout (here: past the deadline).
+    from router._clock import SystemClock
+
+    clock = SystemClock()
+    backend = FakeBackend(clock)  # type: ignore[arg-type]
+    state = MemoryState()
+    for name in ("a", "b", "c"):
+        for _ in range(20):
+            state.get(name).health.observe_latency(0.005, 0.0)
+    backend.script("a", default=hang())
+    backend.script("b", default=hang())
+    backend.script("c", default=ok("from c"))
+    config = engine_config(3, deadline=3.0)
+    for d in config["deployments"]:
+        d["timeout"] = 30.0
+    router = Router(config, backend=backend, clock=clock, state=state, seed=0)
+    decision = get_decision(await router.acompletion("chat", MSG))
+    assert decision is not None and decision.deployment == "c"
+    assert [c.deployment for c in backend.calls] == ["a", "b", "c"]

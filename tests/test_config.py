@@ -245,7 +245,7 @@ def test_defaults_are_documented_values() -> None:
     s = RouterSettings()
     assert (s.deadline, s.max_attempts, s.timeout) == (120.0, 3, 60.0)
     assert (s.backoff_base, s.backoff_max, s.first_chunk_timeout) == (0.025, 10.0, None)
-    assert (s.strategy, s.breaker_open_base, s.breaker_open_max) == ("cost", 1.0, 4.0)
+    assert (s.strategy, s.breaker_open_base, s.breaker_open_max) == ("cost", 1.0, 1.0)
     router_only = {"auto_model", "record_file"}  # router-wide: the [[routes]] entry, the JSONL
     expected = dict.fromkeys(set(RouterSettings.model_fields) - router_only)
     assert GroupSettings().model_dump() == expected

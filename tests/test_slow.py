@@ -155,3 +155,52 @@ def test_streams_are_judged_on_time_to_first_chunk_apart_from_whole_calls() -> N
     state.get("a").health.next_probe = 100.0
     assert ranked(selector, deployments, 1.0, first_chunk=True) == ["b", "a"]
     assert ranked(selector, deployments, 1.0) == ["a", "b"]
+
+
+def test_an_attempt_still_out_past_the_p99_is_a_lower_bound_on_latency_now() -> None:
+    track = LatencyTrack()
+    for i in range(20):
+        track.observe(0.010 + 0.0001 * i)
+    token = track.begin(5.0)
+    assert track.age(5.3) == pytest.approx(0.3)
+    assert track.overdue(5.005) == 0.0  # within its own normal spread: not evidence
+    assert track.overdue(5.3) == pytest.approx(0.3)
+    track.end(token)
+    assert track.age(5.3) == 0.0 and track.overdue(5.3) == 0.0
+
+
+def test_the_oldest_attempt_still_out_is_the_one_that_counts() -> None:
+    track = LatencyTrack()
+    first = track.begin(1.0)
+    second = track.begin(2.0)
+    assert track.age(3.0) == pytest.approx(2.0)
+    track.end(first)
+    assert track.age(3.0) == pytest.approx(1.0)
+    track.end(second)
+    assert track.age(3.0) == 0.0
+
+
+def test_a_deployment_is_demoted_while_its_first_slow_attempt_is_still_out() -> None:
+    # No slow attempt has come back yet (a hang, or the start of a brownout): the one still
+    # out, three hundred milliseconds past a normal 10 ms, is enough.
+    selector, deployments, state = setup({"a": 1e-7, "b": 2e-7})
+    feed(state, "a", 0.010, 20)
+    feed(state, "b", 0.020, 20)
+    state.get("a").health.next_probe = 100.0  # not due a probe
+    state.get("a").health.calls_track.begin(10.0)
+    assert ranked(selector, deployments, 10.005) == ["a", "b"]  # 5 ms out: nothing yet
+    assert ranked(selector, deployments, 10.3) == ["b", "a"]
+    assert selector.expected_latency(deployments[0], False, 10.3) == pytest.approx(0.3)
+    # Without `now` (no view of attempts still out) the old rule holds: not degraded.
+    assert not selector.degraded(deployments[0], deployments, False)
+
+
+def test_an_attempt_still_out_on_a_stream_counts_against_its_first_chunk_only() -> None:
+    selector, deployments, state = setup({"a": 1e-7, "b": 2e-7})
+    for name, latency in (("a", 0.010), ("b", 0.020)):
+        feed(state, name, latency, 20)
+        feed(state, name, latency, 20, first_chunk=True)
+    state.get("a").health.next_probe = 100.0
+    state.get("a").health.ttft_track.begin(10.0)
+    assert ranked(selector, deployments, 10.5, first_chunk=True) == ["b", "a"]
+    assert ranked(selector, deployments, 10.5) == ["a", "b"]
