@@ -640,6 +640,7 @@ def verdict(agg: Mapping[str, Mapping[str, Mapping[str, Any]]], who: str) -> dic
     """Per kind: figures where `who` is worse than some peer, and its goals."""
     kinds: dict[str, Any] = {}
     wins = 0
+    undominated = 0
     goals_met = 0
     for kind, systems in agg.items():
         if who not in systems:
@@ -668,12 +669,40 @@ def verdict(agg: Mapping[str, Mapping[str, Mapping[str, Any]]], who: str) -> dic
             f"calls <= {GOAL_CALLS}": mine["upstream_per_request"]["median"] <= GOAL_CALLS,
             f"cheap share >= {GOAL_SHARE:.0%}": share != share or share >= GOAL_SHARE,
         }
+        # Pareto: a peer at least as good on every figure and better on one. A peer that is
+        # cheaper only because it waited seconds through an outage (Portkey's fallback), or
+        # calls less because it dropped requests, does not dominate.
+        dominated = [
+            peer
+            for peer, figures in peers.items()
+            if all(
+                _at_least(figures[key]["median"], mine[key]["median"], higher)
+                for key, _, higher in FIGURES
+            )
+            and any(
+                not _at_least(mine[key]["median"], figures[key]["median"], higher)
+                for key, _, higher in FIGURES
+            )
+        ]
         if not losses:
             wins += 1
+        if not dominated:
+            undominated += 1
         if all(goals.values()):
             goals_met += 1
-        kinds[kind] = {"losses": losses, "goals": goals, "best_peer_p99": best_p99}
-    return {"kinds": kinds, "wins": wins, "goals_met": goals_met, "of": len(kinds)}
+        kinds[kind] = {
+            "losses": losses,
+            "goals": goals,
+            "best_peer_p99": best_p99,
+            "dominated_by": dominated,
+        }
+    return {
+        "kinds": kinds,
+        "wins": wins,
+        "undominated": undominated,
+        "goals_met": goals_met,
+        "of": len(kinds),
+    }
 
 
 def _short(value: float, key: str) -> str:
@@ -752,13 +781,17 @@ def report(results: Mapping[str, Any]) -> str:
             continue
         lines.append(
             f"{who}: at least as good as every peer on every figure in {v['wins']} of "
-            f"{v['of']} scenario kinds; every goal met in {v['goals_met']} of {v['of']}"
+            f"{v['of']} scenario kinds; not dominated by any peer (no peer at least as good "
+            f"on every figure and better on one) in {v.get('undominated', '?')} of {v['of']}; "
+            f"every goal met in {v['goals_met']} of {v['of']}"
         )
         for kind, k in v["kinds"].items():
             missed = [g for g, ok in k["goals"].items() if not ok]
+            by = k.get("dominated_by") or []
             lines.append(
                 f"  {kind:<28} worse on: {', '.join(k['losses']) or 'nothing'}"
                 + (f" | goals missed: {', '.join(missed)}" if missed else "")
+                + (f" | dominated by: {', '.join(by)}" if by else "")
             )
         lines.append("")
     return "\n".join(lines)
@@ -877,9 +910,15 @@ def markdown(results: Mapping[str, Any]) -> str:
         "| scenario | system | success | p50 ms | p99 ms | × oracle | calls/req | cheap after |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    streams = set(results.get("stream_kinds", ()))
     for kind, systems in agg.items():
         for name in SYSTEMS:
             if name not in systems:
+                if name.startswith("portkey") and kind in streams:
+                    lines.append(
+                        f"| {kind} | {name} | not measured: Portkey 1.15.2 answers every stream "
+                        '"Something went wrong" here (Portkey-AI/gateway#1389) | | | | | |'
+                    )
                 continue
             f = systems[name]
             label = f"**{name}**" if name.startswith("ours") else name

@@ -130,3 +130,38 @@ def test_the_sim_can_leave_out_retry_after_and_add_a_slow_tail() -> None:
         except ValueError:
             continue
         raise AssertionError(f"{bad} was accepted")
+
+
+def _run(system: str, **figures: float) -> dict[str, Any]:
+    base = {
+        "success": 1.0,
+        "p50_ms": 30.0,
+        "p99_ms": 100.0,
+        "cost_per_1k": 3.0,
+        "upstream_per_request": 1.0,
+        "cheap_share_after": 1.0,
+        "cost_ratio": 1.0,
+    }
+    return {"system": system, "kind": "k", "seed": 1, **base, **figures}
+
+
+def test_the_verdict_tells_a_loss_on_one_figure_from_being_dominated() -> None:
+    import bench_scenarios as bs
+
+    # A peer cheaper only because it waited through the outage (p99 far worse): ours loses on
+    # cost (the strict count) but is not dominated; a peer better on one figure and as good
+    # on the rest dominates.
+    waits = bs.verdict(
+        bs.aggregate(
+            [_run("ours"), _run("portkey-fallback", cost_per_1k=2.0, cost_ratio=0.7, p99_ms=4000)]
+        ),
+        "ours",
+    )
+    assert waits["wins"] == 0 and waits["undominated"] == 1
+    assert waits["kinds"]["k"]["dominated_by"] == []
+    better = bs.verdict(
+        bs.aggregate([_run("ours"), _run("litellm simple-shuffle", p99_ms=90.0)]), "ours"
+    )
+    assert better["undominated"] == 0
+    assert better["kinds"]["k"]["dominated_by"] == ["litellm simple-shuffle"]
+    assert not better["kinds"]["k"]["goals"]["p99 <= best peer"]
