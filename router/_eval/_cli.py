@@ -603,8 +603,10 @@ def _run_fit(args: argparse.Namespace) -> int:
             f"  the trade (out-of-fold, {figures['new_items'] or figures['items']} new items): "
             f"strong share -> expected quality [95% interval], lower bound at {level:g}"
         )
-        for row in curve:
-            mark = " <- fitted" if abs(row["strong_share"] - figures["train_share"]) < 0.025 else ""
+        share = figures["train_share"]
+        nearest = min(range(len(curve)), key=lambda i: abs(curve[i]["strong_share"] - share))
+        for i, row in enumerate(curve):
+            mark = f" <- nearest the fitted {share:.1%}" if i == nearest else ""
             print(
                 f"    {row['strong_share']:5.1%} -> {row['expected_quality']:6.1%} "
                 f"[{row['low']:.1%}, {row['high']:.1%}], bound {row['bound']:.1%}{mark}"
