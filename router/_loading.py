@@ -11,122 +11,66 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import SkipValidation
-from pydantic.fields import FieldInfo
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    SettingsError,
-    TomlConfigSettingsSource,
-)
-
-from router._config import (
-    CONFIG_PATH_ENV,
-    DEFAULT_CONFIG_PATH,
-    ClassifierSettings,
-    Config,
-    Deployment,
-    GatewaySettings,
-    GroupSettings,
-    Route,
-    RouterSettings,
-    StateSettings,
-    TelemetrySettings,
-    validate_config,
-)
+from router._config import CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, Config, validate_config
 from router._problems import ENV_PREFIX, ConfigError, EnvOrigin
-from router._settings import _SECRET_PARAM, _env_ref
+from router._settings import _SECRET_PARAM, RouterSettings, _env_ref
 
 __all__ = ["check_config", "load_config"]
 
-
-_LOAD: ContextVar[tuple[Path, Mapping[str, str]]] = ContextVar("router_config_load")
-
-
-class _MappingEnvSource(EnvSettingsSource):
-    """pydantic-settings' env source reading a given mapping rather than os.environ."""
-
-    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
-        self._mapping = env  # read by _load_env_vars, which the base __init__ calls
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        # case_sensitive=False lower-cases names; env_ignore_empty drops empty values.
-        return {k.lower(): v for k, v in self._mapping.items() if v}
+TOP_LEVEL = (
+    "router",
+    "deployments",
+    "groups",
+    "telemetry",
+    "state",
+    "routes",
+    "classifiers",
+    "gateway",
+)
+"""The config's tables, in the order `Config` declares them (router._env_sources checks this)."""
 
 
-class _ShorthandEnvSource(PydanticBaseSettingsSource):
-    """``ROUTER_DEADLINE`` and friends for the ``[router]`` table."""
+def _overridden(environ: Mapping[str, str]) -> bool:
+    """Whether some ``ROUTER_*`` variable overrides a config value.
 
-    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
-        super().__init__(settings_cls)
-        self._env = {k.upper(): v for k, v in env.items() if v}  # empty counts as unset
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False  # unused: __call__ builds the whole mapping
-
-    def __call__(self) -> dict[str, Any]:
-        names = RouterSettings.model_fields
-        found = {n: self._env[var] for n in names if (var := ENV_PREFIX + n.upper()) in self._env}
-        return {"router": found} if found else {}
-
-
-class _VerbatimTomlSource(TomlConfigSettingsSource):
-    """The TOML file, its keys unchanged.
-
-    The base class folds top-level keys onto field names case-insensitively, which would
-    silently merge ``[Router]`` into ``[router]``; here Config validation reports it.
+    The names pydantic-settings reads for the tables (``ROUTER_<TABLE>`` and
+    ``ROUTER_<TABLE>__...``, any case) and the ``[router]`` shorthands (``ROUTER_DEADLINE``);
+    an empty value counts as unset. ``ROUTER_CONFIG`` and the other switches are not values.
     """
+    prefix = ENV_PREFIX.lower()
+    for name, value in environ.items():
+        if not value:
+            continue
+        low = name.lower()
+        if not low.startswith(prefix):
+            continue
+        key = low[len(prefix) :]
+        table = key.split("__", 1)[0]
+        if table in TOP_LEVEL or (key == table and key in RouterSettings.model_fields):
+            return True
+    return False
 
-    def __call__(self) -> dict[str, Any]:
-        return dict(self.toml_data)
 
+def _read(file: Path, environ: Mapping[str, str], label: str) -> dict[str, Any]:
+    """The raw config: the TOML file, with any ``ROUTER_*`` overrides merged in.
 
-class _SourcedConfig(BaseSettings):
-    """Gathers the raw config from env and file; :class:`Config` validates it afterwards.
-
-    Fields skip validation so that all problems are reported once, by Config, with key paths.
-    Their types still tell pydantic-settings how to explode ``ROUTER_A__B`` variables.
+    Without overrides the file is the whole answer, read here with tomllib: pydantic-settings
+    (a tenth of a second to import) is only loaded when some variable needs its merging.
     """
+    if _overridden(environ):
+        from router._env_sources import gather
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        env_ignore_empty=True,
-        case_sensitive=False,
-        extra="allow",
-    )
-
-    router: SkipValidation[RouterSettings | None] = None
-    deployments: SkipValidation[list[Deployment] | None] = None
-    groups: SkipValidation[dict[str, GroupSettings] | None] = None
-    telemetry: SkipValidation[TelemetrySettings | None] = None
-    state: SkipValidation[StateSettings | None] = None
-    routes: SkipValidation[list[Route] | None] = None
-    classifiers: SkipValidation[dict[str, ClassifierSettings] | None] = None
-    gateway: SkipValidation[GatewaySettings | None] = None
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path, env = _LOAD.get()
-        return (
-            _MappingEnvSource(settings_cls, env),
-            _ShorthandEnvSource(settings_cls, env),
-            _VerbatimTomlSource(settings_cls, toml_file=path),
-        )
+        return gather(file, environ, label)
+    with file.open("rb") as handle:
+        data = tomllib.load(handle)
+    # The order pydantic-settings gives (the tables, then unknown keys): problems are listed
+    # in the same order either way.
+    raw = {n: data[n] for n in TOP_LEVEL if n in data}
+    raw.update((k, v) for k, v in data.items() if k not in raw)
+    return raw
 
 
 def _toml_problem(exc: tomllib.TOMLDecodeError) -> str:
@@ -157,27 +101,14 @@ def load_config(
     if not file.is_file():
         hint = "pass a path or set ROUTER_CONFIG"
         raise ConfigError([f"{label}: file not found (looked for {file.absolute()}; {hint})"])
-    token = _LOAD.set((file, environ))
     try:
-        settings = _SourcedConfig()
+        raw = _read(file, environ, label)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{label}: {_toml_problem(exc)}"]) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{label}: invalid TOML: the file is not UTF-8 text"]) from None
     except OSError as exc:
         raise ConfigError([f"{label}: cannot read the file ({exc.strerror})"]) from None
-    except SettingsError as exc:
-        match = re.search(r'field "(\w+)"', str(exc))
-        var = ENV_PREFIX + (match[1].upper() if match else "*")
-        raise ConfigError([f"{label}: (from env {var}): not valid JSON"]) from None
-    finally:
-        _LOAD.reset(token)
-    raw = {
-        n: getattr(settings, n)
-        for n in type(settings).model_fields
-        if n in settings.model_fields_set
-    }
-    raw.update(settings.model_extra or {})
     return validate_config(raw, label, EnvOrigin(environ))
 
 

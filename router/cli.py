@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from router._cli._check import check_arguments, run_check
-from router._cli._health import health_arguments, run_health
-from router._cli._report import report_arguments, run_report
 from router._config import ConfigError
 
 if TYPE_CHECKING:
@@ -109,6 +107,32 @@ def run_eval(args: argparse.Namespace) -> int:
     return eval_main(args.args)
 
 
+def _health_arguments(parser: argparse.ArgumentParser) -> None:
+    from router._cli._health import health_arguments
+
+    health_arguments(parser)
+
+
+def run_health(args: argparse.Namespace) -> int:
+    """``router health``: probe every deployment (router._cli._health)."""
+    from router._cli._health import run_health as run
+
+    return run(args)
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    from router._cli._report import report_arguments
+
+    report_arguments(parser)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """``router report FILE``: summarise a record file (router._cli._report)."""
+    from router._cli._report import run_report as run
+
+    return run(args)
+
+
 # --- the command table ----------------------------------------------------------------------
 
 
@@ -130,7 +154,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "health",
         "measure every deployment with a few tiny requests; print its health and breaker",
-        health_arguments,
+        _health_arguments,
         run_health,
     ),
     Command(
@@ -144,7 +168,7 @@ COMMANDS: tuple[Command, ...] = (
         "report",
         "summarise a JSONL record file: success, failure, escalation and review rates, "
         "cost and latency, per route, step and job",
-        report_arguments,
+        _report_arguments,
         run_report,
     ),
     Command(
@@ -178,22 +202,34 @@ def _serve_module() -> Any:
     return _server
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with one subparser per row of :data:`COMMANDS`."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with one subparser per row of :data:`COMMANDS`.
+
+    ``only``: the one subcommand whose arguments are set up (the others keep their name and
+    help): setting up a subcommand's arguments imports its module, and ``router check`` must
+    answer at once.
+    """
     parser = argparse.ArgumentParser(
         prog="router", description="Resilience and routing layer over litellm."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         child = sub.add_parser(command.name, help=command.help, description=command.help)
-        command.add_arguments(child)
+        if only is None or command.name == only:
+            command.add_arguments(child)
         child.set_defaults(run=command.run)
     return parser
 
 
+def _chosen(argv: list[str]) -> str | None:
+    """The subcommand named by `argv` (its first word, when no option comes before it)."""
+    names = {c.name for c in COMMANDS}
+    return argv[0] if argv and argv[0] in names else None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (2 for usage errors)."""
-    parser = build_parser()
+    parser = build_parser(_chosen(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help (0) and on usage errors (2)

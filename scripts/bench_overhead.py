@@ -104,6 +104,10 @@ MODES = ("raw", "router", "litellm-router")
 GOAL_MEDIAN_ADDED_MS = 0.0
 GOAL_P99_ADDED_MS = 0.0
 GOAL_THROUGHPUT_RATIO = 1.0
+GOAL_OWN_WORK_US = 25.0
+"""The router's own in-process work per call, telemetry off (bench_telemetry.py: on)."""
+SECTIONS = ("sequential", "concurrent", "in-process")
+"""What a run measures (``--sections``): a long run split into pieces, one section each."""
 GOAL_LEVELS = (32, 256, 1024)
 """Concurrency levels with a throughput goal (others are reported only)."""
 
@@ -123,6 +127,7 @@ class Settings:
     inproc_calls: int
     warmup: int
     seed: int
+    sections: tuple[str, ...] = SECTIONS
 
 
 # --- statistics -----------------------------------------------------------------------------
@@ -457,37 +462,43 @@ def machine_facts() -> dict[str, Any]:
 
 
 def goals(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Each goal with the router's figure, PASS/MISS, and LiteLLM Router's figure beside it."""
-    added = results["sequential"]["added"]
+    """Each goal with the router's figure, PASS/MISS, and LiteLLM Router's figure beside it.
+
+    Only the goals of the sections that ran (``--sections``).
+    """
 
     def row(name: str, unit: str, target: float, at_most: bool, pick: Any) -> dict[str, Any]:
         value = float(pick("router"))
+        theirs = pick("litellm-router")
         return {
             "goal": name,
             "unit": unit,
             "target": target,
             "comparison": "<=" if at_most else ">=",
             "router": value,
-            "litellm_router": float(pick("litellm-router")),
+            "litellm_router": None if theirs is None else float(theirs),
             "pass": value <= target if at_most else value >= target,
         }
 
-    rows = [
-        row(
-            "median added, sequential",
-            "ms",
-            GOAL_MEDIAN_ADDED_MS,
-            True,
-            lambda m: added[m]["median_added_ms"]["median"],
-        ),
-        row(
-            "p99 added, sequential",
-            "ms",
-            GOAL_P99_ADDED_MS,
-            True,
-            lambda m: added[m]["p99_added_ms"],
-        ),
-    ]
+    rows = []
+    if results.get("sequential"):
+        added = results["sequential"]["added"]
+        rows += [
+            row(
+                "median added, sequential",
+                "ms",
+                GOAL_MEDIAN_ADDED_MS,
+                True,
+                lambda m: added[m]["median_added_ms"]["median"],
+            ),
+            row(
+                "p99 added, sequential",
+                "ms",
+                GOAL_P99_ADDED_MS,
+                True,
+                lambda m: added[m]["p99_added_ms"],
+            ),
+        ]
     for key, level in results["concurrent"].items():
         if int(key) not in GOAL_LEVELS:
             continue
@@ -498,6 +509,26 @@ def goals(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 GOAL_THROUGHPUT_RATIO,
                 False,
                 lambda m, level=level: level["ratio_to_raw"][m]["median"],
+            )
+        )
+        rows.append(
+            row(
+                f"p99 added, concurrency {key}",
+                "ms",
+                GOAL_P99_ADDED_MS,
+                True,
+                lambda m, level=level: level["p99_added_ms"][m],
+            )
+        )
+    if results.get("in_process"):
+        inproc = results["in_process"]
+        rows.append(
+            row(
+                "router's own work, telemetry off",
+                "us",
+                GOAL_OWN_WORK_US,
+                True,
+                lambda m: inproc["added_us"]["median"] if m == "router" else None,
             )
         )
     return rows
@@ -514,7 +545,7 @@ def _range(s: Mapping[str, float], fmt: str) -> str:
 def report(results: Mapping[str, Any]) -> str:
     """The human-readable table."""
     m, s = results["machine"], results["settings"]
-    seq, inproc = results["sequential"], results["in_process"]
+    seq, inproc = results.get("sequential"), results.get("in_process")
     lines = [
         "router: per-call overhead vs raw litellm (same provider, same run, interleaved rounds)",
         f"python {m['python']} ({m['implementation']}) | litellm {m['litellm']} | "
@@ -524,8 +555,60 @@ def report(results: Mapping[str, Any]) -> str:
         "latency 0 ms",
         f"settings: {s['rounds']} rounds (seed {s['seed']}); sequential {s['calls']} calls/mode/"
         f"round; concurrency {', '.join(map(str, s['concurrency']))} at ~"
-        f"{s['calls_per_level']} calls/mode/round; "
-        f"in-process {inproc['calls_per_mode']} calls/mode",
+        f"{s['calls_per_level']} calls/mode/round; in-process {s['inproc_calls']} calls/mode; "
+        f"sections {', '.join(s['sections'])}",
+    ]
+    if seq:
+        lines += _sequential_lines(seq)
+    for conc in results["concurrent"].values():
+        lines += _concurrent_lines(conc)
+    if inproc:
+        added_us = inproc["added_us"]
+        lines += [
+            "",
+            "In-process (no network): router.acompletion vs the backend's complete() alone",
+            f"  backend.complete   {inproc['direct_us']:8.2f} µs/call",
+            f"  router.acompletion {inproc['router_us']:8.2f} µs/call",
+            f"  added              {added_us['median']:8.2f} µs/call   "
+            f"({_range(added_us, '.2f')})",
+        ]
+    lines += [
+        "",
+        f"  {'goal (router vs raw litellm)':<38}{'target':>12}{'router':>12}{'result':>8}"
+        f"{'LiteLLM Router':>17}",
+    ]
+    for g in results["goals"]:
+        theirs = "-"
+        if g["unit"] == "ms":
+            target, ours = _ms(g["target"]), _ms(g["router"])
+            if g["litellm_router"] is not None:
+                theirs = _ms(g["litellm_router"])
+        elif g["unit"] == "us":
+            target, ours = f"{g['target']:g} µs", f"{g['router']:.1f} µs"
+        else:
+            target, ours = f"{g['target']:.0%}", f"{g['router']:.1%}"
+            if g["litellm_router"] is not None:
+                theirs = f"{g['litellm_router']:.1%}"
+        lines.append(
+            f"  {g['goal']:<38}{g['comparison'] + ' ' + target:>12}{ours:>12}"
+            f"{'PASS' if g['pass'] else 'MISS':>8}{theirs:>17}"
+        )
+    stats = results["provider"]["stats"]
+    lines += [
+        "",
+        f"provider served {stats['ok']} of {stats['requests']} requests OK; "
+        f"run took {results['runtime_s']:.0f} s",
+    ]
+    if m.get("load_avg") and m.get("load_avg_end"):
+        lines.append(
+            f"load average (1 min) {m['load_avg'][0]:.2f} at start, "
+            f"{m['load_avg_end'][0]:.2f} at end (above ~0.5 means other work shared the cores)"
+        )
+    return "\n".join(lines)
+
+
+def _sequential_lines(seq: Mapping[str, Any]) -> list[str]:
+    lines = [
         "",
         f"Sequential, {seq['modes']['raw']['calls']} calls per mode "
         "(added = per-round median minus raw's, over rounds)",
@@ -545,61 +628,32 @@ def report(results: Mapping[str, Any]) -> str:
             f"{head}   {_ms(med['median']):>12}{pct:>+9.1f}%   {_range(med, '+.3f'):<44}"
             f"{_ms(a['p99_added_ms']):>11}"
         )
-    for conc in results["concurrent"].values():
-        lines += [
-            "",
-            f"Concurrency {conc['concurrency']}, {conc['calls_per_round']} calls per mode per "
-            "round (p99 pooled over rounds)",
-            f"  {'mode':<15}{'calls/s':>10}   {'ratio to raw':>12}{'p50':>12}{'p99':>12}"
-            f"{'p99 added':>11}   spread of the ratio over rounds",
-        ]
-        for mode in MODES:
-            f = conc["modes"][mode]
-            shown = "(baseline)"
-            if mode != "raw":
-                shown = format(conc["ratio_to_raw"][mode]["median"], ".3f")
-            head = (
-                f"  {mode:<15}{f['median_calls_per_s']:>10.0f}   {shown:>12}"
-                f"{_ms(f['p50_ms']):>12}{_ms(f['p99_ms']):>12}"
-            )
-            if mode == "raw":
-                lines.append(head)
-                continue
-            r = conc["ratio_to_raw"][mode]
-            lines.append(f"{head}{_ms(conc['p99_added_ms'][mode]):>11}   {_range(r, '.3f')}")
-    added_us = inproc["added_us"]
-    lines += [
+    return lines
+
+
+def _concurrent_lines(conc: Mapping[str, Any]) -> list[str]:
+    lines = [
         "",
-        "In-process (no network): router.acompletion vs the backend's complete() alone",
-        f"  backend.complete   {inproc['direct_us']:8.2f} µs/call",
-        f"  router.acompletion {inproc['router_us']:8.2f} µs/call",
-        f"  added              {added_us['median']:8.2f} µs/call   ({_range(added_us, '.2f')})",
-        "",
-        f"  {'goal (router vs raw litellm)':<38}{'target':>12}{'router':>12}{'result':>8}"
-        f"{'LiteLLM Router':>17}",
+        f"Concurrency {conc['concurrency']}, {conc['calls_per_round']} calls per mode per "
+        "round (p99 pooled over rounds)",
+        f"  {'mode':<15}{'calls/s':>10}   {'ratio to raw':>12}{'p50':>12}{'p99':>12}"
+        f"{'p99 added':>11}   spread of the ratio over rounds",
     ]
-    for g in results["goals"]:
-        if g["unit"] == "ms":
-            target, ours, theirs = _ms(g["target"]), _ms(g["router"]), _ms(g["litellm_router"])
-        else:
-            target = f"{g['target']:.0%}"
-            ours, theirs = f"{g['router']:.1%}", f"{g['litellm_router']:.1%}"
-        lines.append(
-            f"  {g['goal']:<38}{g['comparison'] + ' ' + target:>12}{ours:>12}"
-            f"{'PASS' if g['pass'] else 'MISS':>8}{theirs:>17}"
+    for mode in MODES:
+        f = conc["modes"][mode]
+        shown = "(baseline)"
+        if mode != "raw":
+            shown = format(conc["ratio_to_raw"][mode]["median"], ".3f")
+        head = (
+            f"  {mode:<15}{f['median_calls_per_s']:>10.0f}   {shown:>12}"
+            f"{_ms(f['p50_ms']):>12}{_ms(f['p99_ms']):>12}"
         )
-    stats = results["provider"]["stats"]
-    lines += [
-        "",
-        f"provider served {stats['ok']} of {stats['requests']} requests OK; "
-        f"run took {results['runtime_s']:.0f} s",
-    ]
-    if m.get("load_avg") and m.get("load_avg_end"):
-        lines.append(
-            f"load average (1 min) {m['load_avg'][0]:.2f} at start, "
-            f"{m['load_avg_end'][0]:.2f} at end (above ~0.5 means other work shared the cores)"
-        )
-    return "\n".join(lines)
+        if mode == "raw":
+            lines.append(head)
+            continue
+        r = conc["ratio_to_raw"][mode]
+        lines.append(f"{head}{_ms(conc['p99_added_ms'][mode]):>11}   {_range(r, '.3f')}")
+    return lines
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -616,12 +670,13 @@ async def measure(litellm: Any, provider: Provider, settings: Settings) -> dict[
     # landing in some block's timings. Garbage made by the calls is still collected as usual.
     gc.collect()
     gc.freeze()
-    sequential = await run_sequential(modes, settings, rng)
+    wanted = settings.sections
+    sequential = await run_sequential(modes, settings, rng) if "sequential" in wanted else None
     concurrent = {
         str(level): await run_concurrent(modes, settings, rng, level)
-        for level in settings.concurrency
+        for level in (settings.concurrency if "concurrent" in wanted else ())
     }
-    in_process = await run_in_process(litellm, settings, rng)
+    in_process = await run_in_process(litellm, settings, rng) if "in-process" in wanted else None
     # Close litellm's cached HTTP clients on this loop, not at interpreter exit after it closed.
     close = getattr(litellm, "close_litellm_async_clients", None)
     if close is not None:
@@ -646,6 +701,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
     parser.add_argument("--per-worker", type=int, help="calls per worker (overrides the above)")
     parser.add_argument("--inproc-calls", type=int, help="in-process calls per mode (20000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mode order shuffle")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help="comma-separated sections to run (sequential,concurrent,in-process): a long run "
+        "split into pieces",
+    )
     parser.add_argument("--quick", action="store_true", help="a few small rounds (smoke use)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write figures as JSON")
     args = parser.parse_args(argv)
@@ -659,6 +720,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
         inproc_calls=args.inproc_calls or (1500 if quick else 20000),
         warmup=10 if quick else 50,
         seed=args.seed,
+        sections=_sections(parser, args.sections),
     )
     for name in ("rounds", "calls", "calls_per_level", "inproc_calls"):
         if getattr(settings, name) < 1:
@@ -666,6 +728,14 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
     if settings.per_worker is not None and settings.per_worker < 1:
         parser.error("--per-worker must be at least 1")
     return settings, args.json
+
+
+def _sections(parser: argparse.ArgumentParser, text: str) -> tuple[str, ...]:
+    chosen = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown or not chosen:
+        parser.error(f"--sections: {', '.join(unknown) or 'none given'}; choose from {SECTIONS}")
+    return chosen
 
 
 def _levels(parser: argparse.ArgumentParser, text: str) -> tuple[int, ...]:
@@ -708,6 +778,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "inproc_calls": settings.inproc_calls,
                 "warmup": settings.warmup,
                 "seed": settings.seed,
+                "sections": list(settings.sections),
             }
             results.update(asyncio.run(measure(litellm, provider, settings)))
             results["provider"] = {"base_url": provider.base_url, "stats": provider.stats()}
