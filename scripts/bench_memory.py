@@ -74,6 +74,7 @@ from bench_overhead import (
 
 GOAL_PER_CALL_BYTES = 20_000
 GOAL_SOAK_GROWTH_PCT = 5.0
+SECTIONS = ("state", "in-flight", "http", "soak")
 WARM_S = 120.0
 """Soak growth is measured from the sample at this point on (after warm-up)."""
 
@@ -268,7 +269,13 @@ async def _soak_child(
     while True:
         now = loop.time()
         if now >= next_sample:
-            line = {"t": now - start, "rss": rss_bytes(), "calls": calls, "errors": errors}
+            line = {
+                "t": now - start,
+                "rss": rss_bytes(),
+                "calls": calls,
+                "errors": errors,
+                "cpu_s": time.process_time(),
+            }
             print(json.dumps(line), flush=True)
             next_sample += sample_s
         if now >= end:
@@ -377,25 +384,27 @@ def report(results: Mapping[str, Any], args: argparse.Namespace) -> str:
         f"python {m['python']} | litellm {m['litellm']} | {m['cpu_count']} CPUs | "
         f"load average at start {m['load_average_at_start']}",
         "",
-        "State per deployment (tracemalloc, each deployment served one call)",
     ]
-    for row in results["state"]:
-        lines.append(
-            f"  {row['deployments']:>6} deployments: {_kb(row['bytes'])} held, "
-            f"{row['bytes_per_deployment']:.0f} B per deployment"
-        )
-    f = results["in_flight"]
-    verdict = "PASS" if f["added_bytes_per_call"] <= GOAL_PER_CALL_BYTES else "MISS"
-    lines += [
-        "",
-        f"Per call in flight, in-process ({f['calls']} calls held open; tracemalloc, median "
-        "of rounds)",
-        f"  backend.complete alone (baseline) {f['direct_bytes_per_call']:8.0f} B/call",
-        f"  router.acompletion               {f['router_bytes_per_call']:8.0f} B/call",
-        f"  added by the router              {f['added_bytes_per_call']:8.0f} B/call "
-        f"(min-max {f['added_min_max'][0]:.0f}..{f['added_min_max'][1]:.0f}); goal <= "
-        f"{GOAL_PER_CALL_BYTES} B: {verdict}",
-    ]
+    if results.get("state"):
+        lines += ["State per deployment (tracemalloc, each deployment served one call)"]
+        for row in results["state"]:
+            lines.append(
+                f"  {row['deployments']:>6} deployments: {_kb(row['bytes'])} held, "
+                f"{row['bytes_per_deployment']:.0f} B per deployment"
+            )
+    f = results.get("in_flight")
+    if f:
+        verdict = "PASS" if f["added_bytes_per_call"] <= GOAL_PER_CALL_BYTES else "MISS"
+        lines += [
+            "",
+            f"Per call in flight, in-process ({f['calls']} calls held open; tracemalloc, "
+            "median of rounds)",
+            f"  backend.complete alone (baseline) {f['direct_bytes_per_call']:8.0f} B/call",
+            f"  router.acompletion               {f['router_bytes_per_call']:8.0f} B/call",
+            f"  added by the router              {f['added_bytes_per_call']:8.0f} B/call "
+            f"(min-max {f['added_min_max'][0]:.0f}..{f['added_min_max'][1]:.0f}); goal <= "
+            f"{GOAL_PER_CALL_BYTES} B: {verdict}",
+        ]
     if results.get("http"):
         lines += ["", f"{args.in_flight} calls in flight over HTTP (provider {args.slow_ms} ms)"]
         for row in results["http"]:
@@ -419,7 +428,13 @@ def report(results: Mapping[str, Any], args: argparse.Namespace) -> str:
             shown = "n/a (run > 2 min)" if growth is None else f"{growth:+.2f}%"
             calls = rows[-1]["calls"] if rows else 0
             errors = rows[-1]["errors"] if rows else 0
-            lines.append(f"  {mode:<7} growth after 2 min {shown}; {calls} calls, {errors} errors")
+            core = ""
+            if len(rows) >= 2 and "cpu_s" in rows[-1] and rows[-1]["t"] > rows[0]["t"]:
+                busy = (rows[-1]["cpu_s"] - rows[0]["cpu_s"]) / (rows[-1]["t"] - rows[0]["t"])
+                core = f"; {busy:.0%} of a core"
+            lines.append(
+                f"  {mode:<7} growth after 2 min {shown}; {calls} calls, {errors} errors{core}"
+            )
             lines.append(f"          RSS MB: {trail}")
     return "\n".join(lines)
 
@@ -434,11 +449,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--slow-ms", type=float, default=3000.0, help="slow provider delay (3000)")
     parser.add_argument("--rounds", type=int, default=3, help="in-process rounds (3)")
     parser.add_argument("--no-http", action="store_true", help="skip the over-HTTP in-flight run")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help="comma-separated sections (state,in-flight,http,soak): e.g. the soak alone, at a "
+        "low priority, apart from the CPU-heavy in-flight runs",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write figures as JSON")
     parser.add_argument("--child", choices=("in-flight", "soak"), help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=("raw", "router"), help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    chosen = {part.strip() for part in args.sections.split(",") if part.strip()}
+    if not chosen or chosen - set(SECTIONS):
+        parser.error(f"--sections: choose from {', '.join(SECTIONS)}")
+    if args.no_http:
+        chosen.discard("http")
+    if args.minutes <= 0:
+        chosen.discard("soak")
+    args.chosen = chosen
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -450,15 +480,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     litellm = load_litellm()
     results: dict[str, Any] = {"machine": machine_facts()}
-    results["state"] = [asyncio.run(state_per_deployment(litellm, n)) for n in (10, 1000)]
-    results["in_flight"] = asyncio.run(per_call_in_flight(litellm, args.in_flight, args.rounds))
+    chosen = args.chosen
+    if "state" in chosen:
+        results["state"] = [asyncio.run(state_per_deployment(litellm, n)) for n in (10, 1000)]
+    if "in-flight" in chosen:
+        results["in_flight"] = asyncio.run(per_call_in_flight(litellm, args.in_flight, args.rounds))
     provider = Provider()
     try:
-        if not args.no_http or args.minutes > 0:
+        if chosen & {"http", "soak"}:
             with provider.running():
-                if not args.no_http:
+                if "http" in chosen:
                     results["http"] = in_flight_over_http(args, provider)
-                if args.minutes > 0:
+                if "soak" in chosen:
                     results["soak"] = soak(args, provider)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -569,8 +569,7 @@ def report(results: Mapping[str, Any]) -> str:
             "In-process (no network): router.acompletion vs the backend's complete() alone",
             f"  backend.complete   {inproc['direct_us']:8.2f} µs/call",
             f"  router.acompletion {inproc['router_us']:8.2f} µs/call",
-            f"  added              {added_us['median']:8.2f} µs/call   "
-            f"({_range(added_us, '.2f')})",
+            f"  added              {added_us['median']:8.2f} µs/call   ({_range(added_us, '.2f')})",
         ]
     lines += [
         "",
