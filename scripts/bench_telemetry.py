@@ -78,6 +78,10 @@ Call = Callable[[], Awaitable[Any]]
 GROUP = "bench"
 MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "Say hello in one word."}]
 GOAL_ADDED_US = 100.0
+GOAL_OWN_OFF_US = 25.0
+GOAL_OWN_ON_US = 80.0
+"""Issue 14: the router's own work per call (mode - direct) with telemetry off, and with
+tracing + logs on (served scenario, median over rounds)."""
 MODES = ("off", "tracing+logs", "all", "tracing+logs/sync")
 SCENARIOS = ("served", "failover")
 
@@ -282,6 +286,9 @@ async def run_scenario(
         added = [m - o for m, o in zip(us[mode], us["off"], strict=True)]
         result["added_us"][mode] = spread(added)
     result["router_own_us"] = spread([o - d for o, d in zip(us["off"], us["direct"], strict=True)])
+    result["own_us"] = {
+        mode: spread([m - d for m, d in zip(us[mode], us["direct"], strict=True)]) for mode in MODES
+    }
     return result
 
 
@@ -343,6 +350,8 @@ def report(results: Mapping[str, Any]) -> str:
         )
         for mode in MODES[1:]:
             lines.append(f"  + {mode:<21} {_fmt(r['added_us'][mode])}")
+        for mode in MODES:
+            lines.append(f"  own work, {mode:<18}{_fmt(r['own_us'][mode])}   (mode - direct)")
         lines.append("")
     goal = results["goal"]
     verdict = "PASS" if goal["pass"] else "MISS"
@@ -350,6 +359,11 @@ def report(results: Mapping[str, Any]) -> str:
         f"goal: tracing+logs adds <= {GOAL_ADDED_US:g} µs per call (served, median): "
         f"{goal['added_us']:.1f} µs  {verdict}"
     )
+    for g in results["own_goals"]:
+        lines.append(
+            f"goal: router's own work, {g['mode']} <= {g['target_us']:g} µs per call (served, "
+            f"median of mode - direct): {g['us']:.1f} µs  {'PASS' if g['pass'] else 'MISS'}"
+        )
     lines.append(
         "telemetry off: no observer is attached (the engine's one `is None` test per call); "
         "the SDK is not imported: " + ("yes" if results["sdk_not_imported_when_off"] else "NO")
@@ -411,6 +425,12 @@ async def main_async(settings: Settings) -> dict[str, Any]:
             results[scenario] = await run_scenario(litellm, scenario, settings, rng, devnull)
     added = results["served"]["added_us"]["tracing+logs"]["median"]
     results["goal"] = {"added_us": added, "target_us": GOAL_ADDED_US, "pass": added <= 100.0}
+    own = results["served"]["own_us"]
+    results["own_goals"] = [
+        {"mode": mode, "target_us": target, "us": own[mode]["median"],
+         "pass": own[mode]["median"] <= target}
+        for mode, target in (("off", GOAL_OWN_OFF_US), ("tracing+logs", GOAL_OWN_ON_US))
+    ]  # fmt: skip
     return results
 
 
