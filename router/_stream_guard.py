@@ -27,6 +27,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from router._fields import field
+
 __all__ = ["GuardedStream", "guard_stream"]
 
 # litellm's custom_llm_provider names of the Gemini parser (Google AI Studio and Vertex AI).
@@ -93,6 +95,10 @@ class GuardedStream:
     """A litellm stream with the router's checks; see the module docstring."""
 
     def __init__(self, stream: Any) -> None:
+        from litellm.exceptions import MidStreamFallbackError
+
+        # Looked up once per stream, not per chunk (an import statement costs ~0.5 µs).
+        self._fallback_error = MidStreamFallbackError
         self._stream = stream
         self._iterator: Any = None
         self._started = False
@@ -110,13 +116,11 @@ class GuardedStream:
         return self
 
     async def __anext__(self) -> Any:
-        from litellm.exceptions import MidStreamFallbackError
-
         if self._iterator is None:
             self._iterator = self._stream.__aiter__()
         try:
             chunk = await self._iterator.__anext__()
-        except MidStreamFallbackError as exc:
+        except self._fallback_error as exc:
             raise self._unwrapped(exc) from exc
         return self._checked(chunk)
 
@@ -124,13 +128,11 @@ class GuardedStream:
         return self
 
     def __next__(self) -> Any:
-        from litellm.exceptions import MidStreamFallbackError
-
         if self._iterator is None:
             self._iterator = iter(self._stream)
         try:
             chunk = next(self._iterator)
-        except MidStreamFallbackError as exc:
+        except self._fallback_error as exc:
             raise self._unwrapped(exc) from exc
         return self._checked(chunk)
 
@@ -175,11 +177,13 @@ class GuardedStream:
 
 
 def _finish_reason(chunk: Any) -> str | None:
-    choices = getattr(chunk, "choices", None)
+    # field(): litellm keeps a stream choice's finish_reason in pydantic's extra storage, where
+    # getattr costs ~0.5 µs more per chunk (router._fields).
+    choices = field(chunk, "choices")
     if not choices:
         return None
     for choice in choices:
-        reason = getattr(choice, "finish_reason", None)
+        reason = field(choice, "finish_reason")
         if reason:
             return str(reason)
     return None
