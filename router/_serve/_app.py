@@ -456,6 +456,12 @@ class Gateway:
                     task = asyncio.ensure_future(self.keys.spend(key, decision.cost_usd))
                     task.add_done_callback(_quiet)
 
+        # Usage is always asked of the provider (a stream's cost, and so a key's budget,
+        # comes from it); the caller gets it only if they asked (see router._serve._sse).
+        options = body.get("stream_options")
+        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        if not wants_usage:
+            body["stream_options"] = {**(options or {}), "include_usage": True}
         try:
             stream = await self._race_disconnect(
                 request, router.acompletion(model, messages, stream=True, **body)
@@ -474,11 +480,12 @@ class Gateway:
                 span.end()
             return self._call_failed(exc, model, trace)
         headers = decision_headers(getattr(stream, "decision", None))
+        headers.pop("x-router-cost", None)  # known at the end: in the trailer (router._serve._sse)
         headers["traceparent"] = trace.header()
         headers["cache-control"] = "no-cache"
         headers["x-accel-buffering"] = "no"
         self.observer.requests.add((("route", "chat"), ("status", "200")))
-        body_iter = sse_body(stream, on_end=on_end)
+        body_iter = sse_body(stream, on_end=on_end, usage=wants_usage)
         if span is not None:
             body_iter = _in_span(body_iter, span)
         return StreamingResponse(body_iter, media_type="text/event-stream", headers=headers)
@@ -544,7 +551,8 @@ class Gateway:
     # -- operations --------------------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        # The pid tells apart the workers of ``--workers N`` (one socket, N processes).
+        return JSONResponse({"status": "ok", "pid": os.getpid(), "in_flight": self.in_flight})
 
     async def readyz(self, request: Request) -> Response:
         # Ready means: a config is loaded and we are not draining. Redis or a provider being

@@ -1,5 +1,5 @@
-"""Server-sent events for a routed stream: chunks, then ``[DONE]``, or an error event and no
-``[DONE]``.
+"""Server-sent events for a routed stream: chunks, the decision trailer, then ``[DONE]``; or an
+error event and no ``[DONE]``.
 
 The router commits a stream to the deployment that sent its first chunk; when that stream breaks
 later (`StreamInterrupted`: a cut connection, a stall past the deadline, an end without any
@@ -7,6 +7,26 @@ later (`StreamInterrupted`: a cut connection, a stall past the deadline, an end 
 then ends with one ``event: error`` / ``data: {"error": {...}}`` event and the connection
 closes without ``data: [DONE]``: the OpenAI SDKs raise an ``APIError`` on such an event,
 and a client reading raw SSE sees no ``[DONE]``.
+
+**A stream's cost.** Response headers leave before the first chunk, when a stream's cost is not
+known (it is priced from the usage the provider sends at the end). So a stream's headers carry
+no ``x-router-cost``; the cost travels at the end, in two places:
+
+- the **trailer**: SSE comment lines just before ``data: [DONE]``, one per decision field,
+  spelled like the plain call's headers (``: x-router-cost: 0.00000420``, ``:
+  x-router-deployment: a``, ``: x-router-attempts: 1``). Comment lines are ignored by every
+  SSE parser (the SDKs included), so no client breaks on them; a client reading raw SSE
+  (curl, a proxy) parses them like headers. HTTP trailers would be the textbook place, but
+  uvicorn does not send them and no mainstream client (browsers' fetch, httpx, the OpenAI
+  SDKs) exposes them;
+- the **usage chunk**, when the caller asked for it (``stream_options.include_usage``):
+  ``usage.cost`` in USD, as OpenRouter does (the SDKs keep unknown fields:
+  ``chunk.usage.cost`` / ``chunk.usage.model_extra["cost"]``). That chunk is the stream's
+  last, so holding it until the stream has ended delays nothing.
+
+The gateway always asks the provider for usage (a key's daily budget must see what a stream
+spent); when the caller did not ask for it, the usage-only chunk and any ``usage`` field are
+left out of what the caller receives, as OpenAI itself does.
 
 A client that disconnects cancels the generator (Starlette cancels the response task when it
 hears ``http.disconnect``); ``finally`` closes the upstream stream at once, which releases the
@@ -21,39 +41,94 @@ from typing import Any
 
 import anyio
 
+from router._decision import Decision
+from router._fields import field
 from router._serve._errors import error_body, from_exception
 
-__all__ = ["DONE", "sse_body"]
+__all__ = ["DONE", "sse_body", "trailer"]
 
 DONE = b"data: [DONE]\n\n"
 _CLOSE_GRACE_S = 5.0
+_NO_USAGE = {"usage"}
 
 
-def chunk_json(chunk: Any) -> str:
+def chunk_json(chunk: Any, usage: bool = True) -> bytes:
     """A litellm stream chunk as OpenAI's JSON (nulls dropped, as OpenAI itself does)."""
     dump = getattr(chunk, "model_dump_json", None)
     if dump is not None:
-        return str(dump(exclude_none=True))
-    return json.dumps(chunk, separators=(",", ":"))
+        text = dump(exclude_none=True) if usage else dump(exclude_none=True, exclude=_NO_USAGE)
+        return text.encode() if isinstance(text, str) else bytes(text)
+    if not usage and isinstance(chunk, dict) and "usage" in chunk:
+        chunk = {k: v for k, v in chunk.items() if k != "usage"}
+    return json.dumps(chunk, separators=(",", ":")).encode()
+
+
+def _with_cost(chunk: Any, cost: float) -> bytes:
+    """The usage chunk's JSON with ``usage.cost`` (USD) added."""
+    dump = getattr(chunk, "model_dump", None)
+    data: Any = dump(exclude_none=True) if dump is not None else dict(chunk)
+    usage = data.get("usage")
+    if isinstance(usage, dict):
+        data["usage"] = {**usage, "cost": round(cost, 12)}
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def trailer(decision: Decision | None) -> bytes:
+    """The decision as SSE comment lines (see the module docstring); empty when unknown."""
+    if decision is None:
+        return b""
+    lines = (
+        f": x-router-cost: {decision.cost_usd:.8f}\n"
+        f": x-router-deployment: {_comment_safe(decision.deployment or '')}\n"
+        f": x-router-attempts: {len(decision.attempts)}\n\n"
+    )
+    return lines.encode()
+
+
+def _comment_safe(text: str) -> str:
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def _usage_only(chunk: Any) -> bool:
+    return not field(chunk, "choices") and field(chunk, "usage") is not None
 
 
 async def sse_body(
     stream: Any,
     *,
     on_end: Callable[[BaseException | None], None],
-    encode: Callable[[Any], str] = chunk_json,
+    usage: bool = True,
 ) -> AsyncIterator[bytes]:
-    """The SSE body of `stream` (see the module docstring). `on_end` runs exactly once."""
+    """The SSE body of `stream` (see the module docstring). `on_end` runs exactly once.
+
+    `usage`: whether the caller asked for usage (``stream_options.include_usage``).
+    """
     error: BaseException | None = None
+    held: Any = None
     try:
         async for chunk in stream:
-            yield b"data: " + encode(chunk).encode() + b"\n\n"
-        yield DONE
+            if held is not None:  # a usage chunk that was not the last after all
+                yield b"data: " + chunk_json(held) + b"\n\n"
+                held = None
+            if _usage_only(chunk):
+                if usage:
+                    held = chunk
+                continue
+            yield b"data: " + chunk_json(chunk, usage) + b"\n\n"
+        decision = getattr(stream, "decision", None)
+        decision = decision if isinstance(decision, Decision) else None
+        if held is not None:
+            cost = decision.cost_usd if decision is not None else None
+            body = chunk_json(held) if cost is None else _with_cost(held, cost)
+            yield b"data: " + body + b"\n\n"
+        yield trailer(decision) + DONE
     except Exception as exc:  # the stream broke after its first chunk: say so, no [DONE]
         error = exc
         mapped = from_exception(exc)
-        body = error_body(mapped.message, mapped.type, mapped.code)
-        yield b"event: error\ndata: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+        text = json.dumps(
+            error_body(mapped.message, mapped.type, mapped.code), separators=(",", ":")
+        )
+        yield b"event: error\ndata: " + text.encode() + b"\n\n"
     except BaseException as exc:  # cancelled: the client went away
         error = exc
         raise

@@ -502,9 +502,18 @@ class SimProvider:
         self.stats.ok += 1
         strings = [t if isinstance(t, str) else " ".join(map(str, t)) for t in texts]
         tokens = sum(estimate_tokens(t) for t in strings)
+        vectors = [simulated_vector(model, t, dims) for t in strings]
+        if body.get("encoding_format") == "base64":  # OpenAI's: little-endian float32, base64
+            import base64
+
+            encoded: list[Any] = [
+                base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() for v in vectors
+            ]
+        else:
+            encoded = vectors
         data = [
-            {"object": "embedding", "index": i, "embedding": simulated_vector(model, t, dims)}
-            for i, t in enumerate(strings)
+            {"object": "embedding", "index": i, "embedding": vector}
+            for i, vector in enumerate(encoded)
         ]
         return web.json_response(
             {

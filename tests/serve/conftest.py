@@ -32,7 +32,9 @@ NAMES = ("a", "b", "c", "cut", "limited", "slow", "dash")
 KEY = "sk-gw-test-key-0123456789"
 ADMIN = "sk-gw-admin-9876543210"
 METERED = "sk-gw-metered-key-5555"
-ENV = {"GW_TEST_KEY": KEY, "GW_TEST_ADMIN": ADMIN, "GW_TEST_KEY2": METERED}
+BUDGETED = "sk-gw-budgeted-key-7777"
+ENV = {"GW_TEST_KEY": KEY, "GW_TEST_ADMIN": ADMIN, "GW_TEST_KEY2": METERED,
+       "GW_TEST_KEY3": BUDGETED}  # fmt: skip
 AUTH = {"authorization": f"Bearer {KEY}"}
 HTTP = httpx.Client(headers=AUTH, timeout=20.0)
 """A client presenting the tests' gateway key (thread-safe; shared by the tests)."""
@@ -78,7 +80,8 @@ def to_toml(data: dict[str, Any]) -> str:
 
 
 def gateway_config(fleet: Fleet, *, keys: bool = True, **router: Any) -> dict[str, Any]:
-    """A config over the fleet: group chat = a, b, c (cheapest first), one group per other."""
+    """A config over the fleet: group chat = a, b, c (cheapest first), one group per other;
+    group embed = embed-a, embed-b (embedding deployments on providers a and b)."""
     deployments = []
     for rank, provider in enumerate(fleet):
         name = provider.name
@@ -92,6 +95,20 @@ def gateway_config(fleet: Fleet, *, keys: bool = True, **router: Any) -> dict[st
                 "output_cost_per_token": (rank + 1) * 4e-7,
                 "timeout": 4.0,
                 "groups": _GROUPS.get(name, []),
+            }
+        )
+    for rank, name in enumerate(("a", "b")):
+        deployments.append(
+            {
+                "name": f"embed-{name}",
+                "model": "openai/text-embedding-sim",
+                "mode": "embedding",
+                "dimensions": 16,
+                "api_base": fleet[name].base_url,
+                "api_key": "sk-sim-test",
+                "input_cost_per_token": (rank + 1) * 1e-8,
+                "timeout": 4.0,
+                "groups": ["embed"],
             }
         )
     settings = {
@@ -116,6 +133,7 @@ def gateway_config(fleet: Fleet, *, keys: bool = True, **router: Any) -> dict[st
             "keys": [
                 {"name": "tests", "key": "os.environ/GW_TEST_KEY"},
                 {"name": "metered", "key": "os.environ/GW_TEST_KEY2", "rpm": 2},
+                {"name": "budgeted", "key": "os.environ/GW_TEST_KEY3", "daily_budget_usd": 1e-9},
             ],
         }
     return data

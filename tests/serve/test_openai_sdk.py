@@ -15,7 +15,7 @@ import pytest
 
 from router._sim import Fleet
 
-from .conftest import HTTP, KEY, METERED, GatewayProcess
+from .conftest import BUDGETED, HTTP, KEY, METERED, GatewayProcess
 
 HI: Any = [{"role": "user", "content": "hi"}]
 
@@ -276,3 +276,61 @@ def test_slow_client_gets_408_and_its_slot_back(gateway: GatewayProcess) -> None
         answer = received.decode(errors="replace")
     assert answer.startswith("HTTP/1.1 408"), answer[:200]
     assert "request_timeout" in answer
+
+
+def test_stream_cost_in_the_usage_chunk(gateway: GatewayProcess, fresh: object) -> None:
+    raw = client(gateway).chat.completions.with_raw_response.create(
+        model="chat", messages=HI, stream=True, stream_options={"include_usage": True}
+    )
+    assert raw.headers["x-router-deployment"] == "a"
+    assert "x-router-cost" not in raw.headers  # not known before the end: a 0 would be a lie
+    chunks = list(raw.parse())
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens > 0
+    # Deployment a's prices in conftest.gateway_config: 1e-7 in, 4e-7 out per token.
+    expected = usage.prompt_tokens * 1e-7 + usage.completion_tokens * 4e-7
+    assert usage.model_extra is not None and usage.model_extra["cost"] == pytest.approx(expected)
+
+
+def test_stream_trailer_without_usage_asked(gateway: GatewayProcess, fresh: object) -> None:
+    body = {"model": "chat", "messages": HI, "stream": True}
+    with HTTP.stream("POST", f"{gateway.base_url}/chat/completions", json=body) as r:
+        lines = [line for line in r.iter_lines() if line]
+    events = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+    # The gateway asked the provider for usage (to price the stream), the caller did not:
+    # no usage reaches the caller, as with OpenAI itself.
+    assert events and all("usage" not in e for e in events)
+    assert lines[-1] == "data: [DONE]"
+    trailer = dict(line[2:].split(": ", 1) for line in lines if line.startswith(": x-router-"))
+    assert trailer["x-router-deployment"] == "a" and trailer["x-router-attempts"] == "1"
+    assert float(trailer["x-router-cost"]) > 0
+    # The trailer comes after the last chunk and just before [DONE].
+    assert lines[-2].startswith(": x-router-") and lines.index(lines[-2]) > len(events)
+    # Its comment lines are invisible to an SSE client: the SDK's stream is unchanged.
+    chunks = list(client(gateway).chat.completions.create(model="chat", messages=HI, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+        "Hello from a."
+    )
+
+
+def test_stream_spend_counts_against_the_daily_budget(
+    gateway: GatewayProcess, fresh: object
+) -> None:
+    budgeted = openai.OpenAI(base_url=gateway.base_url, api_key=BUDGETED, max_retries=0)
+    # The first call is admitted (nothing spent yet) and spends more than the tiny budget,
+    # through a stream whose caller never asked for usage.
+    text = "".join(
+        c.choices[0].delta.content or ""
+        for c in budgeted.chat.completions.create(model="chat", messages=HI, stream=True)
+        if c.choices
+    )
+    assert text == "Hello from a."
+    end = time.monotonic() + 5
+    while True:  # the spend is recorded as the stream ends, just after the last byte
+        try:
+            budgeted.chat.completions.create(model="chat", messages=HI, stream=True).close()
+        except openai.RateLimitError as exc:
+            assert isinstance(exc.body, dict) and exc.body["code"] == "budget_exceeded"
+            break
+        assert time.monotonic() < end, "a stream's spend never reached the key's budget"
+        time.sleep(0.05)

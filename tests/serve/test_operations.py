@@ -20,7 +20,8 @@ HI = [{"role": "user", "content": "hi"}]
 
 
 def test_health_ready_and_metrics(gateway: GatewayProcess, fresh: Fleet) -> None:
-    assert HTTP.get(f"{gateway.url}/healthz").json() == {"status": "ok"}
+    health = HTTP.get(f"{gateway.url}/healthz").json()
+    assert health["status"] == "ok" and health["pid"] == gateway.proc.pid
     ready = HTTP.get(f"{gateway.url}/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
     HTTP.post(f"{gateway.base_url}/chat/completions", json={"model": "chat", "messages": HI})
@@ -102,6 +103,64 @@ def test_sigterm_drains_in_flight_streams(fleet: Fleet, tmp_path: Path) -> None:
     finally:
         fleet["cut"].reset()
         fleet["slow"].reset()
+        process.stop()
+
+
+def test_two_workers_both_serve_and_drain_on_sigterm(fleet: Fleet, tmp_path: Path) -> None:
+    path = tmp_path / "providers.toml"
+    path.write_text(to_toml(gateway_config(fleet)))
+    process = GatewayProcess(path, "--workers", "2")
+    results: list[str] = []
+    threads: list[threading.Thread] = []
+    try:
+        end = time.monotonic() + 90
+        while len(set(re.findall(r"listening on .*pid (\d+)", "\n".join(process.lines)))) < 2:
+            assert time.monotonic() < end, "\n".join(process.lines[-20:])
+            time.sleep(0.1)
+        workers = {int(p) for p in re.findall(r"pid (\d+)", "\n".join(process.lines))}
+        assert process.proc.pid not in workers  # the supervisor serves nothing itself
+        fleet["cut"].set(chunk_delay_ms=300.0, stream_chunks=20)  # streams of about 6 s
+
+        def stream() -> None:
+            body = {"model": "cut", "messages": HI, "stream": True}
+            url = f"{process.base_url}/chat/completions"
+            with (
+                httpx.Client(headers=AUTH, timeout=30) as own,  # its own connection
+                own.stream("POST", url, json=body) as r,
+            ):
+                results.append("".join(r.iter_text()))
+
+        def busy() -> dict[int, int]:
+            seen: dict[int, int] = {}
+            for _ in range(20):  # a fresh connection each time: either worker may take it
+                health = httpx.get(f"{process.url}/healthz", timeout=5).json()
+                seen[health["pid"]] = health["in_flight"]
+            return seen
+
+        # Batches of streams until each worker has at least one in flight (the kernel hands
+        # each new connection to whichever worker accepts it first).
+        seen: dict[int, int] = {}
+        while True:
+            assert len(threads) < 16, f"in flight per worker: {seen}"
+            for _ in range(4):
+                threads.append(threading.Thread(target=stream))
+                threads[-1].start()
+            time.sleep(0.5)
+            seen = busy()
+            assert set(seen) <= workers
+            if len(seen) == 2 and min(seen.values()) >= 1:
+                break
+        process.signal(signal.SIGTERM)  # the supervisor forwards it to both workers
+        for t in threads:
+            t.join(30)
+        assert len(results) == len(threads)
+        for text in results:  # every stream in flight on either worker finished whole
+            assert text.rstrip().endswith("data: [DONE]"), text[-300:]
+        assert process.proc.wait(30) == 0
+        for pid in workers:
+            process.wait_for(f"router serve: stopped \\(pid {pid}\\)")
+    finally:
+        fleet["cut"].reset()
         process.stop()
 
 
