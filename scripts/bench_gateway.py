@@ -1,8 +1,9 @@
 """Benchmark `router serve` against the provider directly and LiteLLM's proxy, in one run.
 
-    python scripts/bench_gateway.py                 # all figures, 10-minute RSS run
-    python scripts/bench_gateway.py --minutes 1     # a shorter RSS run
+    python scripts/bench_gateway.py --phase speed      # latency and throughput (under the lock)
+    python scripts/bench_gateway.py --phase rss --minutes 10 --rss-rate 10   # memory (nice 19)
     python scripts/bench_gateway.py --quick --no-litellm   # smoke run, router serve only
+    python scripts/bench_gateway.py --phase speed --no-litellm --profile gw.prof  # cProfile
 
 Every target runs in its own process against the same zero-latency simulated provider (one
 more process): ``direct`` (the client calls the provider), ``router serve`` (``python -m
@@ -10,15 +11,21 @@ router._serve``, one group of one deployment, telemetry off, a gateway key) and 
 proxy (``litellm --config cfg.yaml``, ``general_settings.master_key``, no database), both with
 the same ``--workers``. LiteLLM's proxy is installed by this script into its own venv outside
 the repository (``~/.cache/router-bench/litellm-proxy``; ``--litellm-venv`` to change it):
-``litellm==1.110.2`` plus the proxy's dependencies.
+``litellm==1.110.2`` plus the proxy's dependencies. One more latency target, ``in-process
+Router`` (``--no-inproc`` to leave it out), calls `Router.acompletion` in the benchmark's own
+process over the same config: ``router serve`` minus it is the gateway's own HTTP edge (one
+more loopback hop, uvicorn, the gateway's checks, JSON and headers); it minus ``direct`` is
+the router and litellm.
 
 Figures, with the targets interleaved round by round (so machine load hits them alike):
 
 - added latency at concurrency 1: p50 and p99 of each round's requests minus direct's, for
   plain and streamed calls (streams: time to the first chunk, and to the end);
 - throughput at concurrency 64: completed requests per second over each round's window;
-- RSS after a steady run (``--minutes``, 10 by default, at ``--rss-concurrency`` requests in
-  flight): the gateway's resident memory (all its processes) after warm-up and at the end.
+- RSS over a steady run (``--phase rss``, ``--minutes``, at ``--rss-rate`` requests per
+  second per target, a quarter of them streamed, both gateways at once; ``--rss-rate 0``: a
+  closed loop at ``--rss-concurrency``): each gateway's resident memory (all its processes)
+  after warm-up, every 5 s, and at the end.
 
 The client is aiohttp on this process's event loop. On a 2-core machine the client, the
 provider and the gateway share the cores, so absolute figures are the machine's; the ratios
@@ -70,6 +77,8 @@ _START_S = 180.0
 
 @dataclass
 class Settings:
+    phase: str = "all"
+    """``speed`` (latency, throughput), ``rss`` (the steady run) or ``all``."""
     rounds: int = 5
     requests: int = 200
     """Requests per target per round at concurrency 1."""
@@ -79,7 +88,11 @@ class Settings:
     workers: int = 1
     minutes: float = 10.0
     rss_concurrency: int = 8
+    rss_rate: float = 0.0
+    """Requests per second per target in the steady run (0: a closed loop)."""
     litellm: bool = True
+    inproc: bool = True
+    profile: Path | None = None
     litellm_venv: Path = Path.home() / ".cache" / "router-bench" / "litellm-proxy"
 
 
@@ -176,7 +189,9 @@ def provider(port: int) -> Server:
     )  # fmt: skip
 
 
-def router_server(tmp: Path, base: str, workers: int) -> Server:
+def router_server(
+    tmp: Path, base: str, workers: int, profile: Path | None = None
+) -> tuple[Server, Path]:
     port = free_port()
     config = tmp / "providers.toml"
     config.write_text(
@@ -187,13 +202,19 @@ def router_server(tmp: Path, base: str, workers: int) -> Server:
         '[gateway]\nkeys = [{ name = "bench", key = "os.environ/BENCH_GATEWAY_KEY" }]\n'
         "max_concurrency = 4096\n"
     )
-    return Server(
+    # --profile: cProfile around the whole server (it writes the file when SIGTERM has
+    # drained the server and `main` returns).
+    prefix = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
+    server = Server(
         "router serve",
-        [sys.executable, "-m", "router._serve", "--config", str(config), "--port", str(port),
-         "--fleet", "off", "--workers", str(workers)],
-        port, "/readyz",
-        {"BENCH_GATEWAY_KEY": KEY, "OTEL_SDK_DISABLED": "true", "ROUTER_RECORD_FILE": ""},
+        [sys.executable, *prefix, "-m", "router._serve", "--config", str(config), "--port",
+         str(port), "--fleet", "off", "--workers", str(workers)],
+        port, "/readyz", _ROUTER_ENV,
     )  # fmt: skip
+    return server, config
+
+
+_ROUTER_ENV = {"BENCH_GATEWAY_KEY": KEY, "OTEL_SDK_DISABLED": "true", "ROUTER_RECORD_FILE": ""}
 
 
 def litellm_server(tmp: Path, exe: Path, base: str, workers: int) -> Server:
@@ -225,6 +246,8 @@ class Target:
     url: str
     headers: dict[str, str]
     server: Server | None = None
+    router: Any = None
+    """In-process target: a `Router` called directly (no HTTP between client and router)."""
 
 
 def _stale(exc: BaseException) -> bool:
@@ -254,7 +277,14 @@ async def _streamed(session: Any, target: Target, body: bytes) -> tuple[float, f
         return await _streamed_once(session, target, body)
 
 
+_MESSAGES = BODY["messages"]
+
+
 async def _plain_once(session: Any, target: Target, body: bytes) -> float:
+    if target.router is not None:
+        start = time.perf_counter()
+        await target.router.acompletion("chat", _MESSAGES)
+        return time.perf_counter() - start
     start = time.perf_counter()
     async with session.post(target.url, data=body, headers=target.headers) as r:
         await r.read()
@@ -264,6 +294,15 @@ async def _plain_once(session: Any, target: Target, body: bytes) -> float:
 
 
 async def _streamed_once(session: Any, target: Target, body: bytes) -> tuple[float, float]:
+    if target.router is not None:
+        start = time.perf_counter()
+        got = None
+        stream = await target.router.acompletion("chat", _MESSAGES, stream=True)
+        async for _ in stream:
+            if got is None:
+                got = time.perf_counter() - start
+        done = time.perf_counter() - start
+        return (got if got is not None else done), done
     start = time.perf_counter()
     first = None
     async with session.post(target.url, data=body, headers=target.headers) as r:
@@ -312,42 +351,76 @@ async def throughput_round(session: Any, target: Target, concurrency: int, windo
     return done / elapsed
 
 
-async def steady(session: Any, target: Target, minutes: float, concurrency: int) -> dict[str, Any]:
+async def steady(session: Any, target: Target, settings: Settings) -> dict[str, Any]:
+    """The RSS run of one target: warm-up, then `settings.minutes` of steady traffic."""
     assert target.server is not None
+    server = target.server
     body = json.dumps(BODY).encode()
     stream_body = json.dumps({**BODY, "stream": True}).encode()
-    warm_end = time.perf_counter() + min(30.0, minutes * 60 * 0.1)
+    minutes, rate = settings.minutes, settings.rss_rate
     count = 0
+    failed = 0
+    i = 0
 
-    async def worker(until: float) -> None:
-        nonlocal count
-        i = 0
-        while time.perf_counter() < until:
-            i += 1
+    async def one() -> None:
+        nonlocal count, failed, i
+        i += 1
+        try:
             if i % 4 == 0:
                 await _streamed(session, target, stream_body)
             else:
                 await _plain(session, target, body)
             count += 1
+        except Exception:
+            failed += 1
 
-    await asyncio.gather(*(worker(warm_end) for _ in range(concurrency)))
-    before = target.server.rss_mb()
+    async def closed_loop(until: float) -> None:
+        while time.perf_counter() < until:
+            await one()
+
+    async def paced(until: float) -> None:
+        # Open loop at `rate` requests per second: a modest, steady load.
+        pending: set[asyncio.Task[None]] = set()
+        next_at = time.perf_counter()
+        while next_at < until:
+            delay = next_at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.ensure_future(one())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            next_at += 1.0 / rate
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def drive(until: float) -> None:
+        if rate > 0:
+            await paced(until)
+        else:
+            await asyncio.gather(*(closed_loop(until) for _ in range(settings.rss_concurrency)))
+
+    await drive(time.perf_counter() + min(30.0, minutes * 60 * 0.1))
+    before = server.rss_mb()
     end = time.perf_counter() + minutes * 60
     samples = [before]
 
     async def sampler() -> None:
         while time.perf_counter() < end:
             await asyncio.sleep(5)
-            samples.append(target.server.rss_mb() if target.server else float("nan"))
+            samples.append(server.rss_mb())
 
-    count = 0
-    await asyncio.gather(sampler(), *(worker(end) for _ in range(concurrency)))
-    after = target.server.rss_mb()
+    count = failed = 0
+    await asyncio.gather(sampler(), drive(end))
+    after = server.rss_mb()
     return {
         "rss_mb_after_warmup": before,
         "rss_mb_end": after,
+        "rss_mb_max": max([*samples, after]),
         "growth_pct": 100 * (after - before) / before,
         "requests": count,
+        "failed": failed,
+        "rate": rate,
+        "minutes": minutes,
         "samples_mb": samples,
     }
 
@@ -358,31 +431,42 @@ async def run(settings: Settings, targets: list[Target]) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=settings.concurrency * 2, force_close=False)
     results: dict[str, Any] = {t.name: {"plain": [], "ttfc": [], "stream": [], "rps": []}
                                for t in targets}  # fmt: skip
+    memory: dict[str, Any] = {}
     async with aiohttp.ClientSession(connector=connector) as session:
-        for t in targets:  # warm-up: connections, litellm's first-call setup
-            await latency_round(session, t, 20)
-            await throughput_round(session, t, settings.concurrency, 1.0)
-        for r in range(settings.rounds):
-            print(f"round {r + 1}/{settings.rounds}")
-            order = targets if r % 2 == 0 else list(reversed(targets))
-            for t in order:
-                lat = await latency_round(session, t, settings.requests)
-                for key, values in lat.items():
-                    results[t.name][key].append(
-                        {"p50": quantile(values, 0.5), "p99": quantile(values, 0.99)}
-                    )
-            for t in order:
-                rps = await throughput_round(session, t, settings.concurrency, settings.window_s)
-                results[t.name]["rps"].append(rps)
-                print(f"  {t.name}: {rps:.0f} req/s at concurrency {settings.concurrency}")
-        memory = {}
-        for t in targets:
-            if t.server is not None and t.name != "direct" and settings.minutes > 0:
-                print(f"steady run: {t.name}, {settings.minutes:g} min")
-                memory[t.name] = await steady(
-                    session, t, settings.minutes, settings.rss_concurrency
-                )
+        if settings.phase in ("all", "speed"):
+            await speed(session, settings, targets, results)
+        if settings.phase in ("all", "rss") and settings.minutes > 0:
+            gateways = [t for t in targets if t.server is not None and t.name != "direct"]
+            print(f"steady run: {', '.join(t.name for t in gateways)} at once, "
+                  f"{settings.minutes:g} min")  # fmt: skip
+            runs = await asyncio.gather(*(steady(session, t, settings) for t in gateways))
+            memory = {t.name: m for t, m in zip(gateways, runs, strict=True)}
     return summarize(results, memory, settings)
+
+
+async def speed(
+    session: Any, settings: Settings, targets: list[Target], results: dict[str, Any]
+) -> None:
+    """Latency at concurrency 1 (every target) and throughput (every HTTP target), by rounds."""
+    for t in targets:  # warm-up: connections, litellm's first-call setup
+        await latency_round(session, t, 20)
+        if t.router is None:
+            await throughput_round(session, t, settings.concurrency, 1.0)
+    for r in range(settings.rounds):
+        print(f"round {r + 1}/{settings.rounds}")
+        order = targets if r % 2 == 0 else list(reversed(targets))
+        for t in order:
+            lat = await latency_round(session, t, settings.requests)
+            for key, values in lat.items():
+                results[t.name][key].append(
+                    {"p50": quantile(values, 0.5), "p99": quantile(values, 0.99)}
+                )
+        for t in order:
+            if t.router is not None:
+                continue  # in-process: it would share the client's loop
+            rps = await throughput_round(session, t, settings.concurrency, settings.window_s)
+            results[t.name]["rps"].append(rps)
+            print(f"  {t.name}: {rps:.0f} req/s at concurrency {settings.concurrency}")
 
 
 def summarize(raw: dict[str, Any], memory: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -391,7 +475,9 @@ def summarize(raw: dict[str, Any], memory: dict[str, Any], settings: Settings) -
     out["machine"] = machine_facts()
     figures: dict[str, Any] = {}
     for name, data in raw.items():
-        entry: dict[str, Any] = {"rps": spread(data["rps"])}
+        if not data["plain"]:
+            continue  # no speed phase in this run
+        entry: dict[str, Any] = {"rps": spread(data["rps"]) if data["rps"] else None}
         for kind in ("plain", "ttfc", "stream"):
             rounds = data[kind]
             entry[kind] = {q: spread([x[q] * 1e3 for x in rounds]) for q in ("p50", "p99")}
@@ -404,7 +490,14 @@ def summarize(raw: dict[str, Any], memory: dict[str, Any], settings: Settings) -
         figures[name] = entry
     out["figures"] = figures
     out["memory"] = memory
-    if "LiteLLM proxy" in raw:
+    if "in-process Router" in figures and "router serve" in figures:
+        edge = [
+            (g["p50"] - i["p50"]) * 1e3
+            for g, i in zip(raw["router serve"]["plain"], raw["in-process Router"]["plain"],
+                            strict=True)
+        ]  # fmt: skip
+        out["gateway_edge_p50_ms"] = spread(edge)
+    if "LiteLLM proxy" in figures:
         ratios = [
             a / b for a, b in zip(raw["router serve"]["rps"], raw["LiteLLM proxy"]["rps"],
                                   strict=True)
@@ -414,7 +507,7 @@ def summarize(raw: dict[str, Any], memory: dict[str, Any], settings: Settings) -
 
 
 def report(results: dict[str, Any]) -> str:
-    lines = ["", "target          plain p50 ms   p99 ms   added p50/p99 ms   ttfc p50 ms"
+    lines = ["", "target              plain p50 ms   p99 ms   added p50/p99 ms   ttfc p50 ms"
              "   added ttfc p50   req/s @64"]  # fmt: skip
     for name, f in results["figures"].items():
         added = f.get("plain_added_ms")
@@ -423,10 +516,20 @@ def report(results: dict[str, Any]) -> str:
         )
         ttfc_added = f.get("ttfc_added_ms")
         ttfc_text = f"{ttfc_added['p50']['median']:+.2f}" if ttfc_added else "-"
+        rps = f["rps"]
+        rps_text = (
+            f"{rps['median']:>9.0f} ({rps['min']:.0f}-{rps['max']:.0f})" if rps else "        -"
+        )
         lines.append(
-            f"{name:<15} {f['plain']['p50']['median']:>10.2f} {f['plain']['p99']['median']:>8.2f}"
+            f"{name:<19} {f['plain']['p50']['median']:>10.2f} {f['plain']['p99']['median']:>8.2f}"
             f"   {added_text:>17}   {f['ttfc']['p50']['median']:>9.2f}   {ttfc_text:>14}"
-            f"   {f['rps']['median']:>9.0f} ({f['rps']['min']:.0f}-{f['rps']['max']:.0f})"
+            f"   {rps_text}"
+        )
+    edge = results.get("gateway_edge_p50_ms")
+    if edge:
+        lines.append(
+            f"gateway edge (router serve - in-process Router), p50: {edge['median']:+.2f} ms "
+            f"(rounds {edge['min']:+.2f} to {edge['max']:+.2f})"
         )
     ratio = results.get("throughput_ratio_vs_litellm")
     if ratio:
@@ -437,8 +540,9 @@ def report(results: dict[str, Any]) -> str:
     for name, m in results["memory"].items():
         lines.append(
             f"RSS {name}: {m['rss_mb_after_warmup']:.1f} MB after warm-up -> "
-            f"{m['rss_mb_end']:.1f} MB at the end ({m['growth_pct']:+.1f}%, "
-            f"{m['requests']} requests)"
+            f"{m['rss_mb_end']:.1f} MB at the end ({m['growth_pct']:+.1f}%, max "
+            f"{m['rss_mb_max']:.1f}; {m['requests']} requests, {m['failed']} failed, "
+            f"{m['minutes']:g} min)"
         )
     return "\n".join(lines)
 
@@ -457,6 +561,7 @@ def started(servers: Sequence[Server]) -> Iterator[None]:
 
 def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--phase", choices=("all", "speed", "rss"), default="all")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--requests", type=int, default=200, help="per target per round (c=1)")
     p.add_argument("--window", type=float, default=5.0, help="throughput window, s")
@@ -464,12 +569,18 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
     p.add_argument("--workers", type=int, default=1, help="gateway workers (both gateways)")
     p.add_argument("--minutes", type=float, default=10.0, help="steady run for RSS (0: none)")
     p.add_argument("--rss-concurrency", type=int, default=8)
+    p.add_argument("--rss-rate", type=float, default=0.0,
+                   help="steady run: requests/s per target (0: closed loop)")  # fmt: skip
     p.add_argument("--no-litellm", action="store_true", help="leave LiteLLM's proxy out")
+    p.add_argument("--no-inproc", action="store_true", help="leave in-process Router out")
+    p.add_argument("--profile", type=Path, default=None,
+                   help="run router serve under cProfile, writing this file")  # fmt: skip
     p.add_argument("--litellm-venv", type=Path, default=Settings.litellm_venv)
     p.add_argument("--quick", action="store_true", help="2 rounds, small counts, 0.2 min")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     a = p.parse_args(argv)
     s = Settings(
+        phase=a.phase, rss_rate=a.rss_rate, inproc=not a.no_inproc, profile=a.profile,
         rounds=a.rounds, requests=a.requests, window_s=a.window, concurrency=a.concurrency,
         workers=a.workers, minutes=a.minutes, rss_concurrency=a.rss_concurrency,
         litellm=not a.no_litellm, litellm_venv=a.litellm_venv,
@@ -487,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp = Path(tmp_dir)
         prov = provider(free_port())
         base = f"{prov.url}/v1"
-        gateway = router_server(tmp, base, settings.workers)
+        gateway, config = router_server(tmp, base, settings.workers, settings.profile)
         servers = [prov, gateway]
         targets = [
             Target("direct", f"{base}/chat/completions", {"content-type": "application/json"}),
@@ -503,6 +614,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        {"content-type": "application/json",
                         "authorization": f"Bearer {MASTER}"}, proxy)
             )  # fmt: skip
+        if settings.inproc and settings.phase != "rss":
+            targets.insert(1, Target("in-process Router", "", {}, router=_inproc(config)))
         with started(servers):
             urllib.request.urlopen(
                 urllib.request.Request(
@@ -517,6 +630,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report(results))
     write_json(json_path, results)
     return 0
+
+
+def _inproc(config: Path) -> Any:
+    """A `Router` over the gateway's own config, as `router serve` builds it (telemetry off)."""
+    os.environ.update(_ROUTER_ENV)
+    from _benchlib import load_litellm
+
+    load_litellm()
+    from router import Router
+
+    return Router(str(config), telemetry=False)
 
 
 if __name__ == "__main__":

@@ -39,10 +39,11 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from router._decision import Decision, get_decision
+from router._serve import _anthropic
 from router._serve._errors import GatewayError, error_body, from_exception
 from router._serve._keys import Keys, KeySpec
 from router._serve._metrics import GatewayObserver
-from router._serve._sse import sse_body
+from router._serve._sse import guarded, sse_body, trailer
 
 if TYPE_CHECKING:
     from router._config import Config
@@ -152,6 +153,66 @@ class _Trace:
         return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
 
 
+class Dialect:
+    """What differs between the wire formats a chat call can come in: OpenAI's chat
+    completions (this class) and Anthropic's messages (`_AnthropicDialect`)."""
+
+    route = "chat"
+    span = "POST /v1/chat/completions"
+
+    def parse(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any], bool]:
+        """``(messages, kwargs, stream)`` of a request body without its ``model``."""
+        messages = body.pop("messages", None)
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            raise GatewayError(
+                400, "'messages' is required and must be an array of objects",
+                "invalid_request_error", "invalid_type", "messages",
+            )  # fmt: skip
+        _check_types(body)
+        return messages, body, bool(body.pop("stream", False))
+
+    def respond(self, response: Any, model: str) -> bytes:
+        return _response_json(response)
+
+    def events(
+        self, stream: Any, on_end: Callable[[BaseException | None], None], usage: bool, model: str
+    ) -> AsyncIterator[bytes]:
+        return sse_body(stream, on_end=on_end, usage=usage)
+
+    def error_json(self, error: GatewayError) -> dict[str, Any]:
+        return error_body(error.message, error.type, error.code, error.param)
+
+
+class _AnthropicDialect(Dialect):
+    route = "messages"
+    span = "POST /v1/messages"
+
+    def parse(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any], bool]:
+        messages, kwargs, stream = _anthropic.to_openai(body)
+        _check_types(kwargs)
+        return messages, kwargs, stream
+
+    def respond(self, response: Any, model: str) -> bytes:
+        return _anthropic.response_json(response, model)
+
+    def events(
+        self, stream: Any, on_end: Callable[[BaseException | None], None], usage: bool, model: str
+    ) -> AsyncIterator[bytes]:
+        pieces = _anthropic.events(stream, model, trailer)
+        return guarded(stream, pieces, on_end, self._error_event)
+
+    def error_json(self, error: GatewayError) -> dict[str, Any]:
+        return _anthropic.error_json(error)
+
+    def _error_event(self, exc: BaseException) -> bytes:
+        body = json.dumps(self.error_json(from_exception(exc)), separators=(",", ":"))
+        return b"event: error\ndata: " + body.encode() + b"\n\n"
+
+
+OPENAI = Dialect()
+ANTHROPIC = _AnthropicDialect()
+
+
 class Gateway:
     """One process's gateway: the current router, the edge's state, and the ASGI app."""
 
@@ -185,6 +246,7 @@ class Gateway:
             routes=[
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
                 Route("/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/messages", self.messages, methods=["POST"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/healthz", self.healthz, methods=["GET"]),
@@ -206,9 +268,13 @@ class Gateway:
         return self._error(GatewayError(405, f"{request.method} not allowed on {request.url.path}"))
 
     def _error(
-        self, error: GatewayError, extra: Mapping[str, str] | None = None, route: str = "other"
+        self,
+        error: GatewayError,
+        extra: Mapping[str, str] | None = None,
+        route: str = "other",
+        dialect: Dialect | None = None,
     ) -> JSONResponse:
-        body = error_body(error.message, error.type, error.code, error.param)
+        body = (dialect or OPENAI).error_json(error)
         reasons = getattr(error, "reasons", None)
         if reasons:
             body["error"]["reasons"] = reasons
@@ -362,29 +428,29 @@ class Gateway:
     # -- the OpenAI API --------------------------------------------------------------------
 
     async def chat(self, request: Request) -> Response:
+        return await self._complete(request, OPENAI)
+
+    async def messages(self, request: Request) -> Response:
+        return await self._complete(request, ANTHROPIC)
+
+    async def _complete(self, request: Request, dialect: Dialect) -> Response:
         trace = _Trace(request.headers.get("traceparent"))
         span = None
         token = None
+        route = dialect.route
         try:
             key = self.keys.authenticate(Keys.presented(request.headers))
             self._admit()
             body = await self._body(request)
             model = self._check_model(body)
-            messages = body.pop("messages", None)
-            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-                raise GatewayError(
-                    400, "'messages' is required and must be an array of objects",
-                    "invalid_request_error", "invalid_type", "messages",
-                )  # fmt: skip
-            _check_types(body)
+            del body["model"]
+            messages, body, stream = dialect.parse(body)
             await self.keys.admit(key)
         except GatewayError as error:
-            return self._error(error, {"traceparent": trace.header()}, "chat")
+            return self._error(error, {"traceparent": trace.header()}, route, dialect)
         except ClientDisconnect:
             return Response(status_code=499)
-        del body["model"]
-        stream = bool(body.pop("stream", False))
-        span = self._span(trace, "POST /v1/chat/completions")
+        span = self._span(trace, dialect.span)
         if span is not None:
             from opentelemetry import context as otel_context
             from opentelemetry import trace as otel_trace
@@ -394,26 +460,26 @@ class Gateway:
         router = self.router
         try:
             if stream:
-                return await self._chat_stream(
-                    request, router, model, messages, body, key, trace, span
+                return await self._stream(
+                    request, router, model, messages, body, key, trace, span, dialect
                 )
             try:
                 response = await self._race_disconnect(
                     request, router.acompletion(model, messages, **body)
                 )
             except ClientDisconnect:
-                self.observer.requests.add((("route", "chat"), ("status", "499")))
+                self.observer.requests.add((("route", route), ("status", "499")))
                 return Response(status_code=499)
             except Exception as exc:
-                return self._call_failed(exc, model, trace)
+                return self._call_failed(exc, model, trace, dialect)
             decision = get_decision(response)
             if decision is not None:
                 await self.keys.spend(key, decision.cost_usd)
             headers = decision_headers(decision)
             headers["traceparent"] = trace.header()
-            self.observer.requests.add((("route", "chat"), ("status", "200")))
+            self.observer.requests.add((("route", route), ("status", "200")))
             return Response(
-                _response_json(response), media_type="application/json", headers=headers
+                dialect.respond(response, model), media_type="application/json", headers=headers
             )
         finally:
             if not stream:
@@ -425,13 +491,16 @@ class Gateway:
             if span is not None and not stream:
                 span.end()
 
-    def _call_failed(self, exc: BaseException, model: str, trace: _Trace) -> JSONResponse:
+    def _call_failed(
+        self, exc: BaseException, model: str, trace: _Trace, dialect: Dialect | None = None
+    ) -> JSONResponse:
         error = from_exception(exc, self._paused_for(model))
         headers = decision_headers(get_decision(exc))
         headers["traceparent"] = trace.header()
-        return self._error(error, headers, "chat")
+        route = dialect.route if dialect is not None else "embeddings"
+        return self._error(error, headers, route, dialect)
 
-    async def _chat_stream(
+    async def _stream(
         self,
         request: Request,
         router: Router,
@@ -441,6 +510,7 @@ class Gateway:
         key: KeySpec | None,
         trace: _Trace,
         span: Any,
+        dialect: Dialect,
     ) -> Response:
         ended = False
 
@@ -471,21 +541,21 @@ class Gateway:
             self.in_flight -= 1
             if span is not None:
                 span.end()
-            self.observer.requests.add((("route", "chat"), ("status", "499")))
+            self.observer.requests.add((("route", dialect.route), ("status", "499")))
             return Response(status_code=499)
         except Exception as exc:
             ended = True
             self.in_flight -= 1
             if span is not None:
                 span.end()
-            return self._call_failed(exc, model, trace)
+            return self._call_failed(exc, model, trace, dialect)
         headers = decision_headers(getattr(stream, "decision", None))
-        headers.pop("x-router-cost", None)  # known at the end: in the trailer (router._serve._sse)
+        headers.pop("x-router-cost", None)  # known at the end: in the trailer (see _sse)
         headers["traceparent"] = trace.header()
         headers["cache-control"] = "no-cache"
         headers["x-accel-buffering"] = "no"
-        self.observer.requests.add((("route", "chat"), ("status", "200")))
-        body_iter = sse_body(stream, on_end=on_end, usage=wants_usage)
+        self.observer.requests.add((("route", dialect.route), ("status", "200")))
+        body_iter = dialect.events(stream, on_end, wants_usage, model)
         if span is not None:
             body_iter = _in_span(body_iter, span)
         return StreamingResponse(body_iter, media_type="text/event-stream", headers=headers)

@@ -45,7 +45,7 @@ from router._decision import Decision
 from router._fields import field
 from router._serve._errors import error_body, from_exception
 
-__all__ = ["DONE", "sse_body", "trailer"]
+__all__ = ["DONE", "error_event", "guarded", "openai_events", "sse_body", "trailer"]
 
 DONE = b"data: [DONE]\n\n"
 _CLOSE_GRACE_S = 5.0
@@ -99,46 +99,71 @@ async def sse_body(
     on_end: Callable[[BaseException | None], None],
     usage: bool = True,
 ) -> AsyncIterator[bytes]:
-    """The SSE body of `stream` (see the module docstring). `on_end` runs exactly once.
+    """The OpenAI SSE body of `stream` (see the module docstring). `on_end` runs exactly once.
 
     `usage`: whether the caller asked for usage (``stream_options.include_usage``).
     """
-    error: BaseException | None = None
+    async for piece in guarded(stream, openai_events(stream, usage), on_end, error_event):
+        yield piece
+
+
+def error_event(exc: BaseException) -> bytes:
+    """The OpenAI SDKs' error event for a stream that broke: ``event: error``, OpenAI's body."""
+    mapped = from_exception(exc)
+    text = json.dumps(error_body(mapped.message, mapped.type, mapped.code), separators=(",", ":"))
+    return b"event: error\ndata: " + text.encode() + b"\n\n"
+
+
+async def openai_events(stream: Any, usage: bool) -> AsyncIterator[bytes]:
+    """`stream`'s chunks as OpenAI ``data:`` events, the trailer, then ``[DONE]``."""
     held: Any = None
+    async for chunk in stream:
+        if held is not None:  # a usage chunk that was not the last after all
+            yield b"data: " + chunk_json(held) + b"\n\n"
+            held = None
+        if _usage_only(chunk):
+            if usage:
+                held = chunk
+            continue
+        yield b"data: " + chunk_json(chunk, usage) + b"\n\n"
+    decision = getattr(stream, "decision", None)
+    decision = decision if isinstance(decision, Decision) else None
+    if held is not None:
+        cost = decision.cost_usd if decision is not None else None
+        body = chunk_json(held) if cost is None else _with_cost(held, cost)
+        yield b"data: " + body + b"\n\n"
+    yield trailer(decision) + DONE
+
+
+async def guarded(
+    stream: Any,
+    pieces: AsyncIterator[bytes],
+    on_end: Callable[[BaseException | None], None],
+    error: Callable[[BaseException], bytes],
+) -> AsyncIterator[bytes]:
+    """`pieces` (the events of `stream` in some protocol), ending with `error`'s event if the
+    stream breaks; `stream` is closed (shielded) and `on_end` runs exactly once, whatever
+    happens (a client gone away included)."""
+    failure: BaseException | None = None
     try:
-        async for chunk in stream:
-            if held is not None:  # a usage chunk that was not the last after all
-                yield b"data: " + chunk_json(held) + b"\n\n"
-                held = None
-            if _usage_only(chunk):
-                if usage:
-                    held = chunk
-                continue
-            yield b"data: " + chunk_json(chunk, usage) + b"\n\n"
-        decision = getattr(stream, "decision", None)
-        decision = decision if isinstance(decision, Decision) else None
-        if held is not None:
-            cost = decision.cost_usd if decision is not None else None
-            body = chunk_json(held) if cost is None else _with_cost(held, cost)
-            yield b"data: " + body + b"\n\n"
-        yield trailer(decision) + DONE
-    except Exception as exc:  # the stream broke after its first chunk: say so, no [DONE]
-        error = exc
-        mapped = from_exception(exc)
-        text = json.dumps(
-            error_body(mapped.message, mapped.type, mapped.code), separators=(",", ":")
-        )
-        yield b"event: error\ndata: " + text.encode() + b"\n\n"
+        async for piece in pieces:
+            yield piece
+    except Exception as exc:  # the stream broke after its first chunk: say so, no end marker
+        failure = exc
+        yield error(exc)
     except BaseException as exc:  # cancelled: the client went away
-        error = exc
+        failure = exc
         raise
     finally:
         close = getattr(stream, "aclose", None)
         try:
-            if close is not None:
-                # Shielded: a cancelled scope would cancel the close too, leaving the
-                # provider connection (and the attempt's slot) held.
-                with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_GRACE_S):
+            # Shielded: a cancelled scope would cancel the close too, leaving the provider
+            # connection (and the attempt's slot) held.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_GRACE_S):
+                stop = getattr(pieces, "aclose", None)
+                if stop is not None:
+                    await stop()
+                if close is not None:
                     await close()
         finally:
-            on_end(error)
+            on_end(failure)
