@@ -135,7 +135,35 @@ def from_exception(exc: BaseException, paused_for: float | None = None) -> Gatew
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and 400 <= status < 500 and status not in (401, 403, 404, 429):
         return GatewayError(status, _message(exc), "invalid_request_error", None)
-    return GatewayError(502, _upstream(exc), "upstream_error", "upstream_error")
+    # Every attempt the call was allowed failed upstream (the router re-raises the last
+    # provider error, litellm's class). The provider said it is unavailable (503, 529): none
+    # is available, 503 with the reasons; any other failure: 502, with the reasons too.
+    if isinstance(exc, litellm.ServiceUnavailableError) or status in (503, 529):
+        error = GatewayError(
+            503, _upstream(exc), "service_unavailable", "no_deployment_available",
+            headers=_retry_after(paused_for if paused_for is not None else 1.0),
+        )  # fmt: skip
+    else:
+        error = GatewayError(502, _upstream(exc), "upstream_error", "upstream_error")
+    reasons = _attempt_reasons(exc)
+    if reasons:
+        error.reasons = reasons  # type: ignore[attr-defined]
+    return error
+
+
+def _attempt_reasons(exc: BaseException) -> dict[str, str]:
+    """Per deployment, how its last attempt of the failed call ended (names, classes and
+    statuses only: see `router._errors.describe`)."""
+    from router._decision import get_decision
+
+    decision = get_decision(exc)
+    if decision is None:
+        return {}
+    return {
+        a.deployment: a.error or str(a.outcome)
+        for a in decision.attempts
+        if a.outcome != "cancelled"
+    }
 
 
 def _message(exc: BaseException) -> str:
