@@ -27,8 +27,9 @@ from router._sim import Behavior, Fleet
 
 ROOT = Path(__file__).resolve().parents[2]
 # Providers: a < b < c by price in "chat"; the others each have a group of their own so a test
-# can break one without touching the rest.
-NAMES = ("a", "b", "c", "cut", "limited", "slow", "dash")
+# can break one without touching the rest ("acut": the Anthropic route's broken streams, so that
+# they do not add up with the OpenAI route's on "cut" and open its breaker).
+NAMES = ("a", "b", "c", "cut", "limited", "slow", "dash", "acut")
 KEY = "sk-gw-test-key-0123456789"
 ADMIN = "sk-gw-admin-9876543210"
 METERED = "sk-gw-metered-key-5555"

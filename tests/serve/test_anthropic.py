@@ -64,8 +64,8 @@ async def test_litellm_anthropic_client_errors(gateway: GatewayProcess, fresh: F
 async def test_litellm_anthropic_client_stream_cut_raises(
     gateway: GatewayProcess, fresh: Fleet
 ) -> None:
-    fresh["cut"].set(cut_stream_after=2, stream_chunks=6)
-    stream = await ask(gateway, model="cut", stream=True)
+    fresh["acut"].set(cut_stream_after=2, stream_chunks=6)
+    stream = await ask(gateway, model="acut", stream=True)
     # litellm raises its mid-stream error (an openai.APIError) with the gateway's message.
     with pytest.raises(openai.APIError) as caught:
         async for _ in stream:
@@ -112,8 +112,8 @@ def test_curl_messages_plain_stream_and_errors(gateway: GatewayProcess, fresh: F
 def test_curl_messages_stream_cut_ends_with_an_error_event(
     gateway: GatewayProcess, fresh: Fleet
 ) -> None:
-    fresh["cut"].set(cut_stream_after=2, stream_chunks=6)
-    raw = _curl(gateway, {"model": "cut", "max_tokens": 32, "messages": HI, "stream": True})
+    fresh["acut"].set(cut_stream_after=2, stream_chunks=6)
+    raw = _curl(gateway, {"model": "acut", "max_tokens": 32, "messages": HI, "stream": True})
     names = [line[7:] for line in raw.splitlines() if line.startswith("event: ")]
     assert names[0] == "message_start" and names[-1] == "error"
     assert "message_stop" not in names

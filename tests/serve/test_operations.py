@@ -119,7 +119,7 @@ def test_two_workers_both_serve_and_drain_on_sigterm(fleet: Fleet, tmp_path: Pat
             time.sleep(0.1)
         workers = {int(p) for p in re.findall(r"pid (\d+)", "\n".join(process.lines))}
         assert process.proc.pid not in workers  # the supervisor serves nothing itself
-        fleet["cut"].set(chunk_delay_ms=300.0, stream_chunks=20)  # streams of about 6 s
+        fleet["cut"].set(chunk_delay_ms=150.0, stream_chunks=20)  # streams of about 3 s
 
         def stream() -> None:
             body = {"model": "cut", "messages": HI, "stream": True}
