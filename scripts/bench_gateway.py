@@ -4,6 +4,7 @@
     python scripts/bench_gateway.py --phase rss --minutes 10 --rss-rate 10   # memory (nice 19)
     python scripts/bench_gateway.py --quick --no-litellm   # smoke run, router serve only
     python scripts/bench_gateway.py --phase speed --no-litellm --profile gw.prof  # cProfile
+    python scripts/bench_gateway.py --phase speed --base-tree /tmp/main-before  # before/after
 
 Every target runs in its own process against the same zero-latency simulated provider (one
 more process): ``direct`` (the client calls the provider), ``router serve`` (``python -m
@@ -93,18 +94,24 @@ class Settings:
     litellm: bool = True
     inproc: bool = True
     profile: Path | None = None
+    base_tree: Path | None = None
+    """Another checkout (say, main before a change) to run as one more target."""
     litellm_venv: Path = Path.home() / ".cache" / "router-bench" / "litellm-proxy"
 
 
 class Server:
     """A server process: started, polled on `ready` until it answers 200, always stopped."""
 
-    def __init__(self, name: str, argv: list[str], port: int, ready: str, env: dict[str, str]):
+    def __init__(
+        self, name: str, argv: list[str], port: int, ready: str, env: dict[str, str],
+        cwd: Path = ROOT,
+    ) -> None:  # fmt: skip
         self.name = name
         self.argv = argv
         self.port = port
         self.ready = ready
         self.env = env
+        self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
         self.log: IO[bytes] | None = None
 
@@ -116,7 +123,7 @@ class Server:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
-            env={**os.environ, **self.env}, cwd=ROOT,
+            env={**os.environ, **self.env}, cwd=self.cwd,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )  # fmt: skip
         end = time.monotonic() + _START_S
@@ -190,8 +197,9 @@ def provider(port: int) -> Server:
 
 
 def router_server(
-    tmp: Path, base: str, workers: int, profile: Path | None = None
+    tmp: Path, base: str, workers: int, profile: Path | None = None, tree: Path | None = None
 ) -> tuple[Server, Path]:
+    """`router serve` from this checkout, or (`tree`) from another one (``--base-tree``)."""
     port = free_port()
     config = tmp / "providers.toml"
     config.write_text(
@@ -205,11 +213,14 @@ def router_server(
     # --profile: cProfile around the whole server (it writes the file when SIGTERM has
     # drained the server and `main` returns).
     prefix = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
+    env = dict(_ROUTER_ENV)
+    if tree is not None:  # that checkout's `router` package first (cwd and PYTHONPATH)
+        env["PYTHONPATH"] = str(tree)
     server = Server(
-        "router serve",
+        "router serve" if tree is None else "router serve @base",
         [sys.executable, *prefix, "-m", "router._serve", "--config", str(config), "--port",
          str(port), "--fleet", "off", "--workers", str(workers)],
-        port, "/readyz", _ROUTER_ENV,
+        port, "/readyz", env, cwd=tree or ROOT,
     )  # fmt: skip
     return server, config
 
@@ -497,6 +508,11 @@ def summarize(raw: dict[str, Any], memory: dict[str, Any], settings: Settings) -
                             strict=True)
         ]  # fmt: skip
         out["gateway_edge_p50_ms"] = spread(edge)
+    if "router serve @base" in figures:
+        out["throughput_ratio_vs_base"] = spread([
+            a / b for a, b in zip(raw["router serve"]["rps"], raw["router serve @base"]["rps"],
+                                  strict=True)
+        ])  # fmt: skip
     if "LiteLLM proxy" in figures:
         ratios = [
             a / b for a, b in zip(raw["router serve"]["rps"], raw["LiteLLM proxy"]["rps"],
@@ -530,6 +546,12 @@ def report(results: dict[str, Any]) -> str:
         lines.append(
             f"gateway edge (router serve - in-process Router), p50: {edge['median']:+.2f} ms "
             f"(rounds {edge['min']:+.2f} to {edge['max']:+.2f})"
+        )
+    base = results.get("throughput_ratio_vs_base")
+    if base:
+        lines.append(
+            f"throughput router serve / router serve @base: {base['median']:.3f}x "
+            f"(rounds {base['min']:.3f}-{base['max']:.3f})"
         )
     ratio = results.get("throughput_ratio_vs_litellm")
     if ratio:
@@ -573,6 +595,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
                    help="steady run: requests/s per target (0: closed loop)")  # fmt: skip
     p.add_argument("--no-litellm", action="store_true", help="leave LiteLLM's proxy out")
     p.add_argument("--no-inproc", action="store_true", help="leave in-process Router out")
+    p.add_argument(
+        "--base-tree",
+        type=Path,
+        default=None,
+        help="one more target: router serve from this checkout (before/after)",
+    )
     p.add_argument("--profile", type=Path, default=None,
                    help="run router serve under cProfile, writing this file")  # fmt: skip
     p.add_argument("--litellm-venv", type=Path, default=Settings.litellm_venv)
@@ -581,6 +609,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
     a = p.parse_args(argv)
     s = Settings(
         phase=a.phase, rss_rate=a.rss_rate, inproc=not a.no_inproc, profile=a.profile,
+        base_tree=a.base_tree,
         rounds=a.rounds, requests=a.requests, window_s=a.window, concurrency=a.concurrency,
         workers=a.workers, minutes=a.minutes, rss_concurrency=a.rss_concurrency,
         litellm=not a.no_litellm, litellm_venv=a.litellm_venv,
@@ -606,6 +635,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                    {"content-type": "application/json", "authorization": f"Bearer {KEY}"},
                    gateway),
         ]  # fmt: skip
+        if settings.base_tree is not None:
+            before, _ = router_server(tmp, base, settings.workers, tree=settings.base_tree)
+            servers.append(before)
+            targets.append(
+                Target(before.name, f"{before.url}/v1/chat/completions",
+                       {"content-type": "application/json", "authorization": f"Bearer {KEY}"},
+                       before)
+            )  # fmt: skip
         if exe is not None:
             proxy = litellm_server(tmp, exe, base, settings.workers)
             servers.append(proxy)

@@ -26,8 +26,8 @@ import contextlib
 import json
 import logging
 import os
+import random
 import re
-import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -101,6 +101,13 @@ class ServeOptions:
     redis_prefix: str = "router:"
 
 
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        413, f"request body over the {limit} byte limit", "invalid_request_error",
+        "request_too_large",
+    )  # fmt: skip
+
+
 def _check_types(body: Mapping[str, Any]) -> None:
     for key, types in _TYPES.items():
         value = body.get(key)
@@ -136,6 +143,11 @@ def decision_headers(decision: Decision | None) -> dict[str, str]:
     }
 
 
+# Trace and span ids need to be unique, not secret: a PRNG, as OpenTelemetry's own
+# RandomIdGenerator does, instead of a getrandom() syscall per id.
+_bits = random.getrandbits
+
+
 class _Trace:
     """W3C trace context of one request: the caller's parent and the gateway's own span id."""
 
@@ -146,8 +158,8 @@ class _Trace:
         if match and match[1] != "0" * 32 and match[2] != "0" * 16:
             self.trace_id, self.parent, self.flags = match[1], match[2], match[3]
         else:
-            self.trace_id, self.parent, self.flags = secrets.token_hex(16), None, "01"
-        self.span_id = secrets.token_hex(8)
+            self.trace_id, self.parent, self.flags = f"{_bits(128) or 1:032x}", None, "01"
+        self.span_id = f"{_bits(64) or 1:016x}"
 
     def header(self) -> str:
         return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
@@ -288,30 +300,8 @@ class Gateway:
         limit = self.options.max_body_bytes
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            raise GatewayError(
-                413, f"request body over the {limit} byte limit", "invalid_request_error",
-                "request_too_large",
-            )  # fmt: skip
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(self.options.body_timeout):
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > limit:
-                        raise GatewayError(
-                            413, f"request body over the {limit} byte limit",
-                            "invalid_request_error", "request_too_large",
-                        )  # fmt: skip
-                    chunks.append(chunk)
-        except TimeoutError:
-            raise GatewayError(
-                408,
-                f"request body not received within {self.options.body_timeout:g} s",
-                "invalid_request_error",
-                "request_timeout",
-            ) from None
-        raw = b"".join(chunks)
+            raise _too_large(limit)
+        raw = await self._read(request, limit)
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -321,6 +311,36 @@ class Gateway:
         if not isinstance(body, dict):
             raise GatewayError(400, "the body must be a JSON object", "invalid_request_error")
         return body
+
+    async def _read(self, request: Request, limit: int) -> bytes:
+        """The whole body, within `limit` bytes and ``body_timeout`` seconds."""
+        receive = request.receive
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.options.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        raise ClientDisconnect()
+                    chunk = message.get("body", b"")
+                    if not chunks and not message.get("more_body", False):
+                        if len(chunk) > limit:  # the usual case: the body came whole
+                            raise _too_large(limit)
+                        return bytes(chunk)
+                    size += len(chunk)
+                    if size > limit:
+                        raise _too_large(limit)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(chunks)
+        except TimeoutError:
+            raise GatewayError(
+                408,
+                f"request body not received within {self.options.body_timeout:g} s",
+                "invalid_request_error",
+                "request_timeout",
+            ) from None
 
     def _check_model(self, body: Mapping[str, Any]) -> str:
         model = body.get("model")

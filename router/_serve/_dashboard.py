@@ -76,6 +76,6 @@ def snapshot(gateway: Gateway) -> dict[str, Any]:
         "in_flight": gateway.in_flight,
         "draining": gateway.draining,
         "groups": groups,
-        "decisions": list(reversed(observer.recent)),
+        "decisions": observer.recent_decisions(),
         "last_reload": gateway.last_reload,
     }

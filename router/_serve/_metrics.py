@@ -140,7 +140,7 @@ class GatewayObserver(BaseObserver):
         self.attempt_seconds = _Histogram(
             "router_attempt_duration_seconds", "Attempt latency by group and deployment."
         )
-        self.recent: deque[dict[str, Any]] = deque(maxlen=_RECENT)
+        self.recent: deque[Decision] = deque(maxlen=_RECENT)
         # Dashboard tallies: served calls and cost per deployment, calls/escalated per group.
         self.served: dict[str, int] = {}
         self.served_cost: dict[str, float] = {}
@@ -188,22 +188,27 @@ class GatewayObserver(BaseObserver):
                 self.served_cost[deployment] = (
                     self.served_cost.get(deployment, 0.0) + decision.cost_usd
                 )
-        self.recent.append(
+        self.recent.append(decision)  # made into dicts only when the dashboard asks
+
+    def recent_decisions(self) -> list[dict[str, Any]]:
+        """The latest decisions, newest first, as the dashboard shows them."""
+        return [
             {
-                "at": decision.started_at,
-                "group": group,
-                "deployment": decision.deployment,
-                "outcome": outcome,
-                "reason": decision.reason,
+                "at": d.started_at,
+                "group": d.group,
+                "deployment": d.deployment,
+                "outcome": d.outcome,
+                "reason": d.reason,
                 "attempts": [
                     {"deployment": a.deployment, "outcome": a.outcome, "error": a.error}
-                    for a in decision.attempts
+                    for a in d.attempts
                 ],
-                "cost_usd": decision.cost_usd,
-                "elapsed_ms": round(decision.elapsed_s * 1000, 1),
-                "stream": decision.stream,
+                "cost_usd": d.cost_usd,
+                "elapsed_ms": round(d.elapsed_s * 1000, 1),
+                "stream": d.stream,
             }
-        )
+            for d in reversed(self.recent)
+        ]
 
     def transition(self, transition: Transition) -> None:
         self.transitions.add(
