@@ -19,8 +19,9 @@ from types import MappingProxyType, TracebackType
 from aiohttp import web
 
 from router._sim._knobs import Behavior
-from router._sim._openai import _SHUTDOWN_TIMEOUT_S, SimProvider, _control_reset, _control_set
+from router._sim._openai import SimProvider
 from router._sim._protocols import provider_class
+from router._sim._server import _SHUTDOWN_TIMEOUT_S, _control_reset, _control_set
 from router._sim._stats import StatsSnapshot
 
 __all__ = ["DEFAULT_FLEET", "Fleet", "ProviderSpec", "default_fleet", "parse_provider_spec"]
