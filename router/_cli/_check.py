@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from router._cli import config_argument
 from router._config import ENV_REF_PREFIX, Config, ConfigError, Deployment, RouterSettings
 from router._loading import check_config, load_config
 from router._redact import safe_url
@@ -99,12 +100,7 @@ def _columns(rows: list[dict[str, str]]) -> tuple[str, ...]:
 
 
 def check_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "path",
-        nargs="?",
-        default=None,
-        help="config file (default: $ROUTER_CONFIG, else ./providers.toml)",
-    )
+    config_argument(parser)
     parser.add_argument(
         "--diff",
         nargs=2,

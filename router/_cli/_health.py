@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from router._breaker import State
+from router._cli import config_argument
 from router._config import Config, ConfigError, Deployment
 from router._loading import load_config
 from router._tables import STATE_STYLE, Section, aligned, print_sections, quiet_router_log
@@ -73,12 +74,7 @@ def _positive_int(text: str) -> int:
 
 def health_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = _HEALTH_EPILOG
-    parser.add_argument(
-        "path",
-        nargs="?",
-        default=None,
-        help="config file (default: $ROUTER_CONFIG, else ./providers.toml)",
-    )
+    config_argument(parser)
     parser.add_argument(
         "--probes",
         type=_positive_int,
