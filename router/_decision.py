@@ -263,8 +263,9 @@ def get_decision(obj: object) -> Decision | None:
 
 @dataclass(frozen=True, slots=True)
 class CallRecord:
-    """What a record file keeps of one call: its `Decision` summed up (see `router._schema`
-    for the serialized form, which the recorder writes and ``router report`` reads)."""
+    """What a record file keeps of one call: its `Decision` summed up, as ``router report``
+    reads it back (`router._schema`: `call_line` writes it from a decision, `call_from_dict`
+    reads it, `call_record` is both at once)."""
 
     ts: float
     """When the call started (epoch seconds)."""
@@ -291,41 +292,6 @@ class CallRecord:
     """Content capture was on: `prompt` and `output` are recorded (either may still be None)."""
     prompt: str | None = None
     output: str | None = None
-
-    @classmethod
-    def of(
-        cls,
-        d: Decision,
-        error: BaseException | None = None,
-        *,
-        captured: bool = False,
-        prompt: str | None = None,
-        output: str | None = None,
-    ) -> CallRecord:
-        response = d.response
-        return cls(
-            ts=d.started_at,
-            group=d.group,
-            route=d.route,
-            step=d.step,
-            job=d.job,
-            deployment=d.deployment,
-            outcome=d.outcome,
-            cost_usd=d.cost_usd,
-            latency_s=d.elapsed_s,
-            attempts=len(d.attempts),
-            failovers=d.failovers,
-            hedged=d.hedged,
-            escalations=d.escalations,
-            reason=d.reason,
-            error=None if error is None else type(error).__name__,
-            input_tokens=None if response is None else response.input_tokens,
-            output_tokens=None if response is None else response.output_tokens,
-            response_id=None if response is None else response.id,
-            captured=captured,
-            prompt=prompt,
-            output=output,
-        )
 
 
 @dataclass(frozen=True, slots=True)

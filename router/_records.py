@@ -32,9 +32,8 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-from router._decision import CallRecord
 from router._observe import BaseObserver
-from router._schema import call_to_dict, job_to_dict
+from router._schema import call_line, job_to_dict
 
 if TYPE_CHECKING:
     from router._breaker import Transition
@@ -67,12 +66,12 @@ class Recorder(BaseObserver):
             from router._learned import request_text
 
             prompt = request_text({"messages": messages})[0] if messages else None
-            record = CallRecord.of(
+            line = call_line(
                 decision, error, captured=True, prompt=prompt, output=_output_text(output)
             )
         else:
-            record = CallRecord.of(decision, error)
-        self._write({"type": "call", **call_to_dict(record)})
+            line = call_line(decision, error)
+        self._write({"type": "call", **line})
 
     def outcome(self, record: dict[str, Any]) -> None:
         """Append an outcome line (see `router.record_outcome`)."""

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from opentelemetry import trace
 
-from router._decision import CallRecord
 from router._observe import BaseObserver
-from router._schema import call_to_dict, job_to_dict
+from router._schema import call_line, job_to_dict
 from router.telemetry._logs import make_logger
 from router.telemetry._metrics import Instruments, instruments_for
 from router.telemetry._spans import SpanWriter, exception_attributes, safe_label, transition_event
@@ -207,7 +206,7 @@ class Telemetry(BaseObserver):
         # The call line of a record file (router._schema), as a log event, plus what only a
         # log has: the deployments tried, whether it streamed, the trace ids; no ``ts``
         # (structlog stamps the event).
-        fields = call_to_dict(CallRecord.of(d, error))
+        fields = call_line(d, error)
         del fields["ts"]
         fields["latency_s"] = round(d.elapsed_s, 6)
         fields["tried"] = [a.deployment for a in d.attempts]

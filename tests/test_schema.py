@@ -16,6 +16,8 @@ from router._report import load
 from router._schema import (
     SchemaError,
     call_from_dict,
+    call_line,
+    call_record,
     call_to_dict,
     escalation_from_dict,
     escalation_to_dict,
@@ -130,9 +132,17 @@ async def test_recorder_and_report_read_back_what_the_router_decided(tmp_path: P
     records = load(path)
     # Every call line reads back as the decision's own record (the error: its class name).
     assert [dataclasses.replace(c, error=None) for c in records.calls] == [
-        CallRecord.of(d) for d in decisions
+        call_record(d) for d in decisions
     ]
     assert [c.error is not None for c in records.calls] == [d.deployment is None for d in decisions]
     # Every job line reads back as the job's record, steps (and each step's reason) included.
     assert records.jobs == job_records
     assert all(s.reason for job in records.jobs for s in job.steps)
+
+
+async def test_a_decisions_line_is_its_records_line(tmp_path: Path) -> None:
+    decisions, _ = await make_records(tmp_path / "records.jsonl")
+    for d in decisions:
+        line = call_line(d)
+        assert call_to_dict(call_from_dict(line)) == line
+        assert list(line) == [f.name for f in dataclasses.fields(CallRecord)][: len(line)]
