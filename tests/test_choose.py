@@ -42,16 +42,11 @@ def names(options: list[tuple[Deployment, float]]) -> list[str]:
     return [d.name for d, _ in options]
 
 
-def errors(state: MemoryState, name: str, failures: int, calls: int = 20) -> None:
-    health = state.get(name).health
-    for i in range(calls):
-        health.record(i >= failures)
-
-
-def test_a_transient_failure_on_a_mostly_healthy_cheap_deployment_retries_it() -> None:
-    chooser, ranked, state, settings = setup()
-    errors(state, "b", 1)  # 5% errors: one more try at its price beats c's
-    options = chooser.order(
+def after_b_failed_fast(
+    chooser: Chooser, ranked: list[Deployment], settings: RouterSettings
+) -> list[tuple[Deployment, float]]:
+    """The order of the next attempt after one fast failure on b (a is out of the running)."""
+    return chooser.order(
         ranked[1:],
         {"b": 1},
         settings,
@@ -62,6 +57,18 @@ def test_a_transient_failure_on_a_mostly_healthy_cheap_deployment_retries_it() -
         failed=ranked[1],
         fast_failure=True,
     )
+
+
+def errors(state: MemoryState, name: str, failures: int, calls: int = 20) -> None:
+    health = state.get(name).health
+    for i in range(calls):
+        health.record(i >= failures)
+
+
+def test_a_transient_failure_on_a_mostly_healthy_cheap_deployment_retries_it() -> None:
+    chooser, ranked, state, settings = setup()
+    errors(state, "b", 1)  # 5% errors: one more try at its price beats c's
+    options = after_b_failed_fast(chooser, ranked, settings)
     assert names(options)[0] == "b"
     backoff = options[0][1]
     assert 0.0 <= backoff <= settings.backoff_base
@@ -76,17 +83,7 @@ def test_a_failure_that_continues_a_streak_fails_over_instead_of_retrying() -> N
     for _ in range(2):
         state.get("b").health.record(False)
         breaker.record(False, 0.0)
-    options = chooser.order(
-        ranked[1:],
-        {"b": 1},
-        settings,
-        made=1,
-        left=10.0,
-        first_chunk=False,
-        now=0.0,
-        failed=ranked[1],
-        fast_failure=True,
-    )
+    options = after_b_failed_fast(chooser, ranked, settings)
     assert names(options)[0] == "c"
 
 
@@ -94,17 +91,7 @@ def test_a_deployment_failing_half_its_calls_is_left_at_once() -> None:
     chooser, ranked, state, settings = setup()
     errors(state, "b", 10)  # 50%: 2.5/0.5 = 5 > c's 5/1... ties and worse fail over
     errors(state, "a", 18)
-    options = chooser.order(
-        ranked[1:],
-        {"b": 1},
-        settings,
-        made=1,
-        left=10.0,
-        first_chunk=False,
-        now=0.0,
-        failed=ranked[1],
-        fast_failure=True,
-    )
+    options = after_b_failed_fast(chooser, ranked, settings)
     assert names(options)[0] == "c"
 
 
