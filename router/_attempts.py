@@ -28,7 +28,8 @@ is cancelled; a hedge is paid from the retry budget. Streams race to the first c
 When the attempts are used up, the last provider error is raised; when the deadline ran out,
 `DeadlineExceeded`; when the retry budget is spent, the last error with a note saying so; when
 no candidate is left, `NoDeploymentAvailable` listing each and why (or, with
-``wait_for_recovery``, a wait for the soonest recovery if it comes before the deadline).
+``wait_for_recovery``, a wait for the soonest recovery if it comes before the deadline). Those
+errors and their reasons are composed in router._explain; when a race starts, router._hedge.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import litellm
@@ -48,17 +49,10 @@ from router._catalogue import usage_cost
 from router._choose import Chooser, transient
 from router._config import ConfigError
 from router._decision import AttemptRecord, CallOutcome, Candidate, Skip
-from router._errors import (
-    DeadlineExceeded,
-    Outcome,
-    attach,
-    describe,
-    out_of_candidates,
-    retry_after_of,
-    status_code_of,
-)
+from router._errors import Outcome, attach, describe, retry_after_of, status_code_of
+from router._explain import MIN_ATTEMPT_S, deadline_exceeded, exhausted, no_deployment, unavailable
 from router._fields import field
-from router._hedge import HEDGE_FALLBACK_DELAY_S, hedged
+from router._hedge import hedged, race_delay
 from router._select import Selector
 
 if TYPE_CHECKING:
@@ -76,8 +70,6 @@ T = TypeVar("T")
 
 RATE_LIMIT_DEFAULT_PAUSE_S = 1.0
 """Pause after a 429 that carries no Retry-After header."""
-_MIN_ATTEMPT_S = 0.001
-"""Below this much time left, no attempt is started (it could not finish)."""
 
 
 class Result(Generic[T]):
@@ -157,18 +149,18 @@ class AttemptLoop:
             pick = self._admit_first(call, options, ranked, now)
             if pick is None and ranked:
                 if made >= settings.max_attempts and last is not None:
-                    raise self._exhausted(call, last)
+                    raise exhausted(call, last, clock.now())
                 if options:
                     continue  # those chosen were tripped or paused meanwhile: choose again
                 call.notes.append("no candidate is expected to finish before the deadline")
-                raise self._deadline(call, last)
+                raise deadline_exceeded(call, last, clock.now())
             if pick is None:
                 if settings.wait_for_recovery and await self._wait_for_recovery(
                     call, deployments, ranked, now
                 ):
                     ranked = self._eligible(call, deployments, clock.now(), again=True)
                     continue
-                raise self._no_deployment(call, failures, last)
+                raise no_deployment(call, failures, last, clock.now(), self.state, self._refused)
             deployment, probe, delay = pick
             if made >= settings.max_attempts:
                 reserved = True
@@ -180,9 +172,9 @@ class AttemptLoop:
                 raise attach(last.exc, call.decision(now, CallOutcome.BUDGET_EXHAUSTED, None, 0.0))
             n = tries.get(deployment.name, 0)
             if delay > 0.0:
-                if now + delay + _MIN_ATTEMPT_S >= call.deadline_at:
+                if now + delay + MIN_ATTEMPT_S >= call.deadline_at:
                     self._release(deployment, probe)
-                    raise self._deadline(call, last)
+                    raise deadline_exceeded(call, last, clock.now())
                 await clock.sleep(delay)
                 now = clock.now()
                 if not probe:
@@ -190,18 +182,18 @@ class AttemptLoop:
                     probe_now = self._admit(call, deployment, now)
                     if probe_now is None:
                         state = self.state.get(deployment.name)
-                        why = _unavailable(state, now) or "unavailable"
+                        why = unavailable(state, now) or "unavailable"
                         call.skipped.append(Skip(deployment.name, why))
                         if deployment in ranked:
                             ranked.remove(deployment)
                         continue
                     probe = probe_now
             timeout = self._timeout(call, deployment, first_chunk, now)
-            if timeout < _MIN_ATTEMPT_S:
+            if timeout < MIN_ATTEMPT_S:
                 self._release(deployment, probe)
-                raise self._deadline(call, last)
+                raise deadline_exceeded(call, last, clock.now())
             tries[deployment.name] = n + 1
-            race = self._race_delay(call, deployment, ranked, first_chunk)
+            race = race_delay(self, call, deployment, ranked, first_chunk)
             if race is not None:
                 result = await hedged(
                     self, call, deployment, probe, timeout, ranked, tries, attempt, first_chunk,
@@ -246,7 +238,7 @@ class AttemptLoop:
         skipped = [] if again else call.skipped
         for deployment in deployments:
             state = self.state.get(deployment.name)
-            why = _unavailable(state, now)
+            why = unavailable(state, now)
             if why is None:
                 eligible.append(deployment)
             else:
@@ -276,42 +268,9 @@ class AttemptLoop:
                 return deployment, probe, delay
             # Tripped or paused since the call began (another call saw it): skip it now.
             state = self.state.get(deployment.name)
-            call.skipped.append(Skip(deployment.name, _unavailable(state, now) or "unavailable"))
+            call.skipped.append(Skip(deployment.name, unavailable(state, now) or "unavailable"))
             ranked.remove(deployment)
         return None
-
-    def _race_delay(
-        self, call: Call, primary: Deployment, ranked: Sequence[Deployment], first_chunk: bool
-    ) -> float | None:
-        """When to start a second attempt beside the first, or None for no race.
-
-        Always: once the primary is past its own `hung_after` (router._health), a rescue
-        attempt starts elsewhere (the primary keeps running: if it answers first, it wins).
-        A probe of a degraded deployment races after twice the next candidate's expected
-        latency, so its caller does not wait on the slow one. With ``hedge = true``, the
-        hedge delay too (seconds, or the primary's p95 capped at twice its median).
-        """
-        settings = call.settings
-        health = self.state.get(primary.name).health
-        delay = health.track(first_chunk).hung_after()
-        now = self.clock.now()
-        if self.selector.degraded(primary, ranked, first_chunk, now):
-            for other in ranked:
-                if other is primary:
-                    continue
-                expected = self.selector.expected_latency(other, first_chunk, now)
-                if expected is not None:
-                    delay = 2.0 * expected if delay is None else min(delay, 2.0 * expected)
-                break
-        if settings.hedge:
-            if isinstance(settings.hedge_delay, float):
-                hedge = settings.hedge_delay
-            else:
-                hedge = health.hedge_delay() or HEDGE_FALLBACK_DELAY_S
-            delay = hedge if delay is None else min(delay, hedge)
-        if delay is None or len(ranked) < 2:
-            return None
-        return delay
 
     def _admit(self, call: Call, deployment: Deployment, now: float) -> bool | None:
         """None if the deployment may not be tried now; else whether the attempt is a probe."""
@@ -500,7 +459,7 @@ class AttemptLoop:
             for at in times:
                 if soonest is None or at < soonest:
                     soonest = at
-        if soonest is None or soonest + _MIN_ATTEMPT_S >= call.deadline_at:
+        if soonest is None or soonest + MIN_ATTEMPT_S >= call.deadline_at:
             return False
         call.notes.append(f"waited {soonest - now:.2f} s for the soonest recovery")
         await self.clock.sleep(soonest - now)
@@ -546,84 +505,6 @@ class AttemptLoop:
             log.info("router.breaker_closed: %s: %s", transition.deployment, transition.reason)
         else:
             log.info("router.breaker_half_open: %s: %s", transition.deployment, transition.reason)
-
-    def _exhausted(self, call: Call, last: Result[Any]) -> BaseException:
-        now = self.clock.now()
-        if call.deadline_at - now < _MIN_ATTEMPT_S:
-            return self._deadline(call, last)
-        assert last.exc is not None
-        return attach(last.exc, call.decision(now, CallOutcome.FAILED, None, 0.0))
-
-    def _deadline(self, call: Call, last: Result[Any] | None) -> BaseException:
-        decision = call.decision(self.clock.now(), CallOutcome.DEADLINE_EXCEEDED, None, 0.0)
-        trail = ", ".join(f"{a.deployment} {a.error or a.outcome}" for a in call.attempts)
-        exc = DeadlineExceeded(call.group, call.deadline, trail)
-        exc.__cause__ = None if last is None else last.exc
-        return attach(exc, decision)
-
-    def _no_deployment(
-        self, call: Call, failures: Mapping[str, str], last: Result[Any] | None
-    ) -> BaseException:
-        reasons: dict[str, str] = {}
-        for skip in call.skipped:
-            reasons.setdefault(skip.deployment, skip.why)
-        reasons.update(failures)
-        now = self.clock.now()
-        kinds, retry_after = self._out_because(call, reasons, now)
-        decision = call.decision(now, CallOutcome.NO_DEPLOYMENT, None, 0.0)
-        exc = out_of_candidates(call.group, reasons, kinds, retry_after)
-        exc.__cause__ = None if last is None else last.exc
-        return attach(exc, decision)
-
-    def _out_because(
-        self, call: Call, reasons: Mapping[str, str], now: float
-    ) -> tuple[dict[str, Outcome | int], float | None]:
-        """Why each candidate is out (429 or paused, 401, other) and the soonest Retry-After."""
-        last: dict[str, AttemptRecord] = {}
-        for record in call.attempts:
-            last[record.deployment] = record
-        kinds: dict[str, Outcome | int] = {}
-        waits: list[float] = []
-        for name in reasons:
-            attempt = last.get(name)
-            state = self.state.get(name)
-            if attempt is not None and attempt.outcome is not Outcome.SUCCESS:
-                if attempt.outcome == Outcome.RATE_LIMITED:
-                    kinds[name] = Outcome.RATE_LIMITED
-                    until = (call.retry_after or {}).get(name)
-                    if state.health.paused(now):
-                        until = state.health.paused_until
-                    if until is not None:
-                        waits.append(until - now)
-                    continue
-                if attempt.outcome == Outcome.MISCONFIGURED and name in self._refused:
-                    kinds[name] = 401
-                    continue
-                kinds[name] = Outcome.FAILURE
-            elif state.health.paused(now):
-                kinds[name] = Outcome.RATE_LIMITED
-                waits.append(state.health.paused_until - now)
-            elif (
-                state.breaker.state is State.OPEN
-                and self._refused.get(name, 0.0) >= state.breaker.open_until > now
-            ):
-                kinds[name] = 401
-            else:
-                kinds[name] = Outcome.FAILURE
-        return kinds, (max(0.0, min(waits)) if waits else None)
-
-
-def _unavailable(state: DeploymentState, now: float) -> str | None:
-    """Why a deployment may not be tried now, or None."""
-    health = state.health
-    if health.paused(now):
-        return f"{health.paused_why} ({health.paused_until - now:.1f} s left)"
-    breaker = state.breaker
-    if breaker.state is State.OPEN and now < breaker.open_until:
-        return f"breaker open for {breaker.open_until - now:.1f} s more"
-    if breaker.state is State.HALF_OPEN and breaker.probe_out:
-        return "breaker half-open, its probe is in flight"
-    return None
 
 
 def _as_timeout(exc: Exception, deployment: Deployment, timeout: float) -> Exception:

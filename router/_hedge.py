@@ -4,13 +4,14 @@ With ``hedge = true`` the attempt loop (router._attempts) hands each attempt her
 `hedge_delay` (or the first's observed p95) without an answer, the next candidate starts too; a
 racer that fails while another is out is replaced by the next candidate at once (bounded by
 `max_attempts` and the retry budget); the first success wins, the others are cancelled and
-their slowness counts against them (`lost`).
+their slowness counts against them (`lost`). `race_delay` says when a second attempt starts at
+all: a hedge, or the rescue of a primary past its `hung_after`, with or without hedging.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from router._decision import AttemptRecord
@@ -21,12 +22,58 @@ if TYPE_CHECKING:
     from router._call import Call
     from router._config import Deployment
 
-__all__ = ["HEDGE_FALLBACK_DELAY_S", "cancel_all", "hedge_target", "hedged", "lost"]
+__all__ = [
+    "HEDGE_FALLBACK_DELAY_S",
+    "cancel_all",
+    "hedge_target",
+    "hedged",
+    "lost",
+    "race_delay",
+]
 
 T = TypeVar("T")
 
 HEDGE_FALLBACK_DELAY_S = 0.5
 """Hedge delay with ``hedge_delay = "p95"`` before the first candidate has 10 samples."""
+
+
+def race_delay(
+    loop: AttemptLoop,
+    call: Call,
+    primary: Deployment,
+    ranked: Sequence[Deployment],
+    first_chunk: bool,
+) -> float | None:
+    """When to start a second attempt beside the first, or None for no race.
+
+    Always: once the primary is past its own `hung_after` (router._health), a rescue
+    attempt starts elsewhere (the primary keeps running: if it answers first, it wins).
+    A probe of a degraded deployment races after twice the next candidate's expected
+    latency, so its caller does not wait on the slow one. With ``hedge = true``, the
+    hedge delay too (seconds, or the primary's p95 capped at twice its median).
+    """
+    settings = call.settings
+    health = loop.state.get(primary.name).health
+    delay = health.track(first_chunk).hung_after()
+    now = loop.clock.now()
+    selector = loop.selector
+    if selector.degraded(primary, ranked, first_chunk, now):
+        for other in ranked:
+            if other is primary:
+                continue
+            expected = selector.expected_latency(other, first_chunk, now)
+            if expected is not None:
+                delay = 2.0 * expected if delay is None else min(delay, 2.0 * expected)
+            break
+    if settings.hedge:
+        if isinstance(settings.hedge_delay, float):
+            hedge = settings.hedge_delay
+        else:
+            hedge = health.hedge_delay() or HEDGE_FALLBACK_DELAY_S
+        delay = hedge if delay is None else min(delay, hedge)
+    if delay is None or len(ranked) < 2:
+        return None
+    return delay
 
 
 async def hedged(
@@ -43,7 +90,7 @@ async def hedged(
     delay: float | None = None,
 ) -> Result[T]:
     """Race the primary attempt against one delayed second attempt (a hedge, or a rescue of a
-    presumed-hung primary: `AttemptLoop._race_delay`); the first success wins."""
+    presumed-hung primary: `race_delay`); the first success wins."""
     clock = loop.clock
     first_started = clock.now()
     first = asyncio.ensure_future(
