@@ -146,3 +146,22 @@ async def test_a_decisions_line_is_its_records_line(tmp_path: Path) -> None:
         line = call_line(d)
         assert call_to_dict(call_from_dict(line)) == line
         assert list(line) == [f.name for f in dataclasses.fields(CallRecord)][: len(line)]
+
+
+async def test_the_dashboards_decisions_are_call_lines(tmp_path: Path) -> None:
+    from router._serve._metrics import GatewayObserver
+
+    decisions, _ = await make_records(tmp_path / "records.jsonl")
+    observer = GatewayObserver()
+    errors = [None if d.deployment is not None else TimeoutError("x") for d in decisions]
+    for d, error in zip(decisions, errors, strict=True):
+        observer.call_finished(d, error)
+    shown = observer.recent_decisions()
+    assert len(shown) == len(decisions) > 1
+    # Newest first; each is the decision's call line (read back by the one reader, it is the
+    # decision's record, error class included), plus the deployments tried and stream.
+    for entry, d, error in zip(shown, decisions[::-1], errors[::-1], strict=True):
+        assert entry.pop("tried") == [a.deployment for a in d.attempts]
+        assert entry.pop("stream") is d.stream
+        assert entry == call_line(d, error)
+        assert call_from_dict(entry) == call_record(d, error)

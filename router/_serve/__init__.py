@@ -10,14 +10,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from router._serve._app import Gateway, ServeOptions
+    from router._serve._app import Gateway
+    from router._serve._options import ServeOptions
     from router._serve._server import build_gateway
 
 __all__ = ["Gateway", "ServeOptions", "build_gateway"]
 
 _WHERE = {
     "Gateway": "router._serve._app",
-    "ServeOptions": "router._serve._app",
+    "ServeOptions": "router._serve._options",
     "build_gateway": "router._serve._server",
 }
 

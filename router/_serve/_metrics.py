@@ -140,7 +140,9 @@ class GatewayObserver(BaseObserver):
         self.attempt_seconds = _Histogram(
             "router_attempt_duration_seconds", "Attempt latency by group and deployment."
         )
-        self.recent: deque[Decision] = deque(maxlen=_RECENT)
+        self.recent: deque[tuple[Decision, str | None]] = deque(maxlen=_RECENT)
+        """The latest decisions with their error's class name (made into lines only when the
+        dashboard asks)."""
         # Dashboard tallies: served calls and cost per deployment, calls/escalated per group.
         self.served: dict[str, int] = {}
         self.served_cost: dict[str, float] = {}
@@ -188,27 +190,22 @@ class GatewayObserver(BaseObserver):
                 self.served_cost[deployment] = (
                     self.served_cost.get(deployment, 0.0) + decision.cost_usd
                 )
-        self.recent.append(decision)  # made into dicts only when the dashboard asks
+        self.recent.append((decision, None if error is None else type(error).__name__))
 
     def recent_decisions(self) -> list[dict[str, Any]]:
-        """The latest decisions, newest first, as the dashboard shows them."""
-        return [
-            {
-                "at": d.started_at,
-                "group": d.group,
-                "deployment": d.deployment,
-                "outcome": d.outcome,
-                "reason": d.reason,
-                "attempts": [
-                    {"deployment": a.deployment, "outcome": a.outcome, "error": a.error}
-                    for a in d.attempts
-                ],
-                "cost_usd": d.cost_usd,
-                "elapsed_ms": round(d.elapsed_s * 1000, 1),
-                "stream": d.stream,
-            }
-            for d in reversed(self.recent)
-        ]
+        """The latest decisions, newest first: each one's call line (router._schema, the
+        same fields as a record file's line and a log event's), plus what the page also
+        shows, as the log event has it: the deployments tried and whether it streamed."""
+        from router._schema import call_line
+
+        out = []
+        for d, error in reversed(self.recent):
+            line = call_line(d)
+            line["error"] = error  # the error's class name, as call_line writes it
+            line["tried"] = [a.deployment for a in d.attempts]
+            line["stream"] = d.stream
+            out.append(line)
+        return out
 
     def transition(self, transition: Transition) -> None:
         self.transitions.add(

@@ -68,8 +68,9 @@ def build_gateway(config_path: str | None, **router_kwargs: Any) -> Gateway:
     from router._loading import load_config
     from router._observe import Fanout
     from router._router import Router
-    from router._serve._app import Gateway, options_for
+    from router._serve._app import Gateway
     from router._serve._metrics import GatewayObserver
+    from router._serve._options import options_for
 
     config = load_config(config_path)
     mine = GatewayObserver()
