@@ -326,3 +326,21 @@ class JobRecord:
     failures: int
     why: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRecord:
+    """What the application (or a person) said of a call or a job afterwards: an outcome line
+    of the record file (`router.record_outcome` writes it; `router._schema` serializes it)."""
+
+    outcome: str
+    """correct / wrong (the application's check) or accepted / rejected (a human's review);
+    a string a newer router may write is kept as it is."""
+    ts: float = 0.0
+    call: str | None = None
+    """The response id of the call it is about (a call line's ``response_id``)."""
+    job: str | None = None
+    """The job id: the outcome of the whole job when `call` is None."""
+    label: str | None = None
+    """The right answer or class, when known (kept for the next fit)."""
+    note: str | None = None

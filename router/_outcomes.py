@@ -92,16 +92,10 @@ def record_outcome(
         raise ValueError(
             "record_outcome: no record file ([router] record_file, ROUTER_RECORD_FILE or path=)"
         )
-    line: dict[str, Any] = {
-        "type": "outcome",
-        "ts": time.time(),
-        "call": call,
-        "job": job,
-        "outcome": outcome,
-        "label": label,
-        "note": note,
-    }
+    from router._decision import OutcomeRecord
     from router._records import Recorder
+    from router._schema import outcome_to_dict
 
-    Recorder(file).outcome(line)
-    return line
+    record = OutcomeRecord(outcome, time.time(), call, job, label, note)
+    Recorder(file).outcome(record)
+    return {"type": "outcome", **outcome_to_dict(record)}

@@ -19,6 +19,8 @@ Line shapes (``router._schema`` writes and reads them; no other module spells th
      "failovers": n, "hedged": bool, "escalations": [{"from", "to", "trigger", "detail",
      "cost_usd"}], "reason": ..., "error": ..., "input_tokens": ..., "output_tokens": ...,
      "response_id": ...}
+    {"type": "outcome", "ts": ..., "call": ..., "job": ..., "outcome": ..., "label": ...,
+     "note": ...}
     {"type": "job", "ts": ..., "id": ..., "name": ..., "outcome": ..., "cost_usd": ...,
      "latency_s": ..., "escalations": n, "reviews": n, "failures": n, "why": ...,
      "steps": [{"step", "group", "route", "deployment", "outcome", "cost_usd", "latency_s",
@@ -33,11 +35,11 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from router._observe import BaseObserver
-from router._schema import call_line, job_to_dict
+from router._schema import call_line, job_to_dict, outcome_to_dict
 
 if TYPE_CHECKING:
     from router._breaker import Transition
-    from router._decision import Decision, JobRecord
+    from router._decision import Decision, JobRecord, OutcomeRecord
 
 
 class Recorder(BaseObserver):
@@ -73,9 +75,9 @@ class Recorder(BaseObserver):
             line = call_line(decision, error)
         self._write({"type": "call", **line})
 
-    def outcome(self, record: dict[str, Any]) -> None:
+    def outcome(self, record: OutcomeRecord) -> None:
         """Append an outcome line (see `router.record_outcome`)."""
-        self._write(record)
+        self._write({"type": "outcome", **outcome_to_dict(record)})
 
     def transition(self, transition: Transition) -> None:
         return None

@@ -29,11 +29,17 @@ import html
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from router._decision import CallOutcome, outcome_ok
+from router._decision import CallOutcome, CallRecord, Escalation, OutcomeRecord, outcome_ok
+from router._schema import (
+    SchemaError,
+    call_from_dict,
+    escalation_to_dict,
+    outcome_from_dict,
+)
 
 __all__ = ["Case", "ReviewError", "cases", "load", "render_html", "render_text", "review"]
 
@@ -55,25 +61,25 @@ class Case:
     route: str
     reason_key: str
     """What groups it: the trigger, the failure outcome or the verdict."""
-    call: Mapping[str, Any]
-    outcome: Mapping[str, Any] | None = None
-    job_outcome: Mapping[str, Any] | None = None
+    call: CallRecord
+    outcome: OutcomeRecord | None = None
+    job_outcome: OutcomeRecord | None = None
 
     @property
     def path(self) -> str:
         """Group -> escalation group(s) -> review, then the serving deployment."""
         call = self.call
-        steps = [str(call.get("group") or "?")]
-        escalations = call.get("escalations") or ()
+        steps = [call.group or "?"]
+        escalations = call.escalations
         if escalations:
-            steps = [str(escalations[0].get("from") or steps[0])]
+            steps = [escalations[0].from_group or steps[0]]
             for e in escalations:
-                steps.append(str(e.get("to")) if e.get("to") else "human review")
+                steps.append(e.to_group or "human review")
         text = " -> ".join(steps)
-        served = call.get("deployment")
+        served = call.deployment
         text += f"; served by {served}" if served else "; no deployment served"
         # An escalation starts a new attempt; it is not a failover.
-        failovers = (call.get("failovers") or 0) - sum(1 for e in escalations if e.get("to"))
+        failovers = call.failovers - sum(1 for e in escalations if e.to_group)
         if failovers > 0:
             text += f" after {failovers} failover(s)"
         return text
@@ -81,15 +87,16 @@ class Case:
 
 @dataclass
 class Records:
-    calls: list[dict[str, Any]] = field(default_factory=list)
-    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    job_outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: list[CallRecord] = field(default_factory=list)
+    outcomes: dict[str, OutcomeRecord] = field(default_factory=dict)
+    job_outcomes: dict[str, OutcomeRecord] = field(default_factory=dict)
     content: int = 0
     """Calls that carry recorded content (prompt or output)."""
 
 
 def load(path: str | os.PathLike[str]) -> Records:
-    """Read the call and outcome lines of a record file (other lines are skipped)."""
+    """Read the call and outcome lines of a record file (other lines are skipped), each
+    through `router._schema`'s reader: a wrong field is a `ReviewError` naming its line."""
     name = os.fspath(path)
     records = Records()
     try:
@@ -115,24 +122,27 @@ def load(path: str | os.PathLike[str]) -> Records:
         if not isinstance(record, dict):
             raise ReviewError(f"{name}: line {number}: a record must be a JSON object")
         kind = record.get("type")
-        if kind == "call":
-            if not isinstance(record.get("outcome"), str):
-                raise ReviewError(f"{name}: line {number}: call record has no 'outcome'")
-            records.calls.append(record)
-            records.content += bool(record.get("prompt") or record.get("output"))
-        elif kind == "outcome":
-            if record.get("call"):
-                records.outcomes[str(record["call"])] = record
-            elif record.get("job"):
-                records.job_outcomes[str(record["job"])] = record
+        try:
+            if kind == "call":
+                call = call_from_dict(record)
+                records.calls.append(call)
+                records.content += bool(call.prompt or call.output)
+            elif kind == "outcome":
+                verdict = outcome_from_dict(record)
+                if verdict.call:
+                    records.outcomes[verdict.call] = verdict
+                elif verdict.job:
+                    records.job_outcomes[verdict.job] = verdict
+        except SchemaError as exc:
+            raise ReviewError(f"{name}: line {number}: {exc}") from None
     return records
 
 
-def _reason(escalation: Mapping[str, Any]) -> str:
+def _reason(escalation: Escalation) -> str:
     """An escalation's trigger, with the kind of problem when the detail names one
     (``learned:x (arithmetic)``, ``learned:x (score)``): same trigger, different failures."""
-    trigger = str(escalation.get("trigger") or "escalated")
-    detail = str(escalation.get("detail") or "")
+    trigger = escalation.trigger or "escalated"
+    detail = escalation.detail
     if detail.startswith("expected gain"):
         return f"{trigger} (score)"
     head, sep, _ = detail.partition(":")
@@ -141,30 +151,29 @@ def _reason(escalation: Mapping[str, Any]) -> str:
     return trigger
 
 
-def _route(call: Mapping[str, Any]) -> str:
-    route = call.get("route")
-    return str(route) if route else "(explicit group)"
+def _route(call: CallRecord) -> str:
+    return call.route or "(explicit group)"
 
 
 def cases(records: Records) -> list[Case]:
     """Every case of the file, newest first (a call is one case: the most serious kind)."""
     out: list[Case] = []
     for call in records.calls:
-        ts = float(call.get("ts") or 0.0)
-        outcome = records.outcomes.get(str(call.get("response_id")))
-        job_outcome = records.job_outcomes.get(str(call.get("job"))) if call.get("job") else None
-        escalations = call.get("escalations") or []
+        ts = float(call.ts)
+        outcome = records.outcomes.get(str(call.response_id))
+        job_outcome = records.job_outcomes.get(call.job) if call.job else None
+        escalations = call.escalations
         verdict = outcome or job_outcome
-        if call["outcome"] == "needs_review":
+        if call.outcome == "needs_review":
             key = _reason(escalations[-1]) if escalations else "needs review"
             out.append(Case("review", ts, _route(call), key, call, outcome, job_outcome))
-        elif not outcome_ok(call["outcome"]) and call["outcome"] != CallOutcome.CALLER_ERROR:
-            key = str(call["outcome"]) + (f" ({call['error']})" if call.get("error") else "")
+        elif not outcome_ok(call.outcome) and call.outcome != CallOutcome.CALLER_ERROR:
+            key = str(call.outcome) + (f" ({call.error})" if call.error else "")
             out.append(Case("failed", ts, _route(call), key, call, outcome, job_outcome))
-        elif verdict is not None and verdict.get("outcome") in _NEGATIVE:
-            key = f"marked {verdict['outcome']}"
+        elif verdict is not None and verdict.outcome in _NEGATIVE:
+            key = f"marked {verdict.outcome}"
             out.append(Case("wrong", ts, _route(call), key, call, outcome, job_outcome))
-        elif any(e.get("to") for e in escalations):
+        elif any(e.to_group for e in escalations):
             key = _reason(escalations[0])
             out.append(Case("escalated", ts, _route(call), key, call, outcome, job_outcome))
     out.sort(key=lambda c: -c.ts)
@@ -188,31 +197,29 @@ def _details(case: Case) -> list[tuple[str, str]]:
     rows = [
         ("when", _when(case.ts)),
         ("path", case.path),
-        ("why", str(call.get("reason") or "-")),
+        ("why", call.reason or "-"),
     ]
-    for e in call.get("escalations") or ():
-        target = e.get("to") or "human review"
-        rows.append(("check", f"{e.get('trigger')}: {e.get('detail')} (-> {target})"))
-        if e.get("answer") is not None and e.get("to"):  # (an exhausted one's is the answer)
-            rows.append((f"{e.get('from') or 'rejected'} said", str(e["answer"])))
-    if call.get("step") or call.get("job"):
-        rows.append(("job / step", f"{call.get('job') or '-'} / {call.get('step') or '-'}"))
+    for e in call.escalations:
+        target = e.to_group or "human review"
+        rows.append(("check", f"{e.trigger}: {e.detail} (-> {target})"))
+        if e.answer is not None and e.to_group:  # (an exhausted one's is the answer)
+            rows.append((f"{e.from_group or 'rejected'} said", e.answer))
+    if call.step or call.job:
+        rows.append(("job / step", f"{call.job or '-'} / {call.step or '-'}"))
     verdict = case.outcome or case.job_outcome
     if verdict is not None:
         about = "call" if case.outcome is not None else "job"
-        text = f"{verdict.get('outcome')} ({about})"
-        if verdict.get("label") is not None:
-            text += f", label {verdict['label']!r}"
-        if verdict.get("note"):
-            text += f": {verdict['note']}"
+        text = f"{verdict.outcome} ({about})"
+        if verdict.label is not None:
+            text += f", label {verdict.label!r}"
+        if verdict.note:
+            text += f": {verdict.note}"
         rows.append(("outcome", text))
-    cost = call.get("cost_usd")
-    if isinstance(cost, int | float):
-        rows.append(("cost", f"${cost:.6f}"))
-    if call.get("prompt") is not None:
-        rows.append(("prompt", str(call["prompt"])))
-    if call.get("output") is not None:
-        rows.append(("answer", str(call["output"])))
+    rows.append(("cost", f"${call.cost_usd:.6f}"))
+    if call.prompt is not None:
+        rows.append(("prompt", call.prompt))
+    if call.output is not None:
+        rows.append(("answer", call.output))
     return rows
 
 
@@ -289,6 +296,21 @@ def render_html(records: Records, found: Sequence[Case], source: str) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _case_json(c: Case) -> dict[str, Any]:
+    verdict = c.outcome or c.job_outcome
+    return {
+        "ts": c.ts,
+        "path": c.path,
+        "reason": c.call.reason or None,
+        "escalations": [escalation_to_dict(e, captured=True) for e in c.call.escalations],
+        "outcome": verdict.outcome if verdict else None,
+        "label": verdict.label if verdict else None,
+        "prompt": c.call.prompt,
+        "answer": c.call.output,
+        "response_id": c.call.response_id,
+    }
+
+
 def as_json(records: Records, found: Iterable[Case], source: str) -> dict[str, Any]:
     found = list(found)
     return {
@@ -299,20 +321,7 @@ def as_json(records: Records, found: Iterable[Case], source: str) -> dict[str, A
                 "kind": kind,
                 "route": route,
                 "reason": reason,
-                "cases": [
-                    {
-                        "ts": c.ts,
-                        "path": c.path,
-                        "reason": c.call.get("reason"),
-                        "escalations": c.call.get("escalations") or [],
-                        "outcome": (c.outcome or c.job_outcome or {}).get("outcome"),
-                        "label": (c.outcome or c.job_outcome or {}).get("label"),
-                        "prompt": c.call.get("prompt"),
-                        "answer": c.call.get("output"),
-                        "response_id": c.call.get("response_id"),
-                    }
-                    for c in group
-                ],
+                "cases": [_case_json(c) for c in group],
             }
             for (kind, route, reason), group in grouped(found)
         ],

@@ -4,7 +4,9 @@ Every writer and reader of these shapes goes through this module, so a field is 
 
 - the recorder (`router._records`) writes ``{"type": "call", **call_line(decision)}`` and
   ``{"type": "job", **job_to_dict(record)}`` lines;
-- ``router report`` reads them back with `call_from_dict` / `job_from_dict`, which check every
+- `router.record_outcome` writes ``{"type": "outcome", **outcome_to_dict(record)}`` lines;
+- ``router report``, ``router review`` and ``router eval`` (record files as datasets) read
+  them back with `call_from_dict` / `job_from_dict` / `outcome_from_dict`, which check every
   field (a wrong value is a `SchemaError` naming it) and give typed records;
 - the telemetry observer's ``router.call_*`` and ``router.job_*`` log events are the same dicts
   (`router.telemetry._observer`) with what only a log has: trace ids, the deployments tried, an
@@ -12,9 +14,10 @@ Every writer and reader of these shapes goes through this module, so a field is 
   (structlog stamps each event).
 
 The records are `router._decision`'s: a `CallRecord` (what a file keeps of one call: the
-`Decision` summed up, plus the captured content), `JobRecord` with its `StepRecord`s, and
-`Escalation`. ``from_dict(to_dict(r)) == r`` for each (tests/test_schema.py), except a job's
-``metadata``, which is the application's own and is never written.
+`Decision` summed up, plus the captured content), `JobRecord` with its `StepRecord`s,
+`Escalation`, and `OutcomeRecord` (what the application said of a call or job afterwards).
+``from_dict(to_dict(r)) == r`` for each (tests/test_schema.py), except a job's ``metadata``,
+which is the application's own and is never written.
 
 Readers are lenient where files written by hand (or by an older router) leave a field out: a
 missing or null field reads as its default (0 for counts and costs, None for names, latencies
@@ -32,7 +35,14 @@ import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from router._decision import CallOutcome, CallRecord, Escalation, JobRecord, StepRecord
+from router._decision import (
+    CallOutcome,
+    CallRecord,
+    Escalation,
+    JobRecord,
+    OutcomeRecord,
+    StepRecord,
+)
 
 if TYPE_CHECKING:
     from router._decision import Decision
@@ -47,6 +57,8 @@ __all__ = [
     "escalation_to_dict",
     "job_from_dict",
     "job_to_dict",
+    "outcome_from_dict",
+    "outcome_to_dict",
     "step_from_dict",
     "step_to_dict",
 ]
@@ -178,6 +190,18 @@ def job_to_dict(r: JobRecord) -> dict[str, Any]:
     }
 
 
+def outcome_to_dict(r: OutcomeRecord) -> dict[str, Any]:
+    """An outcome line's fields (every one written, None included: the documented shape)."""
+    return {
+        "ts": r.ts,
+        "call": r.call,
+        "job": r.job,
+        "outcome": r.outcome,
+        "label": r.label,
+        "note": r.note,
+    }
+
+
 # --- reading ---------------------------------------------------------------------------------
 
 
@@ -238,6 +262,14 @@ _STEP: dict[str, tuple[str, bool]] = {
     "latency_s": ("number", False),
     "escalations": ("number", False),
     "reason": ("str", False),
+}
+_OUTCOME: dict[str, tuple[str, bool]] = {
+    "outcome": ("str", True),
+    "ts": ("number", False),
+    "call": ("str", False),
+    "job": ("str", False),
+    "label": ("str", False),
+    "note": ("str", False),
 }
 _ESCALATION: dict[str, tuple[str, bool]] = {
     "trigger": ("str", True),
@@ -343,4 +375,18 @@ def job_from_dict(data: object) -> JobRecord:
         reviews=int(d.get("reviews") or 0),
         failures=int(d.get("failures") or 0),
         why=d.get("why"),
+    )
+
+
+def outcome_from_dict(data: object) -> OutcomeRecord:
+    """An outcome line's record; `SchemaError` if a field is wrong (an outcome string this
+    router does not know is kept: the reader decides what it means)."""
+    d = _check(data, _OUTCOME, "outcome record")
+    return OutcomeRecord(
+        outcome=d["outcome"],
+        ts=d.get("ts") or 0.0,
+        call=d.get("call"),
+        job=d.get("job"),
+        label=d.get("label"),
+        note=d.get("note"),
     )

@@ -11,7 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router._decision import CallOutcome, CallRecord, Escalation, JobRecord, StepRecord
+from router._decision import (
+    CallOutcome,
+    CallRecord,
+    Escalation,
+    JobRecord,
+    OutcomeRecord,
+    StepRecord,
+)
 from router._report import load
 from router._schema import (
     SchemaError,
@@ -23,6 +30,8 @@ from router._schema import (
     escalation_to_dict,
     job_from_dict,
     job_to_dict,
+    outcome_from_dict,
+    outcome_to_dict,
     step_from_dict,
     step_to_dict,
 )
@@ -47,6 +56,11 @@ jobs = st.builds(
     JobRecord, id=names, name=names, outcome=outcomes, steps=st.tuples(steps) | st.tuples(),
     cost_usd=money, latency_s=seconds, started_at=seconds, escalations=counts, reviews=counts,
     failures=counts, why=maybe,
+)  # fmt: skip
+
+verdicts = st.builds(
+    OutcomeRecord, outcome=st.sampled_from(["correct", "wrong", "accepted", "rejected"]) | names,
+    ts=seconds, call=maybe, job=maybe, label=maybe, note=maybe,
 )  # fmt: skip
 
 
@@ -90,6 +104,24 @@ def test_escalation_round_trip(record: Escalation) -> None:
     assert escalation_from_dict(through_json(escalation_to_dict(record))) == record
 
 
+@given(verdicts)
+def test_outcome_record_round_trip(record: OutcomeRecord) -> None:
+    assert outcome_from_dict(through_json(outcome_to_dict(record))) == record
+
+
+def test_record_outcome_writes_the_schemas_line(tmp_path: Path) -> None:
+    import router
+
+    path = tmp_path / "records.jsonl"
+    returned = router.record_outcome("resp-1", "wrong", label="42", note="checked", path=path)
+    (written,) = [json.loads(line) for line in path.read_text().splitlines()]
+    assert written == returned and written["type"] == "outcome"
+    record = outcome_from_dict(written)
+    assert (record.call, record.job, record.outcome) == ("resp-1", None, "wrong")
+    assert (record.label, record.note) == ("42", "checked") and record.ts > 0
+    assert {"type": "outcome", **outcome_to_dict(record)} == written
+
+
 def test_a_jobs_metadata_is_not_written() -> None:
     record = JobRecord("j", "n", CallOutcome.SUCCESS, (), 0.0, 0.0, 0.0, 0, 0, 0,
                        metadata={"customer": "c1"})  # fmt: skip
@@ -118,6 +150,8 @@ def test_missing_fields_read_as_defaults_and_unknown_outcomes_are_kept() -> None
         (job_from_dict, {"outcome": "success", "steps": "all"},
          "'steps' should be a list, not \"all\""),
         (job_from_dict, [], "a job record must be a JSON object, not list"),
+        (outcome_from_dict, {"call": "r1"}, "outcome record has no 'outcome'"),
+        (outcome_from_dict, {"outcome": "wrong", "label": 3}, "'label' should be a str, not 3"),
     ],
 )  # fmt: skip
 def test_a_wrong_field_is_named(read: Any, data: Any, problem: str) -> None:

@@ -283,16 +283,15 @@ def _record_outcome(router: Any, decision: Decision | None, correct: bool) -> No
     response = decision.response if decision is not None else None
     if write is None or response is None or response.id is None:
         return
+    from router._decision import OutcomeRecord
+
     write(
-        {
-            "type": "outcome",
-            "ts": decision.started_at if decision is not None else 0.0,
-            "call": response.id,
-            "job": None,
-            "outcome": "correct" if correct else "wrong",
-            "label": None,
-            "note": "router eval: the dataset's label (live: the scorer's verdict)",
-        }
+        OutcomeRecord(
+            "correct" if correct else "wrong",
+            ts=decision.started_at if decision is not None else 0.0,
+            call=response.id,
+            note="router eval: the dataset's label (live: the scorer's verdict)",
+        )
     )
 
 

@@ -24,8 +24,9 @@ import json
 import os
 from typing import Any
 
-from router._decision import CallOutcome
+from router._decision import CallOutcome, CallRecord, OutcomeRecord
 from router._eval._data import Dataset, DatasetError, Item
+from router._schema import SchemaError, call_from_dict, outcome_from_dict
 
 __all__ = ["is_record_file", "load_records"]
 
@@ -52,11 +53,12 @@ def is_record_file(path: str | os.PathLike[str]) -> bool:
 
 
 def load_records(path: str | os.PathLike[str], name: str | None = None) -> Dataset:
-    """The items of a record file (see the module docstring)."""
+    """The items of a record file (see the module docstring); every line is read through
+    `router._schema`'s readers, so a wrong field is a `DatasetError` naming its line."""
     file = os.fspath(path)
-    calls: list[dict[str, Any]] = []
-    by_call: dict[str, dict[str, Any]] = {}
-    by_job: dict[str, dict[str, Any]] = {}
+    calls: list[CallRecord] = []
+    by_call: dict[str, OutcomeRecord] = {}
+    by_job: dict[str, OutcomeRecord] = {}
     try:
         with open(file, encoding="utf-8") as handle:
             lines = handle.readlines()
@@ -72,49 +74,53 @@ def load_records(path: str | os.PathLike[str], name: str | None = None) -> Datas
         if not isinstance(record, dict):
             continue
         kind = record.get("type")
-        if kind == "call":
-            calls.append(record)
-        elif kind == "outcome":
-            if record.get("outcome") not in _POSITIVE:
-                raise DatasetError(f"{file}:{number}: unknown outcome {record.get('outcome')!r}")
-            if record.get("call"):
-                by_call[str(record["call"])] = record  # the last word wins
-            elif record.get("job"):
-                by_job[str(record["job"])] = record
+        try:
+            if kind == "call":
+                calls.append(call_from_dict(record))
+            elif kind == "outcome":
+                verdict = outcome_from_dict(record)
+                if verdict.outcome not in _POSITIVE:
+                    raise DatasetError(f"{file}:{number}: unknown outcome {verdict.outcome!r}")
+                if verdict.call:
+                    by_call[verdict.call] = verdict  # the last word wins
+                elif verdict.job:
+                    by_job[verdict.job] = verdict
+        except SchemaError as exc:
+            raise DatasetError(f"{file}:{number}: {exc}") from None
     items: dict[str, dict[str, Any]] = {}
     skipped = {"no prompt (content capture off)": 0, "no outcome": 0, "not served": 0}
     for call in calls:
-        prompt = call.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
+        prompt = call.prompt
+        if prompt is None or not prompt.strip():
             skipped["no prompt (content capture off)"] += 1
             continue
-        if call.get("outcome") not in _SERVED or not call.get("group"):
+        if call.outcome not in _SERVED or not call.group:
             skipped["not served"] += 1
             continue
-        outcome = by_call.get(str(call.get("response_id"))) or by_job.get(str(call.get("job")))
+        outcome = by_call.get(str(call.response_id)) or by_job.get(str(call.job))
         if outcome is None:
             skipped["no outcome"] += 1
             continue
+        metadata = {"step": call.step, "route": call.route}
         entry = items.setdefault(
             " ".join(prompt.split()),
             {
-                "id": str(call.get("response_id") or f"call-{len(items) + 1}"),
+                "id": str(call.response_id or f"call-{len(items) + 1}"),
                 "prompt": prompt,
-                "metadata": {k: call[k] for k in ("step", "route") if call.get(k) is not None},
+                "metadata": {k: v for k, v in metadata.items() if v is not None},
                 "answers": {},
                 "correct": {},
                 "reference": None,
             },
         )
-        group = str(call["group"])
-        entry["correct"][group] = _POSITIVE[outcome["outcome"]]
-        if isinstance(call.get("output"), str):
-            entry["answers"][group] = call["output"]
-        for e in call.get("escalations") or ():  # what a rejected answer said (no label)
-            if isinstance(e, dict) and isinstance(e.get("answer"), str) and e.get("from"):
-                entry["answers"].setdefault(str(e["from"]), e["answer"])
-        if outcome.get("label") is not None:
-            entry["reference"] = str(outcome["label"])
+        entry["correct"][call.group] = _POSITIVE[outcome.outcome]
+        if call.output is not None:
+            entry["answers"][call.group] = call.output
+        for e in call.escalations:  # what a rejected answer said (no label)
+            if e.answer is not None and e.from_group:
+                entry["answers"].setdefault(e.from_group, e.answer)
+        if outcome.label is not None:
+            entry["reference"] = outcome.label
     if not items:
         reasons = ", ".join(f"{k}: {v}" for k, v in skipped.items() if v)
         raise DatasetError(

@@ -133,10 +133,10 @@ async def test_outcomes_make_a_record_file_a_dataset_and_review_lists_the_cases(
     assert any("no outcome" in note for note in dataset.notes)
 
     found = cases(load(path))
-    kinds = sorted((c.kind, c.call.get("prompt")) for c in found)
+    kinds = sorted((c.kind, c.call.prompt) for c in found)
     assert ("wrong", "question d") in kinds
     escalated = [c for c in found if c.kind == "escalated"]
-    assert {c.call["prompt"] for c in escalated} >= {"question b"}
+    assert {c.call.prompt for c in escalated} >= {"question b"}
     assert all(c.path.startswith("weak -> strong") for c in escalated)
     text, code = review_file(str(path), html_out=str(tmp_path / "review.html"))
     assert code == 0 and "== wrong: route (explicit group): marked wrong (1)" in text
