@@ -67,17 +67,18 @@ def out_of_fold(
     fit_score: Callable[[list[int], list[int]], list[float]],
     seed: int,
     repeat: int = 0,
+    folds: int = FOLDS,
 ) -> list[float]:
     """Scores for every row from a model fitted without its fold.
 
     `fit_score(train_rows, score_rows)` fits on `train_rows` and scores `score_rows`;
-    `repeat` picks the fold assignment (see `fold_of`).
+    `repeat` picks the fold assignment (see `fold_of`), `folds` how many there are.
     """
-    folds = [fold_of(p, seed, repeat=repeat) for p in prompts]
+    assigned = [fold_of(p, seed, folds, repeat) for p in prompts]
     out = [0.0] * len(prompts)
-    for k in range(FOLDS):
-        held = [i for i, f in enumerate(folds) if f == k]
-        rest = [i for i, f in enumerate(folds) if f != k]
+    for k in range(folds):
+        held = [i for i, f in enumerate(assigned) if f == k]
+        rest = [i for i, f in enumerate(assigned) if f != k]
         if not held:
             continue
         for i, score in zip(held, fit_score(rest, held), strict=True):
@@ -101,9 +102,10 @@ def repeated_out_of_fold(
     fit_score: Callable[[list[int], list[int]], list[float]],
     seed: int,
     repeats: int,
+    folds: int = FOLDS,
 ) -> list[list[float]]:
     """`out_of_fold` under `repeats` fold assignments (the first is the plain one)."""
-    return [out_of_fold(prompts, fit_score, seed, repeat=r) for r in range(max(1, repeats))]
+    return [out_of_fold(prompts, fit_score, seed, r, folds) for r in range(max(1, repeats))]
 
 
 @dataclass(frozen=True, slots=True)
