@@ -1,7 +1,8 @@
 """Learned routing policies at run time: a JSON artifact in, a label or a verdict out.
 
 ``router eval fit`` writes a policy as data, not code: one JSON file (format
-``router.learned/1``) holding the feature recipe (a TF-IDF vocabulary with its idf weights,
+``router.learned/1``) holding the feature recipe (TF-IDF vocabularies of words or of
+character n-grams with their idf weights,
 one-hot values, length scaling, or a named set of answer features), the fitted models
 (logistic-regression coefficients, or the nodes of gradient-boosted trees) and the fitted
 threshold. Nothing in it is executed: there is no pickle and no ``eval``, so loading a file
@@ -33,9 +34,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "ANALYZERS",
     "FORMAT",
     "LearnedError",
     "LearnedPolicy",
+    "char_grams",
     "load_policy",
     "tokens",
 ]
@@ -62,6 +65,27 @@ def tokens(text: str, ngrams: int = 1) -> list[str]:
     for n in range(2, ngrams + 1):
         out.extend(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
     return out
+
+
+def char_grams(text: str, low: int = 2, high: int = 5) -> list[str]:
+    """Lower-cased character n-grams of `low` to `high` characters within words: each
+    whitespace-separated word padded with a space on either side, so a gram never spans two
+    words and the padding marks where a word starts and ends (scikit-learn's ``char_wb``).
+
+    Like `tokens`, the fitting side hands this very function to scikit-learn as the analyzer.
+    """
+    out: list[str] = []
+    for word in text.lower().split():
+        padded = f" {word} "
+        size = len(padded)
+        for n in range(low, min(high, size) + 1):
+            out.extend(padded[i : i + n] for i in range(size - n + 1))
+    return out
+
+
+ANALYZERS = ("words", "char_wb")
+"""What a tfidf block's ``analyzer`` may name: `tokens` (with ``ngrams``) or `char_grams`
+(with ``ngram_range`` [low, high])."""
 
 
 def _sigmoid(x: float) -> float:
@@ -95,6 +119,19 @@ class _Tfidf(_Block):
             raise LearnedError(f"{where}: 'vocabulary' and 'idf' differ in length")
         self.field = _field(spec, where)
         self.ngrams = int(spec.get("ngrams", 1))
+        self.analyzer = str(spec.get("analyzer", "words"))
+        if self.analyzer not in ANALYZERS:
+            known = ", ".join(ANALYZERS)
+            raise LearnedError(f"{where}: unknown analyzer {self.analyzer!r} (known: {known})")
+        grams = spec.get("ngram_range", [2, 5])
+        if (
+            not isinstance(grams, list)
+            or len(grams) != 2
+            or not all(isinstance(g, int) and g > 0 for g in grams)
+            or grams[0] > grams[1]
+        ):
+            raise LearnedError(f"{where}: 'ngram_range' must be [low, high], 1 <= low <= high")
+        self.low, self.high = int(grams[0]), int(grams[1])
         self.sublinear = bool(spec.get("sublinear_tf", True))
         self.index = {str(term): i for i, term in enumerate(vocabulary)}
         self.idf = [float(v) for v in idf]
@@ -103,7 +140,12 @@ class _Tfidf(_Block):
     def add(self, into: Features, prompt: str, metadata: Mapping[str, Any], answer: str) -> None:
         counts: dict[int, int] = {}
         index = self.index
-        for token in tokens(prompt if self.field == "prompt" else answer, self.ngrams):
+        text = prompt if self.field == "prompt" else answer
+        if self.analyzer == "char_wb":
+            terms = char_grams(text, self.low, self.high)
+        else:
+            terms = tokens(text, self.ngrams)
+        for token in terms:
             i = index.get(token)
             if i is not None:
                 counts[i] = counts.get(i, 0) + 1

@@ -26,8 +26,8 @@ from router._eval._learn import (
     fit_threshold,
     repeated_out_of_fold,
     repeats_for,
-    single_thread,
 )
+from router._eval._models import single_thread
 
 FitScore = Callable[[list[int], list[int]], list[float]]
 
@@ -199,16 +199,17 @@ def main() -> int:
     parser.add_argument("--variants", default="base,c0.3,words12,chars,subject-only,joint3")
     parser.add_argument("--seed", type=int, default=0, help="fold seed (0)")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (5)")
+    parser.add_argument("--dataset", default="mmlu", choices=("mmlu", "gsm8k"))
     args = parser.parse_args()
-    dataset = load_routellm("mmlu")
+    dataset = load_routellm(args.dataset)
     if args.all:
         items: Sequence[Item] = dataset.items
-        side_name = "all of data/routellm/mmlu.csv"
+        side_name = f"all of data/routellm/{args.dataset}.csv"
     else:
         items = split(dataset, 0.5, args.split_seed).train
         side_name = f"the training half of split {args.split_seed}"
     print(
-        f"MMLU classifier variants, {args.folds}-fold out-of-fold on {side_name} "
+        f"{args.dataset} classifier variants, {args.folds}-fold out-of-fold on {side_name} "
         f"({len(items)} items)"
     )
     for name in args.variants.split(","):

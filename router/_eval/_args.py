@@ -126,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--name", default=None, help="classifier name (default DATASET-POLICY)")
     ft.add_argument("--seed", type=int, default=0, help="fold and model seed (0)")
     ft.add_argument("--json", action="store_true", help="print the fit's figures as JSON")
+    ft.add_argument(
+        "--check",
+        default=None,
+        metavar="DATA",
+        help="then replay DATA (a dataset, gsm8k / mmlu, a record file, or 'fitted' for the "
+        "items just fitted) through the eval's policy and through a Router loaded from the "
+        "written example config, as production loads it; print how many decisions agree "
+        "(exit 4 when one differs)",
+    )
 
     sp = sub.add_parser(
         "split",

@@ -11,7 +11,7 @@
                          [--train FILE [--target T] [--confidence C] [--weak-group G]
                           [--strong-group G]]
     router eval fit DATA --policy classifier-first|cascade [--target 0.95] [--confidence C]
-                         [--new-items N] --out DIR [--name NAME]
+                         [--new-items N] --out DIR [--name NAME] [--check DATA|fitted]
     router eval compare A.toml B.toml DATA [--model MODEL] [--max-drop POINTS] [--json] ...
     router eval split DATA --out DIR [--test-fraction F] [--seed N]
 
@@ -19,7 +19,8 @@ DATA is a dataset file (JSONL or CSV), ``gsm8k`` / ``mmlu`` (the shipped RouteLL
 a router record file with outcomes (see `router._eval._records`).
 
 Exit codes: 0 done; 1 a dataset, config or scorer problem (one line on stderr); 2 usage;
-3 (compare) B's quality drop is significant beyond ``--max-drop``.
+3 (compare) B's quality drop is significant beyond ``--max-drop``; 4 (fit ``--check``) the
+production router loaded from the export decided an item differently from the eval replay.
 A progress bar goes to stderr when it is a terminal (``--no-progress`` turns it off);
 ``--json`` prints one JSON object on stdout and nothing else there.
 """
@@ -385,6 +386,18 @@ def _run_fit(args: argparse.Namespace) -> int:
         print(f"router eval: {exc}", file=sys.stderr)
         return 1
     figures = done.fitted
+    check = None
+    if args.check is not None:
+        from router._eval._fit import check_export
+
+        try:
+            source = dataset if args.check == "fitted" else load_data(args.check)
+            items = [it for it in source.items if {"weak", "strong"} <= set(it.correct)]
+            check = asyncio.run(check_export(done, items))
+        except (DatasetError, LookupError, ValueError, OSError) as exc:
+            print(f"router eval: --check: {exc}", file=sys.stderr)
+            return 1
+    code = 0 if check is None or check.ok else 4
     if args.json:
         payload = {
             "artifact": str(done.artifact),
@@ -392,8 +405,15 @@ def _run_fit(args: argparse.Namespace) -> int:
             "example": str(done.example),
             "fitted": figures,
         }
+        if check is not None:
+            payload["check"] = {
+                "items": check.items,
+                "same_decisions": check.same,
+                "config": str(check.config),
+                "differences": list(check.differences),
+            }
         print(json.dumps(payload, indent=2))
-        return 0
+        return code
     low, high = figures["expected_interval_95"]
     interval = "" if low is None else f" (95% interval for new data: {low:.1%} to {high:.1%})"
     reached = "" if figures["reached"] else " -- target NOT reached: best setting used"
@@ -404,6 +424,8 @@ def _run_fit(args: argparse.Namespace) -> int:
         f"items {figures['in_sample_quality']:.1%}; expected on new data "
         f"{figures['expected_quality']:.1%}{interval}"
     )
+    if figures.get("chosen"):
+        print(f"  chosen by cross-validation on these items: {figures['chosen']}")
     curve = figures.get("curve") or []
     if curve:
         level = figures["confidence"] or 0.9
@@ -422,4 +444,12 @@ def _run_fit(args: argparse.Namespace) -> int:
     print(f"wrote {done.artifact} (the policy), {done.snippet} (providers.toml snippet),")
     print(f"      {done.example} (a complete config to replay it). The snippet:\n")
     print(done.snippet_text)
-    return 0
+    if check is not None:
+        print(
+            f"check: {check.config} loaded as production loads it made the eval replay's "
+            f"decisions on {check.same} of {check.items} items ({args.check}): "
+            + ("the same" if check.ok else "NOT the same")
+        )
+        for line in check.differences:
+            print(f"  differs: {line}")
+    return code

@@ -21,16 +21,16 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from router._eval._data import Dataset
+from router._eval._data import Dataset, Item
 from router._eval._learn import expected_curve
 from router._eval._policies import BINDINGS, PRICES, base_config, fit
 
-__all__ = ["FAMILIES", "Export", "export_policy"]
+__all__ = ["FAMILIES", "Check", "Export", "check_export", "export_policy"]
 
 FAMILIES: Mapping[str, str] = {"classifier-first": "classifier", "cascade": "cascade"}
 """``--policy`` names -> the family keys of `router._eval._policies.fit`."""
@@ -124,6 +124,7 @@ def export_policy(
         "lower_bound": found.bound,
         "in_sample_quality": spec.in_sample_quality,
         "setting": spec.setting,
+        "chosen": family.choice,
         "fitted_with": "router eval fit",
         "curve": expected_curve(
             [family.scores, *family.repeats],
@@ -151,6 +152,60 @@ def export_policy(
     local = _snippet(policy, slug, artifact.name, figures)
     example.write_text(_example(local, slug), encoding="utf-8")
     return Export(slug, artifact, snippet, example, figures, snippet_text, spec)
+
+
+@dataclass(frozen=True)
+class Check:
+    """`check_export`'s answer: the items whose decisions agreed, and the first that did not."""
+
+    items: int
+    same: int
+    config: Path
+    differences: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.same == self.items
+
+
+DECISION_FIELDS = ("deployment", "reached_strong", "escalated", "review", "outcome", "correct")
+"""What "the same decision" compares per item: who served, whether the strong model was
+called, escalated, sent to review, the call's outcome and the answer's verdict."""
+
+
+async def check_export(export: Export, items: Sequence[Item]) -> Check:
+    """Replay `items` twice: through the eval's own policy at the exported setting, and
+    through a `Router` built the way production builds one, from the example config the
+    export wrote (``kind = "learned"``, the artifact read from its path). Per item, the two
+    decisions must agree on every `DECISION_FIELDS` field."""
+    from router._eval._harness import Runner, replay_judge
+    from router._eval._replay import ReplayBackend
+    from router._eval._spec import STRONG_DEPLOYMENT, PolicySpec
+    from router._loading import load_config
+
+    if export.spec is None:
+        raise ValueError("check_export: the export carries no eval policy to compare with")
+    config = load_config(export.example)
+
+    def runner() -> Runner:
+        backend = ReplayBackend(list(items), BINDINGS)
+        return Runner(backend, strong={STRONG_DEPLOYMENT}, judge=replay_judge(BINDINGS))
+
+    production = PolicySpec("production", "configured", "-", export.spec.model, config)
+    replayed = await runner().run(export.spec, items)
+    served = await runner().run(production, items)
+    differences: list[str] = []
+    same = 0
+    for a, b in zip(replayed.items, served.items, strict=True):
+        wrong = [f for f in DECISION_FIELDS if getattr(a, f) != getattr(b, f)]
+        if not wrong:
+            same += 1
+        elif len(differences) < 5:
+            differences.append(
+                f"{a.id}: "
+                + ", ".join(f"{f} {getattr(a, f)!r} vs {getattr(b, f)!r}" for f in wrong)
+            )
+    return Check(len(items), same, export.example, tuple(differences))
 
 
 def _header(policy: str, figures: Mapping[str, Any]) -> str:

@@ -1,12 +1,10 @@
-"""What the policies learn from the training split: two small scikit-learn models and thresholds.
+"""How the policies' settings are fitted on the training split: folds and thresholds.
 
-- `PromptGainModel` (classifier-first, before the call): TF-IDF of the prompt, one-hot
-  categorical metadata (MMLU's subject) and the prompt's length feed two logistic regressions,
-  P(weak correct) and P(strong correct); the routing score is their difference, the expected
-  gain of paying for the strong model. Routing by *gain* rather than by "the weak model will
-  fail" matters: where both models fail, the strong call is wasted.
-- `AnswerConfidence` (cascade, after the weak answer): boosted stumps over
-  `router._answers.answer_features` give P(weak answer correct).
+The models themselves (`PromptGainModel`, `AnswerConfidence`) are in `router._eval._models`.
+
+- `out_of_fold` / `repeated_out_of_fold`: every training item scored by a model fitted
+  without it;
+- `curve_area`: how well scores rank items by the strong model's gain, as one number;
 - `fit_threshold`: the cheapest threshold whose routing reaches a quality target on the
   training split, and stays there for every costlier threshold (a first crossing of a noisy
   curve is an optimistic pick; the last one is not).
@@ -23,33 +21,20 @@ import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 __all__ = [
-    "AnswerConfidence",
-    "PromptGainModel",
     "Threshold",
+    "curve_area",
     "expected_curve",
     "fit_threshold",
     "fold_of",
     "out_of_fold",
     "repeated_out_of_fold",
     "repeats_for",
-    "single_thread",
+    "share_thresholds",
 ]
 
 FOLDS = 5
-
-
-def single_thread() -> Any:
-    """A context limiting BLAS and OpenMP to one thread.
-
-    The machine is small and shared: scikit-learn's OpenMP pool oversubscribed under load
-    ran gradient boosting twenty times slower than one thread does.
-    """
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1)
 
 
 def fold_of(prompt: str, seed: int, folds: int = FOLDS, repeat: int = 0) -> int:
@@ -293,6 +278,15 @@ def _curve(
     return quality, error, value
 
 
+def curve_area(scores: Sequence[float], weak: Sequence[bool], strong: Sequence[bool]) -> float:
+    """The mean quality (fraction of always-strong accuracy) of routing 0, 1, ..., n items
+    strong in descending score order: the area under the routing curve, one number for how
+    well scores rank items by the strong model's gain, whatever the target."""
+    n = len(scores)
+    quality, _, _ = _curve(scores, weak, strong, [False] * n, n, False)
+    return sum(quality) / len(quality)
+
+
 def _fit_averaged(
     score_sets: Sequence[Sequence[float]],
     weak: Sequence[bool],
@@ -372,202 +366,3 @@ def share_thresholds(scores: Sequence[float], shares: Sequence[float]) -> list[f
         k = round(share * len(ordered))
         out.append(math.inf if k <= 0 else ordered[min(k, len(ordered)) - 1])
     return out
-
-
-class PromptGainModel:
-    """P(strong correct) - P(weak correct) from the prompt (see the module docstring).
-
-    Fitted with scikit-learn; `document` exports it as a `router._learned` artifact, whose
-    plain-Python inference is what routes (in the eval replay and in production alike).
-    """
-
-    def __init__(self, categorical: Sequence[str] = (), seed: int = 0) -> None:
-        self.categorical = tuple(categorical)
-        self.seed = seed
-        self._vectorizer: Any = None
-        self._encoders: list[Any] = []
-        self._weak: Any = None
-        self._strong: Any = None
-
-    def _matrix(self, prompts: Sequence[str], metadata: Sequence[Any], fit: bool) -> Any:
-        import numpy
-        from scipy.sparse import csr_matrix, hstack
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.preprocessing import OneHotEncoder
-
-        from router._learned import tokens
-
-        if fit:
-            self._vectorizer = TfidfVectorizer(
-                analyzer=tokens,
-                min_df=2,
-                max_features=20000,
-                sublinear_tf=True,
-                dtype=numpy.float64,
-            )
-            text = self._vectorizer.fit_transform(prompts)
-        else:
-            text = self._vectorizer.transform(prompts)
-        parts = [text, csr_matrix([[math.log1p(len(p)) * LENGTH_SCALE] for p in prompts])]
-        for k, column in enumerate(self.categorical):
-            rows = [[str(m.get(column, ""))] for m in metadata]
-            if fit:
-                self._encoders.append(OneHotEncoder(handle_unknown="ignore"))
-                parts.append(self._encoders[k].fit_transform(rows))
-            else:
-                parts.append(self._encoders[k].transform(rows))
-        return hstack(parts).tocsr()
-
-    def fit(
-        self,
-        prompts: Sequence[str],
-        metadata: Sequence[Any],
-        weak: Sequence[bool],
-        strong: Sequence[bool],
-    ) -> PromptGainModel:
-        """Fit both regressions on training items."""
-        from sklearn.linear_model import LogisticRegression
-
-        with single_thread():
-            x = self._matrix(prompts, metadata, fit=True)
-            self._weak = _fit_binary(LogisticRegression(C=1.0, max_iter=3000), x, weak)
-            self._strong = _fit_binary(LogisticRegression(C=1.0, max_iter=3000), x, strong)
-        return self
-
-    def score(self, prompts: Sequence[str], metadata: Sequence[Any]) -> list[float]:
-        """The expected gain of the strong model for each prompt (scikit-learn, batched)."""
-        with single_thread():
-            x = self._matrix(prompts, metadata, fit=False)
-            return [
-                float(s - w)
-                for s, w in zip(_positive(self._strong, x), _positive(self._weak, x), strict=True)
-            ]
-
-    def strong_probability(self, prompts: Sequence[str]) -> list[float]:
-        """P(strong correct) per prompt (no categorical columns: for the cascade)."""
-        with single_thread():
-            return _positive(self._strong, self._matrix(prompts, [{}] * len(prompts), fit=False))
-
-    def blocks(self) -> list[dict[str, Any]]:
-        """The feature recipe, in column order (tfidf, log length, one-hot per column)."""
-        vocabulary = self._vectorizer.get_feature_names_out().tolist()
-        out: list[dict[str, Any]] = [
-            {
-                "type": "tfidf",
-                "field": "prompt",
-                "ngrams": 1,
-                "sublinear_tf": True,
-                "vocabulary": vocabulary,
-                "idf": [float(v) for v in self._vectorizer.idf_],
-            },
-            {"type": "log_length", "field": "prompt", "scale": LENGTH_SCALE},
-        ]
-        for column, encoder in zip(self.categorical, self._encoders, strict=True):
-            values = [str(v) for v in encoder.categories_[0]]
-            out.append({"type": "onehot", "key": column, "values": values})
-        return out
-
-    def models(self) -> dict[str, dict[str, Any]]:
-        return {"strong": _logistic(self._strong), "weak": _logistic(self._weak)}
-
-
-LENGTH_SCALE = 0.1
-"""log1p(prompt characters) x this: one length column on the scale of the TF-IDF values."""
-
-
-DEPTH, ROUNDS = 1, 300
-"""The answer model's trees: stumps (an additive model: each feature's effect on its own),
-300 rounds at learning rate 0.05. Chosen by repeated 5-fold cross-validation on GSM8K's 850
-items (10 fold assignments): the strong share a 95% cascade needs at confidence 0.9 went
-from 46.1% (depth 2, 150 rounds) to 44.9%, and the quality at 45% strong from 97.5% to
-97.6%; deeper trees (depth 3) and a logistic regression on the same features did worse."""
-
-
-class AnswerConfidence:
-    """P(answer correct) from features of the answer and its question."""
-
-    def __init__(self, seed: int = 0) -> None:
-        self.seed = seed
-        self._model: Any = None
-
-    def fit(self, features: Sequence[Sequence[float]], correct: Sequence[bool]) -> AnswerConfidence:
-        """Fit on training answers' features and labels."""
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        with single_thread():
-            model = HistGradientBoostingClassifier(
-                max_depth=DEPTH, learning_rate=0.05, max_iter=ROUNDS, random_state=self.seed
-            )
-            self._model = _fit_binary(model, features, correct)
-        return self
-
-    def probability(self, features: Sequence[Sequence[float]]) -> list[float]:
-        """P(correct) for each row."""
-        with single_thread():
-            return [float(p) for p in _positive(self._model, features)]
-
-    def export(self, offset: int) -> dict[str, Any]:
-        """The trees as data (feature indices shifted by `offset` columns)."""
-        model = self._model
-        if isinstance(model, _Constant):
-            return {"type": "trees", "baseline": 50.0 if model.value else -50.0, "trees": []}
-        if list(model.classes_) != [False, True]:
-            raise ValueError("answer model: expected classes [False, True]")
-        trees = []
-        for predictors in model._predictors:
-            nodes = predictors[0].nodes
-            trees.append(
-                [
-                    [
-                        int(node["feature_idx"]) + offset,
-                        float(node["num_threshold"]),
-                        bool(node["missing_go_to_left"]),
-                        int(node["left"]),
-                        int(node["right"]),
-                        bool(node["is_leaf"]),
-                        float(node["value"]),
-                    ]
-                    for node in nodes
-                ]
-            )
-        return {
-            "type": "trees",
-            "baseline": float(model._baseline_prediction.ravel()[0]),
-            "trees": trees,
-        }
-
-
-def _logistic(model: Any) -> dict[str, Any]:
-    if isinstance(model, _Constant):
-        return {"type": "logistic", "coef": [], "intercept": 50.0 if model.value else -50.0}
-    if list(model.classes_) != [False, True]:
-        raise ValueError("logistic model: expected classes [False, True]")
-    return {
-        "type": "logistic",
-        "coef": [float(c) for c in model.coef_[0]],
-        "intercept": float(model.intercept_[0]),
-    }
-
-
-class _Constant:
-    """Stands in for a classifier when the training labels are all one value."""
-
-    def __init__(self, value: bool) -> None:
-        self.value = value
-
-
-def _fit_binary(model: Any, x: Any, y: Sequence[bool]) -> Any:
-    labels = [bool(v) for v in y]
-    if len(set(labels)) < 2:
-        return _Constant(labels[0] if labels else False)
-    return model.fit(x, labels)
-
-
-def _positive(model: Any, x: Any) -> list[float]:
-    if isinstance(model, _Constant):
-        rows = x.shape[0] if hasattr(x, "shape") else len(x)
-        return [1.0 if model.value else 0.0] * rows
-    classes = list(model.classes_)
-    proba = model.predict_proba(x)
-    column = classes.index(True)
-    return [float(row[column]) for row in proba]

@@ -219,6 +219,8 @@ def fit(
         )
     for family in families:
         family.confidence, family.new_items = confidence, new_items
+        if family.choice:
+            notes.append(f"{family.label}: chosen on the training split: {family.choice}")
     return Fitted(name, seed, baselines, families, weak, strong, notes)
 
 

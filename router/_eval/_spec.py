@@ -144,6 +144,8 @@ class Family:
     repeats: list[list[float]] = field(default_factory=list)
     """More out-of-fold training scores under other fold assignments (learned families):
     the threshold is fitted on the average curve (`fit_threshold`'s ``repeats``)."""
+    choice: str = ""
+    """What the family chose by cross-validation on the training items (e.g. its features)."""
 
     def fitted(
         self,

@@ -3,6 +3,7 @@ loads without scikit-learn, and the calibration margin behaves as documented."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -15,8 +16,9 @@ import pytest
 
 from router._eval._data import Item, load_routellm
 from router._eval._fit import export_policy
-from router._eval._learn import AnswerConfidence, PromptGainModel, fit_threshold
-from router._learned import LearnedError, LearnedPolicy, load_policy, tokens
+from router._eval._learn import fit_threshold
+from router._eval._models import AnswerConfidence, PromptGainModel
+from router._learned import LearnedError, LearnedPolicy, char_grams, load_policy, tokens
 
 
 def _items(n: int = 160) -> list[Item]:
@@ -28,12 +30,19 @@ def test_tokens_are_what_scikit_learn_vocabularies_are_built_from() -> None:
     assert tokens("a b cd ef gh", ngrams=2) == ["cd", "ef", "gh", "cd ef", "ef gh"]
 
 
-def test_the_artifact_scores_as_the_fitted_scikit_learn_models() -> None:
+def test_char_grams_stay_within_words_and_mark_their_edges() -> None:
+    assert char_grams("Ab cd", 2, 3) == [" a", "ab", "b ", " ab", "ab ", " c", "cd", "d ",
+                                         " cd", "cd "]  # fmt: skip
+    assert char_grams("x", 2, 5) == [" x", "x ", " x "] and char_grams("  ", 2, 5) == []
+
+
+@pytest.mark.parametrize("text", [("words",), ("chars",), ("words", "chars")])
+def test_the_artifact_scores_as_the_fitted_scikit_learn_models(text: tuple[str, ...]) -> None:
     items = _items()
     prompts = [it.prompt for it in items]
     weak = [it.correct["weak"] for it in items]
     strong = [it.correct["strong"] for it in items]
-    model = PromptGainModel((), seed=0).fit(prompts, [{}] * len(items), weak, strong)
+    model = PromptGainModel((), seed=0, text=text).fit(prompts, [{}] * len(items), weak, strong)
     document = {
         "format": "router.learned/1",
         "role": "route",
@@ -89,6 +98,13 @@ def test_bad_artifacts_get_a_clear_error(tmp_path: Path) -> None:
         "features": [{"type": "pickle"}],
     }
     with pytest.raises(LearnedError, match=r"features\[0\]: unknown type 'pickle'"):
+        LearnedPolicy(document)
+    tfidf = {"type": "tfidf", "vocabulary": ["ab"], "idf": [1.0]}
+    document["features"] = [{**tfidf, "analyzer": "bytes"}]
+    with pytest.raises(LearnedError, match=r"features\[0\]: unknown analyzer 'bytes'"):
+        LearnedPolicy(document)
+    document["features"] = [{**tfidf, "analyzer": "char_wb", "ngram_range": [5, 2]}]
+    with pytest.raises(LearnedError, match=r"'ngram_range' must be \[low, high\]"):
         LearnedPolicy(document)
 
 
@@ -273,3 +289,31 @@ async def test_reload_rebuilds_the_learned_answer_checks(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match=r"classifiers\.small-cascade: .*not a JSON"):
         router.reload(load_config(done.example))
     assert await escalated() == rules_only  # the old config and its checks still serve
+
+
+def test_fit_check_says_the_production_router_decides_as_the_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``router eval fit --check``: the same decisions on every item; and the check sees a
+    difference when the artifact production loads is not the one the replay fitted."""
+    from router._eval import main
+    from router._eval._data import Dataset, write_jsonl
+    from router._eval._fit import check_export
+
+    items = _items(120)
+    data = tmp_path / "train.jsonl"
+    write_jsonl(data, items)
+    out = tmp_path / "policy"
+    argv = ["fit", str(data), "--policy", "cascade", "--out", str(out), "--check", "fitted"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "made the eval replay's decisions on 120 of 120 items (fitted): the same" in printed
+
+    done = export_policy(Dataset("small", tuple(items), ("weak", "strong")), "cascade", out)
+    assert asyncio.run(check_export(done, items)).ok
+    document = json.loads(done.artifact.read_text())
+    document["threshold"] = -1.0  # production now escalates every weak answer
+    done.artifact.write_text(json.dumps(document))
+    check = asyncio.run(check_export(done, items))
+    assert not check.ok and check.same < check.items and check.differences
+    assert "escalated False vs True" in check.differences[0]
