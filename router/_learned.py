@@ -76,11 +76,19 @@ def char_grams(text: str, low: int = 2, high: int = 5) -> list[str]:
     """
     out: list[str] = []
     for word in text.lower().split():
-        padded = f" {word} "
-        size = len(padded)
-        for n in range(low, min(high, size) + 1):
-            out.extend(padded[i : i + n] for i in range(size - n + 1))
+        out.extend(_word_grams(word, low, high))
     return out
+
+
+def _word_grams(word: str, low: int, high: int) -> list[str]:
+    padded = f" {word} "
+    size = len(padded)
+    return [padded[i : i + n] for n in range(low, min(high, size) + 1) for i in range(size - n + 1)]
+
+
+WORD_CACHE = 50_000
+"""Words whose character n-grams a char_wb block remembers (as vocabulary indices): prompts
+reuse words, so scoring one costs a lookup per word instead of a slice and lookup per gram."""
 
 
 ANALYZERS = ("words", "char_wb")
@@ -133,6 +141,7 @@ class _Tfidf(_Block):
             raise LearnedError(f"{where}: 'ngram_range' must be [low, high], 1 <= low <= high")
         self.low, self.high = int(grams[0]), int(grams[1])
         self.sublinear = bool(spec.get("sublinear_tf", True))
+        self._words: dict[str, tuple[int, ...]] = {}
         self.index = {str(term): i for i, term in enumerate(vocabulary)}
         self.idf = [float(v) for v in idf]
         self.size = len(vocabulary)
@@ -142,13 +151,21 @@ class _Tfidf(_Block):
         index = self.index
         text = prompt if self.field == "prompt" else answer
         if self.analyzer == "char_wb":
-            terms = char_grams(text, self.low, self.high)
+            words = self._words
+            for word in text.lower().split():
+                found = words.get(word)
+                if found is None:
+                    grams = _word_grams(word, self.low, self.high)
+                    found = tuple(j for j in map(index.get, grams) if j is not None)
+                    if len(words) < WORD_CACHE:
+                        words[word] = found
+                for i in found:
+                    counts[i] = counts.get(i, 0) + 1
         else:
-            terms = tokens(text, self.ngrams)
-        for token in terms:
-            i = index.get(token)
-            if i is not None:
-                counts[i] = counts.get(i, 0) + 1
+            for token in tokens(text, self.ngrams):
+                k = index.get(token)
+                if k is not None:
+                    counts[k] = counts.get(k, 0) + 1
         if not counts:
             return
         values = {
