@@ -146,6 +146,16 @@ class Call:
 
     def reason(self, outcome: CallOutcome, deployment: str | None) -> str:
         """The attempts' part of the sentence: who served (or how it failed), skips, events."""
+        attempts = self.attempts
+        if (
+            len(attempts) == 1
+            and deployment is not None
+            and not (self.skipped or self.events or self.notes)
+        ):
+            only = attempts[0]
+            if only.outcome is Outcome.SUCCESS and not only.hedge and only.deployment == deployment:
+                # One attempt that served (most calls): what the general case below says.
+                return f"served by {deployment} ({REASONS.get(self.strategy, self.strategy)})"
         failed = [a for a in self.attempts if a.outcome not in (Outcome.SUCCESS, Outcome.CANCELLED)]
         trail = ", ".join(f"{a.deployment} {a.error}" for a in failed)
         if deployment is not None:

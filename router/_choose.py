@@ -149,6 +149,10 @@ class Chooser:
         `failed` the deployment whose attempt just failed (`fast_failure`: with an error
         answer, not a timeout), `reserved_used` whether the reserved attempt was spent."""
         attempts_left = settings.max_attempts - made
+        if not tries and attempts_left > 1:
+            # The call's first attempt (the common case): every candidate untried, in rank
+            # order, no backoff; only rule 1 applies.
+            return [(d, 0.0) for d in ranked if self.fits(d, 0.0, left, first_chunk, now)]
         untried = [d for d in ranked if not tries.get(d.name)]
         if attempts_left <= 0:
             if reserved_used or settings.max_attempts < 2:

@@ -53,10 +53,22 @@ SLOW_FACTOR = 3.0
 class LatencyTrack:
     """Recent and long-run latency of one kind of attempt (whole call, or first chunk)."""
 
-    __slots__ = ("_log_typical", "_next", "_out", "_p99", "_recent", "_samples", "_stale", "count")
+    __slots__ = (
+        "_log_typical",
+        "_median",
+        "_next",
+        "_out",
+        "_p99",
+        "_recent",
+        "_samples",
+        "_stale",
+        "count",
+    )
 
     def __init__(self) -> None:
         self._recent: deque[float] = deque(maxlen=_RECENT)
+        self._median: float | None = None
+        """`recent`, computed once per new latency (it is read several times per call)."""
         self._samples: deque[float] = deque(maxlen=_TRACK_SAMPLES)
         self._log_typical = 0.0
         self._p99: float | None = None
@@ -93,7 +105,13 @@ class LatencyTrack:
         """One latency: a completed attempt, or a lower bound (an attempt cut short by a hedge
         or timeout), which counts as recent evidence but not towards the baseline."""
         seconds = max(seconds, 1e-6)
-        self._recent.append(seconds)
+        recent = self._recent
+        recent.append(seconds)
+        n = len(recent)
+        if n >= 3:
+            ordered = sorted(recent)
+            half = n // 2
+            self._median = ordered[half] if n % 2 else (ordered[half - 1] + ordered[half]) / 2
         if not completed:
             return
         self._samples.append(seconds)
@@ -113,11 +131,7 @@ class LatencyTrack:
     @property
     def recent(self) -> float | None:
         """Median of the last five latencies (None before three)."""
-        n = len(self._recent)
-        if n < 3:
-            return None
-        ordered = sorted(self._recent)
-        return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+        return self._median
 
     @property
     def last(self) -> float | None:

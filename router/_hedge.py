@@ -52,6 +52,8 @@ def race_delay(
     latency, so its caller does not wait on the slow one. With ``hedge = true``, the
     hedge delay too (seconds, or the primary's p95 capped at twice its median).
     """
+    if len(ranked) < 2:
+        return None  # nowhere else to go: no race can start (and none of this is needed)
     settings = call.settings
     health = loop.state.get(primary.name).health
     delay = health.track(first_chunk).hung_after()
@@ -71,8 +73,6 @@ def race_delay(
         else:
             hedge = health.hedge_delay() or HEDGE_FALLBACK_DELAY_S
         delay = hedge if delay is None else min(delay, hedge)
-    if delay is None or len(ranked) < 2:
-        return None
     return delay
 
 
