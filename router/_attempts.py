@@ -52,7 +52,7 @@ from router._decision import AttemptRecord, CallOutcome, Candidate, Skip
 from router._errors import Outcome, attach, describe, retry_after_of, status_code_of
 from router._explain import MIN_ATTEMPT_S, deadline_exceeded, exhausted, no_deployment, unavailable
 from router._fields import field
-from router._hedge import hedged, race_delay
+from router._hedge import hedged, race_delay, rescued
 from router._select import Selector
 
 if TYPE_CHECKING:
@@ -195,9 +195,10 @@ class AttemptLoop:
             tries[deployment.name] = n + 1
             race = race_delay(self, call, deployment, ranked, first_chunk)
             if race is not None:
-                result = await hedged(
+                delay, rescue = race
+                result = await (rescued if rescue else hedged)(
                     self, call, deployment, probe, timeout, ranked, tries, attempt, first_chunk,
-                    discard, race,
+                    discard, delay,
                 )  # fmt: skip
             else:
                 result = await self._attempt(call, deployment, probe, timeout, attempt, first_chunk)

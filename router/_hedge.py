@@ -29,6 +29,7 @@ __all__ = [
     "hedged",
     "lost",
     "race_delay",
+    "rescued",
 ]
 
 T = TypeVar("T")
@@ -43,8 +44,10 @@ def race_delay(
     primary: Deployment,
     ranked: Sequence[Deployment],
     first_chunk: bool,
-) -> float | None:
-    """When to start a second attempt beside the first, or None for no race.
+) -> tuple[float, bool] | None:
+    """When to start a second attempt beside the first, or None for no race; and whether
+    the race is a rescue only (the primary's own threshold: no hedge, no degraded probe), which
+    `rescued` runs without a task until it starts.
 
     Always: once the primary is past its own `hung_after` (router._health), a rescue
     attempt starts elsewhere (the primary keeps running: if it answers first, it wins).
@@ -59,7 +62,9 @@ def race_delay(
     delay = health.track(first_chunk).hung_after()
     now = loop.clock.now()
     selector = loop.selector
+    rescue = True
     if selector.degraded(primary, ranked, first_chunk, now):
+        rescue = False
         for other in ranked:
             if other is primary:
                 continue
@@ -68,12 +73,97 @@ def race_delay(
                 delay = 2.0 * expected if delay is None else min(delay, 2.0 * expected)
             break
     if settings.hedge:
+        rescue = False
         if isinstance(settings.hedge_delay, float):
             hedge = settings.hedge_delay
         else:
             hedge = health.hedge_delay() or HEDGE_FALLBACK_DELAY_S
         delay = hedge if delay is None else min(delay, hedge)
-    return delay
+    return None if delay is None else (delay, rescue)
+
+
+class _Primary(asyncio.Future[Any]):
+    """The primary attempt of a rescue race, running in the caller's own task (`rescued`).
+
+    To the race (`hedged`) it is a racer like the others: done when the caller's attempt ends,
+    with its `Result`. Cancelling it, as the race does to a loser, interrupts the caller's
+    attempt (the caller's task is cancelled, and `rescued` takes the race's winner instead),
+    unless the caller itself is gone.
+    """
+
+    def __init__(self, caller: asyncio.Task[Any]) -> None:
+        super().__init__()
+        self.caller = caller
+        self.interrupted = False
+        self.caller_gone = False
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self.done():
+            return False
+        if not self.caller_gone:
+            self.interrupted = True
+            self.caller.cancel()
+        return super().cancel(msg)
+
+
+async def rescued(
+    loop: AttemptLoop,
+    call: Call,
+    primary: Deployment,
+    probe: bool,
+    timeout: float,
+    ranked: list[Deployment],
+    tries: dict[str, int],
+    attempt: Callable[[Deployment, float], Awaitable[T]],
+    first_chunk: bool,
+    discard: Callable[[T], None] | None,
+    delay: float,
+) -> Result[T]:
+    """The primary attempt in the caller's own task, raced only once it outlives `delay`.
+
+    Nearly every attempt answers long before its hung threshold, so this costs one loop timer
+    instead of a task, a wait and two extra loop turns per call. If the timer fires, the race
+    starts then, as `hedged` runs it after its delay (in a task of its own, the primary a
+    `_Primary` racer the caller completes). A rescuer that wins interrupts the primary: it is
+    past its hung threshold by then, and a loser that far gone is cancelled and counts as a
+    failure (`lost`).
+    """
+    caller = asyncio.current_task()
+    assert caller is not None
+    clock = loop.clock
+    started = clock.now()
+    cancelling = caller.cancelling()
+    race: asyncio.Task[Result[T]] | None = None
+    handle: _Primary | None = None
+
+    def start_race() -> None:
+        nonlocal race, handle
+        handle = _Primary(caller)
+        race = asyncio.ensure_future(
+            hedged(
+                loop, call, primary, probe, timeout, ranked, tries, attempt, first_chunk,
+                discard, delay, running=(handle, started),
+            )
+        )  # fmt: skip
+
+    wait = max(0.0, min(delay, call.deadline_at - started))
+    timer = asyncio.get_running_loop().call_later(wait, start_race)
+    try:
+        result = await loop._attempt(call, primary, probe, timeout, attempt, first_chunk)
+    except asyncio.CancelledError:
+        timer.cancel()
+        if handle is None or race is None:
+            raise
+        if handle.interrupted and caller.uncancel() <= cancelling:
+            return await race  # a rescuer won (and interrupted the primary)
+        handle.caller_gone = True
+        await cancel_all({race})
+        raise
+    timer.cancel()
+    if handle is None or race is None:
+        return result
+    handle.set_result(result)
+    return await race
 
 
 async def hedged(
@@ -88,28 +178,37 @@ async def hedged(
     first_chunk: bool,
     discard: Callable[[T], None] | None,
     delay: float | None = None,
+    running: tuple[asyncio.Future[Result[T]], float] | None = None,
 ) -> Result[T]:
     """Race the primary attempt against one delayed second attempt (a hedge, or a rescue of a
-    presumed-hung primary: `race_delay`); the first success wins."""
+    presumed-hung primary: `race_delay`); the first success wins.
+
+    With `running` (the primary's racer and when it started: `rescued`), the primary is
+    already running and its delay has passed: the race starts at once."""
     clock = loop.clock
-    first_started = clock.now()
-    first = asyncio.ensure_future(
-        loop._attempt(call, primary, probe, timeout, attempt, first_chunk)
-    )
-    settings = call.settings
-    if delay is None:
-        if isinstance(settings.hedge_delay, float):
-            delay = settings.hedge_delay
-        else:
-            delay = loop.state.get(primary.name).health.hedge_delay() or HEDGE_FALLBACK_DELAY_S
-    now = clock.now()
-    try:
-        done, _ = await asyncio.wait({first}, timeout=min(delay, call.deadline_at - now))
-    except asyncio.CancelledError:
-        first.cancel()
-        raise
-    if done:
-        return first.result()
+    first: asyncio.Future[Result[T]]
+    if running is None:
+        first_started = clock.now()
+        first = asyncio.ensure_future(
+            loop._attempt(call, primary, probe, timeout, attempt, first_chunk)
+        )
+        settings = call.settings
+        if delay is None:
+            if isinstance(settings.hedge_delay, float):
+                delay = settings.hedge_delay
+            else:
+                health = loop.state.get(primary.name).health
+                delay = health.hedge_delay() or HEDGE_FALLBACK_DELAY_S
+        now = clock.now()
+        try:
+            done, _ = await asyncio.wait({first}, timeout=min(delay, call.deadline_at - now))
+        except asyncio.CancelledError:
+            first.cancel()
+            raise
+        if done:
+            return first.result()
+    else:
+        first, first_started = running
     now = clock.now()
     target = hedge_target(loop, call, ranked, tries, now)
     if target is None:
@@ -252,9 +351,12 @@ def lost(
     if hung is None:
         hung = max(10.0 * (now - started), 0.05)
     give_up = started + hung
-    if now >= give_up:
+    if now >= give_up or isinstance(task, _Primary):
+        # A primary in the caller's task (`rescued`) cannot run on in the background: it is
+        # interrupted, and counts as a failure only if it is past the point a loser would be.
         task.cancel()
-        _hung(loop, call, deployment, probe, now - started, first_chunk)
+        if now >= give_up:
+            _hung(loop, call, deployment, probe, now - started, first_chunk)
         return
     # The call's record shows the loser now; its own record, if it ends, comes later.
     call.attempts.append(
