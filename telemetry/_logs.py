@@ -12,6 +12,7 @@ key-shaped strings in the rendered line, in case a field (now or in future) carr
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -73,9 +74,10 @@ def mask(_logger: Any, _method: str, line: str) -> str:
     """
     # Substring tests first (each a fraction of a microsecond): the regex only runs on a line
     # that contains one of the prefixes it looks for.
-    if not any(prefix in line for prefix in _SECRET_PREFIXES):
-        return line
-    return _SECRET_VALUE.sub(REDACTED, line)
+    for prefix in _SECRET_PREFIXES:
+        if prefix in line:
+            return _SECRET_VALUE.sub(REDACTED, line)
+    return line
 
 
 class _Stamp:
@@ -105,6 +107,23 @@ class _Stamp:
         return event
 
 
+def _fallback(value: Any) -> Any:
+    """What structlog's JSON renderer does with a value JSON has no type for."""
+    try:
+        return value.__structlog__()
+    except AttributeError:
+        return repr(value)
+
+
+_JSON: Final = json.JSONEncoder(default=_fallback)
+"""One encoder for every event: ``json.dumps(event, default=...)``, structlog's default,
+builds a new `json.JSONEncoder` per call; the line is the same."""
+
+
+def _to_json(event: Any, **_: Any) -> str:
+    return _JSON.encode(event)
+
+
 def make_logger(
     file: TextIO | None = None,
     fmt: Literal["auto", "json", "console"] = "auto",
@@ -128,7 +147,7 @@ def make_logger(
             exception_formatter=structlog.dev.plain_traceback,
         )
     else:
-        renderer = structlog.processors.JSONRenderer()
+        renderer = structlog.processors.JSONRenderer(serializer=_to_json)
     processors: list[Any] = [
         _Stamp(),
         redact,

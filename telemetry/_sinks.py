@@ -84,6 +84,7 @@ class _DirectSpans:
 
     __slots__ = (
         "_event",
+        "_flags",
         "_ids",
         "_known",
         "_processor",
@@ -91,6 +92,7 @@ class _DirectSpans:
         "_readable",
         "_sampled",
         "_span_context",
+        "_static",
         "_tracer",
         "_unsampled",
         "info",
@@ -119,6 +121,8 @@ class _DirectSpans:
         self._random = random_flag
         self._sampled = int(TraceFlags.SAMPLED)
         self._unsampled = int(TraceFlags.DEFAULT)
+        self._flags: dict[int, TraceFlags] = {}
+        self._static = _static_decisions(self.sampler)
 
     @classmethod
     def for_tracer(cls, tracer: trace.Tracer) -> _DirectSpans | None:
@@ -180,21 +184,42 @@ class _DirectSpans:
         else:
             trace_id = ids.generate_trace_id()
             random_id = bool(self._random) and ids.is_trace_id_random()
-        result = self.sampler.should_sample(context, trace_id, name, kind, attributes, ())
-        decision = result.decision
-        flags = self._sampled if decision.is_sampled() else self._unsampled
+        static = self._static
+        if static is not None:
+            # The SDK's default sampler (or another made only of ALWAYS_ON/ALWAYS_OFF): its
+            # decision is the parent's case looked up, the parent's trace state kept, and
+            # the attributes are ours as they are (`_static_decisions`).
+            if parent is None:
+                sampled = static[0]
+                trace_state = None
+            else:
+                case = (1 if parent.is_remote else 3) + (0 if parent.trace_flags.sampled else 1)
+                sampled = static[case]
+                trace_state = parent.trace_state
+            recording = sampled
+            final: dict[str, AttributeValue] = attributes
+        else:
+            result = self.sampler.should_sample(context, trace_id, name, kind, attributes, ())
+            decision = result.decision
+            sampled = decision.is_sampled()
+            recording = decision.is_recording()
+            trace_state = result.trace_state
+            final = dict(result.attributes) if result.attributes is not None else {}
+        flags = self._sampled if sampled else self._unsampled
         if random_id:
             flags |= self._random
+        trace_flags = self._flags.get(flags)
+        if trace_flags is None:
+            trace_flags = self._flags[flags] = trace.TraceFlags(flags)
         span_context = self._span_context(
             trace_id,
             ids.generate_span_id(),
             is_remote=False,
-            trace_flags=trace.TraceFlags(flags),
-            trace_state=result.trace_state,
+            trace_flags=trace_flags,
+            trace_state=trace_state,
         )
-        if not decision.is_recording():
+        if not recording:
             return None, span_context, False
-        final = dict(result.attributes) if result.attributes is not None else {}
         return (name, kind, parent, final, start, span_context), span_context, True
 
     def end(
@@ -228,6 +253,39 @@ class _DirectSpans:
                 instrumentation_scope=self.scope,
             )
         )
+
+
+def _static_decisions(sampler: Any) -> tuple[bool, bool, bool, bool, bool] | None:
+    """Whether a span is sampled, per parent case, for a sampler whose decisions are fixed.
+
+    The cases: no valid parent, remote parent sampled, remote not sampled, local sampled,
+    local not sampled. Known for the SDK's `ALWAYS_ON` and `ALWAYS_OFF` and for a
+    `ParentBased` (the SDK's default, ``ParentBased(ALWAYS_ON)``) whose five samplers are
+    those two: each decides without looking at the span, returns the attributes it was given
+    and the parent's trace state, as `_DirectSpans.start` does for them. None for any other
+    sampler (a ratio, a custom one), which is asked per span.
+    """
+    from opentelemetry.sdk.trace import sampling
+
+    fixed = {id(sampling.ALWAYS_ON): True, id(sampling.ALWAYS_OFF): False}
+    if id(sampler) in fixed:
+        return (fixed[id(sampler)],) * 5
+    if type(sampler) is not sampling.ParentBased:
+        return None
+    try:
+        parts = (
+            sampler._root,
+            sampler._remote_parent_sampled,
+            sampler._remote_parent_not_sampled,
+            sampler._local_parent_sampled,
+            sampler._local_parent_not_sampled,
+        )
+    except AttributeError:  # another SDK version: ask the sampler per span
+        return None
+    if not all(id(part) in fixed for part in parts):
+        return None
+    root, remote_yes, remote_no, local_yes, local_no = (fixed[id(part)] for part in parts)
+    return root, remote_yes, remote_no, local_yes, local_no
 
 
 _MIN_LIMIT: Final = 64

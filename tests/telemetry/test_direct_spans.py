@@ -162,3 +162,61 @@ async def test_a_processor_added_later_switches_to_the_api_path(pair: tuple[Otel
     writer = direct.telemetry._spans
     assert writer is not None and writer._sink() is writer._api
     assert len(late.spans()) == 2  # the custom processor saw the second call's spans
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    ["default", "always_on", "parent_based_off", "mixed_parent_based", "ratio"],
+)
+async def test_every_sampler_decides_the_same_on_both_paths_for_every_kind_of_parent(
+    sampler: str,
+) -> None:
+    """The direct path decides fixed samplers itself (`_static_decisions`) and asks any other
+    per span; either way each parent case (none, remote or local, sampled or not) ends as on
+    the API path: same spans exported, same flags, the parent's trace state kept."""
+    from opentelemetry.sdk.trace.sampling import (
+        ALWAYS_ON,
+        DEFAULT_ON,
+        ParentBased,
+        TraceIdRatioBased,
+    )
+    from opentelemetry.trace import TraceState
+
+    samplers: dict[str, Any] = {
+        "default": DEFAULT_ON,
+        "always_on": ALWAYS_ON,
+        "parent_based_off": ParentBased(ALWAYS_OFF),
+        "mixed_parent_based": ParentBased(
+            ALWAYS_ON, remote_parent_sampled=ALWAYS_OFF, local_parent_not_sampled=ALWAYS_ON
+        ),
+        "ratio": TraceIdRatioBased(0.5),
+    }
+    direct, api = (
+        make_otel(p, tracer_kwargs={"sampler": samplers[sampler]}) for p in ("direct", "api")
+    )
+    writer = direct.telemetry._spans
+    assert writer is not None and writer._direct is not None
+    assert (writer._direct._static is None) == (sampler == "ratio")
+    router, backend, _ = routed((direct, api))
+    state = TraceState([("app", "kept")])
+    for remote in (True, False):
+        for flags in (TraceFlags.SAMPLED, TraceFlags.DEFAULT):
+            parent = SpanContext(
+                APP_TRACE, APP_SPAN, is_remote=remote, trace_flags=TraceFlags(flags),
+                trace_state=state,
+            )  # fmt: skip
+            token = otel_context.attach(trace.set_span_in_context(trace.NonRecordingSpan(parent)))
+            try:
+                await calls(router, backend)
+            finally:
+                otel_context.detach(token)
+    if sampler != "ratio":  # a ratio's root decision follows each path's own random trace id
+        await calls(router, backend, 3)  # no parent
+    spans = direct.spans()
+    assert shape(spans) == shape(api.spans())
+    assert [s.context.trace_state for s in spans if s.context] == [
+        s.context.trace_state for s in api.spans() if s.context
+    ]
+    for otel in (direct, api):
+        otel.tracer_provider.shutdown()
+        otel.meter_provider.shutdown()
