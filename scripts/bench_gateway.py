@@ -4,6 +4,7 @@
     python scripts/bench_gateway.py --phase rss --minutes 10 --rss-rate 10   # memory (nice 19)
     python scripts/bench_gateway.py --quick --no-litellm   # smoke run, router serve only
     python scripts/bench_gateway.py --phase speed --no-litellm --profile gw.prof  # cProfile
+    python scripts/bench_gateway.py --phase speed --no-litellm --sample gw.json  # sampling
     python scripts/bench_gateway.py --phase speed --base-tree /tmp/main-before  # before/after
 
 Every target runs in its own process against the same zero-latency simulated provider (one
@@ -94,6 +95,8 @@ class Settings:
     litellm: bool = True
     inproc: bool = True
     profile: Path | None = None
+    sample: Path | None = None
+    """Run router serve under the sampling profiler (scripts/_sampler.py), writing this file."""
     base_tree: Path | None = None
     """Another checkout (say, main before a change) to run as one more target."""
     litellm_venv: Path = Path.home() / ".cache" / "router-bench" / "litellm-proxy"
@@ -197,7 +200,12 @@ def provider(port: int) -> Server:
 
 
 def router_server(
-    tmp: Path, base: str, workers: int, profile: Path | None = None, tree: Path | None = None
+    tmp: Path,
+    base: str,
+    workers: int,
+    profile: Path | None = None,
+    tree: Path | None = None,
+    sample: Path | None = None,
 ) -> tuple[Server, Path]:
     """`router serve` from this checkout, or (`tree`) from another one (``--base-tree``)."""
     port = free_port()
@@ -213,6 +221,8 @@ def router_server(
     # --profile: cProfile around the whole server (it writes the file when SIGTERM has
     # drained the server and `main` returns).
     prefix = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
+    if sample is not None:  # --sample: the sampling profiler around it, the same way
+        prefix = [str(ROOT / "scripts" / "_sampler.py"), "--out", str(sample.resolve())]
     env = dict(_ROUTER_ENV)
     if tree is not None:  # that checkout's `router` package first (cwd and PYTHONPATH)
         env["PYTHONPATH"] = str(tree)
@@ -463,6 +473,10 @@ async def speed(
         await latency_round(session, t, 20)
         if t.router is None:
             await throughput_round(session, t, settings.concurrency, 1.0)
+    if settings.sample is not None:  # the sampler counts from here (after the warm-up)
+        gateway = next(t.server for t in targets if t.name == "router serve")
+        if gateway is not None and gateway.proc is not None:
+            os.kill(gateway.proc.pid, signal.SIGUSR1)
     for r in range(settings.rounds):
         print(f"round {r + 1}/{settings.rounds}")
         order = targets if r % 2 == 0 else list(reversed(targets))
@@ -603,12 +617,15 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
     )
     p.add_argument("--profile", type=Path, default=None,
                    help="run router serve under cProfile, writing this file")  # fmt: skip
+    p.add_argument("--sample", type=Path, default=None,
+                   help="run router serve under scripts/_sampler.py (JSON)")  # fmt: skip
     p.add_argument("--litellm-venv", type=Path, default=Settings.litellm_venv)
     p.add_argument("--quick", action="store_true", help="2 rounds, small counts, 0.2 min")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     a = p.parse_args(argv)
     s = Settings(
         phase=a.phase, rss_rate=a.rss_rate, inproc=not a.no_inproc, profile=a.profile,
+        sample=a.sample,
         base_tree=a.base_tree,
         rounds=a.rounds, requests=a.requests, window_s=a.window, concurrency=a.concurrency,
         workers=a.workers, minutes=a.minutes, rss_concurrency=a.rss_concurrency,
@@ -627,7 +644,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp = Path(tmp_dir)
         prov = provider(free_port())
         base = f"{prov.url}/v1"
-        gateway, config = router_server(tmp, base, settings.workers, settings.profile)
+        gateway, config = router_server(
+            tmp, base, settings.workers, settings.profile, sample=settings.sample
+        )
         servers = [prov, gateway]
         targets = [
             Target("direct", f"{base}/chat/completions", {"content-type": "application/json"}),

@@ -4,8 +4,8 @@
 Each hands the request body to the router as is (``model``, ``messages``, ``stream`` and every
 other parameter) and answers with the response, the stream or the error in the dialect's shape,
 with the decision in the headers and the trace context in and out. A client that goes away
-cancels its upstream call at once (`race_disconnect`; a stream's body is cancelled by the
-server, see router._serve._sse).
+cancels its upstream call at once (`race_disconnect`; a stream's sending is cancelled by the
+SSE sender, router._serve._asgi).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response
 
 from router._decision import Decision, get_decision
+from router._serve._asgi import Answer, EventStream, JSONBytes, json_bytes
 from router._serve._dialect import ANTHROPIC, OPENAI, Dialect, response_json
 from router._serve._errors import GatewayError, from_exception
 from router._serve._headers import Trace, decision_headers
@@ -32,11 +33,11 @@ if TYPE_CHECKING:
 __all__ = ["chat", "embeddings", "messages", "models", "race_disconnect"]
 
 
-async def chat(gw: Gateway, request: Request) -> Response:
+async def chat(gw: Gateway, request: Request) -> Answer:
     return await _complete(gw, request, OPENAI)
 
 
-async def messages(gw: Gateway, request: Request) -> Response:
+async def messages(gw: Gateway, request: Request) -> Answer:
     return await _complete(gw, request, ANTHROPIC)
 
 
@@ -72,7 +73,7 @@ async def _body(gw: Gateway, request: Request) -> dict[str, Any]:
     return await read_json(request, options.max_body_bytes, options.body_timeout)
 
 
-async def _complete(gw: Gateway, request: Request, dialect: Dialect) -> Response:
+async def _complete(gw: Gateway, request: Request, dialect: Dialect) -> Answer:
     trace = Trace(request.headers.get("traceparent"))
     span = None
     token = None
@@ -114,9 +115,7 @@ async def _complete(gw: Gateway, request: Request, dialect: Dialect) -> Response
         headers = decision_headers(decision)
         headers["traceparent"] = trace.header()
         gw.observer.requests.add((("route", route), ("status", "200")))
-        return Response(
-            dialect.respond(response, model), media_type="application/json", headers=headers
-        )
+        return JSONBytes(dialect.respond(response, model), 200, headers)
     finally:
         if not stream:
             gw.in_flight -= 1
@@ -130,7 +129,7 @@ async def _complete(gw: Gateway, request: Request, dialect: Dialect) -> Response
 
 def _call_failed(
     gw: Gateway, exc: BaseException, model: str, trace: Trace, dialect: Dialect | None = None
-) -> JSONResponse:
+) -> JSONBytes:
     error = from_exception(exc, gw.paused_for(model))
     headers = decision_headers(get_decision(exc))
     headers["traceparent"] = trace.header()
@@ -149,7 +148,7 @@ async def _stream(
     trace: Trace,
     span: Any,
     dialect: Dialect,
-) -> Response:
+) -> Answer:
     ended = False
 
     def on_end(error: BaseException | None) -> None:
@@ -196,10 +195,10 @@ async def _stream(
     body_iter = dialect.events(stream, on_end, wants_usage, model)
     if span is not None:
         body_iter = _in_span(body_iter, span)
-    return StreamingResponse(body_iter, media_type="text/event-stream", headers=headers)
+    return EventStream(body_iter, headers)
 
 
-async def embeddings(gw: Gateway, request: Request) -> Response:
+async def embeddings(gw: Gateway, request: Request) -> Answer:
     trace = Trace(request.headers.get("traceparent"))
     router = gw.router
     call = getattr(router, "aembedding", None)
@@ -240,10 +239,10 @@ async def embeddings(gw: Gateway, request: Request) -> Response:
     headers = decision_headers(decision)
     headers["traceparent"] = trace.header()
     gw.observer.requests.add((("route", "embeddings"), ("status", "200")))
-    return Response(response_json(response), media_type="application/json", headers=headers)
+    return JSONBytes(response_json(response), 200, headers)
 
 
-async def models(gw: Gateway, request: Request) -> Response:
+async def models(gw: Gateway, request: Request) -> Answer:
     try:
         gw.keys.authenticate(Keys.presented(request.headers))
     except GatewayError as error:
@@ -254,7 +253,7 @@ async def models(gw: Gateway, request: Request) -> Response:
         names.insert(0, config.router.auto_model)
     created = int(gw.loaded_at)
     data = [{"id": n, "object": "model", "created": created, "owned_by": "router"} for n in names]
-    return JSONResponse({"object": "list", "data": data})
+    return JSONBytes(json_bytes({"object": "list", "data": data}))
 
 
 async def _in_span(body: AsyncIterator[bytes], span: Any) -> AsyncIterator[bytes]:
@@ -269,6 +268,9 @@ async def _in_span(body: AsyncIterator[bytes], span: Any) -> AsyncIterator[bytes
             yield piece
     finally:
         otel_context.detach(token)
+        close = getattr(body, "aclose", None)
+        if close is not None:  # closed early (the client went away): close the body too
+            await close()
 
 
 def _quiet(task: asyncio.Future[Any]) -> None:

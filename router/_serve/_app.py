@@ -29,12 +29,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from router._serve import _api, _ops
+from router._serve._asgi import Answer, Dispatch, JSONBytes, json_bytes
 from router._serve._dialect import OPENAI, Dialect
 from router._serve._errors import GatewayError
 from router._serve._keys import Keys
@@ -47,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Gateway", "ServeOptions", "options_for"]
 
-Handler = Callable[["Gateway", Request], Awaitable[Response]]
+Handler = Callable[["Gateway", Request], Awaitable[Answer]]
 _ROUTES: tuple[tuple[str, Handler, str], ...] = (
     ("/v1/chat/completions", _api.chat, "POST"),
     ("/chat/completions", _api.chat, "POST"),
@@ -92,13 +90,11 @@ class Gateway:
         self._tracing = tracing or tracer_provider is not None
         self._tracer_provider = tracer_provider
         self._tracer: Any = None
-        self.app = Starlette(
-            routes=[
-                Route(path, functools.partial(handler, self), methods=[method])
-                for path, handler, method in _ROUTES
-            ],
-            exception_handlers={404: self._not_found, 405: self._not_allowed},
-        )
+        routes: dict[str, dict[str, Callable[[Request], Awaitable[Answer]]]] = {}
+        for path, handler, method in _ROUTES:
+            routes.setdefault(path, {})[method] = functools.partial(handler, self)
+        self.app = Dispatch(routes, self._no_route, self._server_error)
+        """The ASGI app (router._serve._asgi)."""
 
     async def reload(self, why: str) -> dict[str, Any]:
         """Validate the config file and swap it in (see router._serve._ops); never raises."""
@@ -110,11 +106,16 @@ class Gateway:
 
     # -- what every route shares -----------------------------------------------------------
 
-    async def _not_found(self, request: Request, exc: Exception) -> Response:
-        return self.error(GatewayError(404, f"no route {request.url.path}", "not_found_error"))
+    def _no_route(self, request: Request, status: int) -> JSONBytes:
+        path = request.scope["path"]
+        if status == 404:
+            return self.error(GatewayError(404, f"no route {path}", "not_found_error"))
+        return self.error(GatewayError(405, f"{request.method} not allowed on {path}"))
 
-    async def _not_allowed(self, request: Request, exc: Exception) -> Response:
-        return self.error(GatewayError(405, f"{request.method} not allowed on {request.url.path}"))
+    def _server_error(self) -> JSONBytes:
+        return self.error(
+            GatewayError(500, "internal error in the gateway", "server_error", "internal_error")
+        )
 
     def error(
         self,
@@ -122,7 +123,7 @@ class Gateway:
         extra: Mapping[str, str] | None = None,
         route: str = "other",
         dialect: Dialect | None = None,
-    ) -> JSONResponse:
+    ) -> JSONBytes:
         """`error` in the dialect's JSON shape with its status and headers (counted)."""
         body = (dialect or OPENAI).error_json(error)
         reasons = getattr(error, "reasons", None)
@@ -132,7 +133,7 @@ class Gateway:
         if extra:
             headers.update(extra)
         self.observer.requests.add((("route", route), ("status", str(error.status))))
-        return JSONResponse(body, status_code=error.status, headers=headers)
+        return JSONBytes(json_bytes(body), error.status, headers)
 
     def admit(self) -> None:
         """Raise a 503 + ``Retry-After`` when draining or at the concurrency cap."""

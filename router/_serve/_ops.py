@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from router._serve._asgi import Answer
 from router._serve._errors import GatewayError
 from router._serve._keys import Keys
 from router._serve._options import options_for
@@ -34,12 +35,12 @@ __all__ = ["admin_reload", "dashboard", "dashboard_json", "healthz", "metrics", 
 _log = logging.getLogger("router.gateway")
 
 
-async def healthz(gw: Gateway, request: Request) -> Response:
+async def healthz(gw: Gateway, request: Request) -> Answer:
     # The pid tells apart the workers of ``--workers N`` (one socket, N processes).
     return JSONResponse({"status": "ok", "pid": os.getpid(), "in_flight": gw.in_flight})
 
 
-async def readyz(gw: Gateway, request: Request) -> Response:
+async def readyz(gw: Gateway, request: Request) -> Answer:
     # Ready means: a config is loaded and we are not draining. Redis or a provider being
     # down is not a reason to drop this replica from the load balancer: every replica
     # would see the same thing, and the router already fails over (or answers 503).
@@ -58,7 +59,7 @@ async def readyz(gw: Gateway, request: Request) -> Response:
     )
 
 
-async def metrics(gw: Gateway, request: Request) -> Response:
+async def metrics(gw: Gateway, request: Request) -> Answer:
     gauges = {
         "router_gateway_in_flight": float(gw.in_flight),
         "router_gateway_draining": 1.0 if gw.draining else 0.0,
@@ -68,13 +69,13 @@ async def metrics(gw: Gateway, request: Request) -> Response:
     return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-async def dashboard(gw: Gateway, request: Request) -> Response:
+async def dashboard(gw: Gateway, request: Request) -> Answer:
     from router._serve._dashboard import page
 
     return HTMLResponse(page())
 
 
-async def dashboard_json(gw: Gateway, request: Request) -> Response:
+async def dashboard_json(gw: Gateway, request: Request) -> Answer:
     from router._serve._dashboard import snapshot
 
     if gw.keys.required or gw.keys.has_admin:
@@ -87,7 +88,7 @@ async def dashboard_json(gw: Gateway, request: Request) -> Response:
     return JSONResponse(snapshot(gw))
 
 
-async def admin_reload(gw: Gateway, request: Request) -> Response:
+async def admin_reload(gw: Gateway, request: Request) -> Answer:
     presented = Keys.presented(request.headers)
     allowed = gw.keys.is_admin(presented)
     if not gw.keys.has_admin and not gw.keys.required:

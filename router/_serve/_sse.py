@@ -28,9 +28,10 @@ The gateway always asks the provider for usage (a key's daily budget must see wh
 spent); when the caller did not ask for it, the usage-only chunk and any ``usage`` field are
 left out of what the caller receives, as OpenAI itself does.
 
-A client that disconnects cancels the generator (Starlette cancels the response task when it
-hears ``http.disconnect``); ``finally`` closes the upstream stream at once, which releases the
-provider connection and the attempt's in-flight slot.
+A client that disconnects cancels the generator (the SSE sender, router._serve._asgi, cancels
+its task when it hears ``http.disconnect``, and closes the body); ``finally`` closes the
+upstream stream at once, which releases the provider connection and the attempt's in-flight
+slot.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def _usage_only(chunk: Any) -> bool:
     return not field(chunk, "choices") and field(chunk, "usage") is not None
 
 
-async def sse_body(
+def sse_body(
     stream: Any,
     *,
     on_end: Callable[[BaseException | None], None],
@@ -103,8 +104,7 @@ async def sse_body(
 
     `usage`: whether the caller asked for usage (``stream_options.include_usage``).
     """
-    async for piece in guarded(stream, openai_events(stream, usage), on_end, error_event):
-        yield piece
+    return guarded(stream, openai_events(stream, usage), on_end, error_event)
 
 
 def error_event(exc: BaseException) -> bytes:
