@@ -10,7 +10,8 @@ it. SIGUSR1 starts the count afresh (the benchmark sends it after its warm-up, s
 first calls are left out). When the module returns (the server drained on SIGTERM) it writes, as
 JSON: the CPU seconds sampled, and per package (router's gateway, router, litellm, the provider
 SDK, HTTP, the ASGI server and framework, asyncio, pydantic, other) and per function its own
-share of that CPU, and per function its inclusive share.
+share of that CPU, per function its inclusive share, and the time spent in garbage collection
+by generation (``gc.callbacks``).
 
 Unlike cProfile it does not slow every call down; the switch interval is lowered to a tenth of
 a millisecond so that the main thread lets go of the GIL often enough to be sampled.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import json
 import runpy
 import signal
@@ -68,7 +70,19 @@ class Sampler:
         self.own: collections.defaultdict[str, float] = collections.defaultdict(float)
         self.inclusive: collections.defaultdict[str, float] = collections.defaultdict(float)
         self.parts: collections.defaultdict[str, float] = collections.defaultdict(float)
+        self.gc_s = [0.0, 0.0, 0.0]
+        self.gc_runs = [0, 0, 0]
         self._last = time.clock_gettime(self.clock)
+        self._gc_started = 0.0
+
+    def on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        """`gc.callbacks`: the time of each collection, by generation."""
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            generation = info["generation"]
+            self.gc_s[generation] += time.perf_counter() - self._gc_started
+            self.gc_runs[generation] += 1
 
     def start(self) -> None:
         threading.Thread(target=self._run, daemon=True, name="sampler").start()
@@ -109,6 +123,8 @@ class Sampler:
         return {
             "samples": self.samples,
             "cpu_s": round(self.cpu, 3),
+            "gc_s_by_generation": [round(x, 4) for x in self.gc_s],
+            "gc_runs_by_generation": self.gc_runs,
             "parts": shares(self.parts, 20),
             "own": shares(self.own, 60),
             "inclusive": shares(self.inclusive, 80),
@@ -125,6 +141,7 @@ def main() -> None:
     sys.setswitchinterval(0.0001)
     sampler = Sampler(a.interval)
     signal.signal(signal.SIGUSR1, sampler.reset)
+    gc.callbacks.append(sampler.on_gc)
     sampler.start()
     started = time.perf_counter()
     try:
