@@ -6,6 +6,7 @@
     python scripts/bench_gateway.py --phase speed --no-litellm --profile gw.prof  # cProfile
     python scripts/bench_gateway.py --phase speed --no-litellm --sample gw.json  # sampling
     python scripts/bench_gateway.py --phase speed --base-tree /tmp/main-before  # before/after
+    (``--base-tree`` again for more checkouts: each is ``router serve @<folder name>``)
 
 Every target runs in its own process against the same zero-latency simulated provider (one
 more process): ``direct`` (the client calls the provider), ``router serve`` (``python -m
@@ -49,7 +50,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -97,8 +98,9 @@ class Settings:
     profile: Path | None = None
     sample: Path | None = None
     """Run router serve under the sampling profiler (scripts/_sampler.py), writing this file."""
-    base_tree: Path | None = None
-    """Another checkout (say, main before a change) to run as one more target."""
+    base_tree: list[Path] = field(default_factory=list)
+    """Other checkouts (say, main before a change) to run as more targets, each named
+    ``router serve @<folder name>``."""
     litellm_venv: Path = Path.home() / ".cache" / "router-bench" / "litellm-proxy"
 
 
@@ -227,7 +229,7 @@ def router_server(
     if tree is not None:  # that checkout's `router` package first (cwd and PYTHONPATH)
         env["PYTHONPATH"] = str(tree)
     server = Server(
-        "router serve" if tree is None else "router serve @base",
+        "router serve" if tree is None else f"router serve @{tree.name}",
         [sys.executable, *prefix, "-m", "router._serve", "--config", str(config), "--port",
          str(port), "--fleet", "off", "--workers", str(workers)],
         port, "/readyz", env, cwd=tree or ROOT,
@@ -522,11 +524,11 @@ def summarize(raw: dict[str, Any], memory: dict[str, Any], settings: Settings) -
                             strict=True)
         ]  # fmt: skip
         out["gateway_edge_p50_ms"] = spread(edge)
-    if "router serve @base" in figures:
-        out["throughput_ratio_vs_base"] = spread([
-            a / b for a, b in zip(raw["router serve"]["rps"], raw["router serve @base"]["rps"],
-                                  strict=True)
-        ])  # fmt: skip
+    out["throughput_ratio_vs_base"] = {
+        name: spread([a / b for a, b in zip(raw["router serve"]["rps"], raw[name]["rps"],
+                                            strict=True)])
+        for name in figures if name.startswith("router serve @")
+    }  # fmt: skip
     if "LiteLLM proxy" in figures:
         ratios = [
             a / b for a, b in zip(raw["router serve"]["rps"], raw["LiteLLM proxy"]["rps"],
@@ -561,10 +563,9 @@ def report(results: dict[str, Any]) -> str:
             f"gateway edge (router serve - in-process Router), p50: {edge['median']:+.2f} ms "
             f"(rounds {edge['min']:+.2f} to {edge['max']:+.2f})"
         )
-    base = results.get("throughput_ratio_vs_base")
-    if base:
+    for name, base in results.get("throughput_ratio_vs_base", {}).items():
         lines.append(
-            f"throughput router serve / router serve @base: {base['median']:.3f}x "
+            f"throughput router serve / {name}: {base['median']:.3f}x "
             f"(rounds {base['min']:.3f}-{base['max']:.3f})"
         )
     ratio = results.get("throughput_ratio_vs_litellm")
@@ -612,8 +613,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
     p.add_argument(
         "--base-tree",
         type=Path,
-        default=None,
-        help="one more target: router serve from this checkout (before/after)",
+        action="append",
+        default=[],
+        help="one more target: router serve from this checkout (before/after; repeatable)",
     )
     p.add_argument("--profile", type=Path, default=None,
                    help="run router serve under cProfile, writing this file")  # fmt: skip
@@ -654,8 +656,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    {"content-type": "application/json", "authorization": f"Bearer {KEY}"},
                    gateway),
         ]  # fmt: skip
-        if settings.base_tree is not None:
-            before, _ = router_server(tmp, base, settings.workers, tree=settings.base_tree)
+        for tree in settings.base_tree:
+            before, _ = router_server(tmp, base, settings.workers, tree=tree)
             servers.append(before)
             targets.append(
                 Target(before.name, f"{before.url}/v1/chat/completions",
