@@ -162,6 +162,20 @@ class Server:
                 total += proc.memory_info().rss
         return total / 1e6
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) of the process and its children so far."""
+        import psutil  # type: ignore[import-untyped,unused-ignore]
+
+        if self.proc is None:
+            return float("nan")
+        root = psutil.Process(self.proc.pid)
+        total = 0.0
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
     def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
@@ -272,6 +286,13 @@ class Target:
     router: Any = None
     """In-process target: a `Router` called directly (no HTTP between client and router)."""
 
+    def cpu_s(self) -> float | None:
+        """CPU seconds so far of what serves this target: the server's processes, or for the
+        in-process Router this (the benchmark's) process; None for direct."""
+        if self.router is not None:
+            return time.process_time()
+        return self.server.cpu_s() if self.server is not None else None
+
 
 def _stale(exc: BaseException) -> bool:
     # A keep-alive connection the server closed while it sat idle (targets take turns, so a
@@ -338,20 +359,28 @@ async def _streamed_once(session: Any, target: Target, body: bytes) -> tuple[flo
     return (first if first is not None else end), end
 
 
-async def latency_round(session: Any, target: Target, n: int) -> dict[str, list[float]]:
+async def latency_round(session: Any, target: Target, n: int) -> dict[str, Any]:
     plain_body = json.dumps(BODY).encode()
     stream_body = json.dumps({**BODY, "stream": True}).encode()
+    cpu_before = target.cpu_s()
     plain = [await _plain(session, target, plain_body) for _ in range(n)]
+    cpu_after = target.cpu_s()
+    cpu_ms = None
+    if cpu_before is not None and cpu_after is not None:
+        cpu_ms = (cpu_after - cpu_before) / n * 1e3
     ttfc: list[float] = []
     total: list[float] = []
     for _ in range(max(10, n // 2)):
         first, end = await _streamed(session, target, stream_body)
         ttfc.append(first)
         total.append(end)
-    return {"plain": plain, "ttfc": ttfc, "stream": total}
+    return {"plain": plain, "ttfc": ttfc, "stream": total, "cpu_ms": cpu_ms}
 
 
-async def throughput_round(session: Any, target: Target, concurrency: int, window: float) -> float:
+async def throughput_round(
+    session: Any, target: Target, concurrency: int, window: float
+) -> tuple[float, float | None]:
+    """Requests per second over the window, and the serving processes' CPU ms per request."""
     body = json.dumps(BODY).encode()
     done = 0
     errors = 0
@@ -367,11 +396,16 @@ async def throughput_round(session: Any, target: Target, concurrency: int, windo
                 errors += 1
 
     start = time.perf_counter()
+    cpu_before = target.cpu_s()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    cpu_after = target.cpu_s()
     elapsed = time.perf_counter() - start
     if errors:
         print(f"  {target.name}: {errors} failed requests in the throughput window")
-    return done / elapsed
+    cpu_ms = None
+    if cpu_before is not None and cpu_after is not None and done:
+        cpu_ms = (cpu_after - cpu_before) / done * 1e3
+    return done / elapsed, cpu_ms
 
 
 async def steady(session: Any, target: Target, settings: Settings) -> dict[str, Any]:
@@ -452,8 +486,11 @@ async def run(settings: Settings, targets: list[Target]) -> dict[str, Any]:
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=settings.concurrency * 2, force_close=False)
-    results: dict[str, Any] = {t.name: {"plain": [], "ttfc": [], "stream": [], "rps": []}
-                               for t in targets}  # fmt: skip
+    results: dict[str, Any] = {
+        t.name: {"plain": [], "ttfc": [], "stream": [], "rps": [], "cpu_ms_c1": [],
+                 "cpu_ms_c64": []}
+        for t in targets
+    }  # fmt: skip
     memory: dict[str, Any] = {}
     async with aiohttp.ClientSession(connector=connector) as session:
         if settings.phase in ("all", "speed"):
@@ -484,6 +521,9 @@ async def speed(
         order = targets if r % 2 == 0 else list(reversed(targets))
         for t in order:
             lat = await latency_round(session, t, settings.requests)
+            cpu_ms = lat.pop("cpu_ms")
+            if cpu_ms is not None:
+                results[t.name]["cpu_ms_c1"].append(cpu_ms)
             for key, values in lat.items():
                 results[t.name][key].append(
                     {"p50": quantile(values, 0.5), "p99": quantile(values, 0.99)}
@@ -491,8 +531,12 @@ async def speed(
         for t in order:
             if t.router is not None:
                 continue  # in-process: it would share the client's loop
-            rps = await throughput_round(session, t, settings.concurrency, settings.window_s)
+            rps, cpu_ms = await throughput_round(
+                session, t, settings.concurrency, settings.window_s
+            )
             results[t.name]["rps"].append(rps)
+            if cpu_ms is not None:
+                results[t.name]["cpu_ms_c64"].append(cpu_ms)
             print(f"  {t.name}: {rps:.0f} req/s at concurrency {settings.concurrency}")
 
 
@@ -505,6 +549,8 @@ def summarize(raw: dict[str, Any], memory: dict[str, Any], settings: Settings) -
         if not data["plain"]:
             continue  # no speed phase in this run
         entry: dict[str, Any] = {"rps": spread(data["rps"]) if data["rps"] else None}
+        for kind in ("cpu_ms_c1", "cpu_ms_c64"):
+            entry[kind] = spread(data[kind]) if data[kind] else None
         for kind in ("plain", "ttfc", "stream"):
             rounds = data[kind]
             entry[kind] = {q: spread([x[q] * 1e3 for x in rounds]) for q in ("p50", "p99")}
@@ -557,6 +603,15 @@ def report(results: dict[str, Any]) -> str:
             f"   {added_text:>17}   {f['ttfc']['p50']['median']:>9.2f}   {ttfc_text:>14}"
             f"   {rps_text}"
         )
+    for name, f in results["figures"].items():
+        c1, c64 = f.get("cpu_ms_c1"), f.get("cpu_ms_c64")
+        if c1 or c64:
+            parts = [
+                f"{label} {c['median']:.2f} ms ({c['min']:.2f}-{c['max']:.2f})"
+                for label, c in (("c=1", c1), ("c=64", c64))
+                if c
+            ]
+            lines.append(f"CPU per plain request, {name}: {', '.join(parts)}")
     edge = results.get("gateway_edge_p50_ms")
     if edge:
         lines.append(
