@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import os
 import signal
@@ -178,6 +179,10 @@ async def _serve_one(gateway: Gateway, sock: socket.socket, log_level: str) -> N
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(ValueError):  # not the main thread
             signal.signal(sig, _ignore)
+    # Everything built so far (litellm's tables, the config, the router) lives as long as the
+    # process: out of the collector's way, so no collection walks it again.
+    gc.collect()
+    gc.freeze()
     try:
         await server.serve(sockets=[sock])
     finally:
