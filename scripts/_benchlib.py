@@ -1,4 +1,8 @@
-"""Shared helpers of the resilience benchmarks (``bench_chaos.py`` and ``bench_hedge.py``).
+"""Shared helpers of the resilience benchmarks (``bench_chaos.py``, ``bench_scenarios.py``,
+``bench_hedge.py`` and the others).
+
+- importing this module first puts the checkout on ``sys.path`` when ``router`` is not
+  installed, so every script runs from a plain checkout;
 
 - statistics: `quantile`, `spread`, `latency_summary`;
 - a server in its own process (`ChildServer`): started on free ports, polled until it answers,
@@ -9,7 +13,12 @@
   (no coordinated omission);
 - litellm loading (`load_litellm`) with the project's rules: the bundled price map, the router
   imported first, no debug banner, no log noise on the measured loop;
-- `machine_facts` for the report header.
+- `machine_facts` for the report header;
+- the peers' driver: the simulated fleet in its own process and its control plane
+  (`sim_fleet_server`, `SimFleet`), this router's config and LiteLLM's model list over the same
+  deployments (`router_config`, `litellm_model_list`, `LITELLM_STRATEGIES`), LiteLLM's global
+  callback lists put back after each of its Routers (`litellm_globals_restored`), and who
+  answered (`served_by`, from the simulator's reply text).
 
 The approach to the server process follows ``scripts/bench_overhead.py``: on a 2-core machine a
 server on the client's event loop would share the client's core and loop turns, so the servers
@@ -28,6 +37,7 @@ import math
 import os
 import platform
 import random
+import re
 import signal
 import socket
 import statistics
@@ -46,6 +56,12 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+
+try:
+    import router as _router  # noqa: F401
+except ImportError:
+    # Run from a checkout without `pip install -e .`: the package sits next to scripts/.
+    sys.path.insert(0, str(ROOT))
 
 # Seconds to wait for a server process to answer; it imports aiohttp (and the fleet module) in
 # well under a second, but a loaded 2-core CI machine is not quick.
@@ -456,3 +472,167 @@ class InstantBackend:
 
     def count_tokens(self, deployment: Any, messages: Any) -> int:
         return 8
+
+
+# --- the peers' driver ----------------------------------------------------------------------
+
+FLEET_SCRIPT = ROOT / "scripts" / "fleet.py"
+SIM_API_KEY = "sk-sim-bench"
+_REPLY = re.compile(r"Hello from (\w+)\.")
+LITELLM_STRATEGIES = (
+    "simple-shuffle",
+    "latency-based-routing",
+    "cost-based-routing",
+    "least-busy",
+    "usage-based-routing-v2",
+)
+"""Every routing strategy of LiteLLM's Router (1.110.2) that runs without Redis."""
+
+Prices = Mapping[str, tuple[float, float]]
+"""USD per input token and per output token, by deployment name."""
+
+
+def served_by(text: str | None) -> str | None:
+    """The provider that answered, from the simulator's reply text ("Hello from a.")."""
+    match = _REPLY.fullmatch(text or "")
+    return match[1] if match else None
+
+
+def sim_fleet_server(seed: int, names: Sequence[str]) -> ChildServer:
+    """``scripts/fleet.py`` with one provider per name and a control plane, in its own process."""
+
+    def argv(ports: Sequence[int]) -> list[str]:
+        command = [sys.executable, str(FLEET_SCRIPT), "--seed", str(seed)]
+        for name, port in zip(names, ports[1:], strict=True):
+            command += ["--provider", f"{name}:{port}"]
+        return [*command, "--control", str(ports[0])]
+
+    return ChildServer("the simulated fleet", argv, 1 + len(names), "/_sim/stats")
+
+
+class SimFleet:
+    """The fleet's control plane from the benchmark's event loop."""
+
+    def __init__(
+        self,
+        server: ChildServer,
+        session: Any,
+        names: Sequence[str],
+        base_knobs: Mapping[str, Mapping[str, Any]],
+    ) -> None:
+        self._root = server.url(0, "/_sim")
+        self._session = session
+        self._base = base_knobs
+        self.urls = {
+            name: f"http://127.0.0.1:{port}/v1"
+            for name, port in zip(names, server.ports[1:], strict=True)
+        }
+
+    async def _post(self, path: str, body: Mapping[str, Any] | None = None) -> None:
+        async with self._session.post(f"{self._root}{path}", json=body or {}) as response:
+            if response.status != 200:
+                text = await response.text()
+                raise RuntimeError(f"fleet control {path}: {response.status} {text}")
+
+    async def apply(self, knobs: Mapping[str, Mapping[str, Any]]) -> None:
+        """Set knobs on providers: ``{"a": {"outage": "503"}}``."""
+        await asyncio.gather(*(self._post(f"/{n}/knobs", v) for n, v in knobs.items()))
+
+    async def reset(self) -> None:
+        """Every provider back to the healthy baseline, counters zeroed, random draws reseeded."""
+        await self._post("/reset")
+        await self.apply(self._base)
+
+    async def stats(self) -> dict[str, Any]:
+        """Every provider's counters."""
+        async with self._session.get(f"{self._root}/stats") as response:
+            result: dict[str, Any] = await response.json()
+            return result
+
+    async def known_knobs(self) -> frozenset[str]:
+        """The knobs this fleet's providers have (an older fleet may lack some)."""
+        first = next(iter(self.urls))
+        async with self._session.get(f"{self._root}/{first}/knobs") as response:
+            body = await response.json()
+        knobs = body.get("knobs", body) if isinstance(body, dict) else {}
+        return frozenset(knobs)
+
+
+def router_config(
+    urls: Mapping[str, str],
+    settings: Mapping[str, Any],
+    prices: Prices,
+    *,
+    group: str,
+    timeout: float,
+    api_key: str = SIM_API_KEY,
+) -> dict[str, Any]:
+    """This router's config: one group over the deployments of `urls`, each with `timeout` s
+    per attempt and its price, ``[router]`` from `settings`."""
+    return {
+        "router": dict(settings),
+        "deployments": [
+            {
+                "name": name,
+                "model": f"openai/sim-{name}",
+                "api_base": url,
+                "api_key": api_key,
+                "timeout": timeout,
+                "input_cost_per_token": prices[name][0],
+                "output_cost_per_token": prices[name][1],
+                "groups": [group],
+            }
+            for name, url in urls.items()
+        ],
+    }
+
+
+def litellm_model_list(
+    urls: Mapping[str, str],
+    prices: Prices | None,
+    *,
+    group: str,
+    timeout: float,
+    api_key: str = SIM_API_KEY,
+) -> list[dict[str, Any]]:
+    """The same deployments for LiteLLM's Router, in one model group, SDK retries off (with
+    `prices`, in ``litellm_params``, and each deployment's name as its id)."""
+    model_list = []
+    for name, url in urls.items():
+        params: dict[str, Any] = {
+            "model": f"openai/sim-{name}",
+            "api_base": url,
+            "api_key": api_key,
+            "timeout": timeout,
+            "max_retries": 0,
+        }
+        entry: dict[str, Any] = {"model_name": group, "litellm_params": params}
+        if prices is not None:
+            params["input_cost_per_token"] = prices[name][0]
+            params["output_cost_per_token"] = prices[name][1]
+            entry["model_info"] = {"id": name}
+        model_list.append(entry)
+    return model_list
+
+
+@contextlib.contextmanager
+def litellm_globals_restored(litellm: Any) -> Iterator[None]:
+    """Put litellm's global callback lists back as they were when the block ends.
+
+    A ``litellm.Router`` appends its strategy's logging handler to ``litellm.callbacks`` (and
+    others) and never removes it; left there it would run on every later litellm call, ours
+    included, and slow the next systems down.
+    """
+    saved: dict[str, list[Any]] = {}
+    for name in dir(litellm):
+        if "callback" in name.lower():
+            value = getattr(litellm, name, None)
+            if isinstance(value, list):
+                saved[name] = list(value)
+    try:
+        yield
+    finally:
+        for name, items in saved.items():
+            current = getattr(litellm, name, None)
+            if isinstance(current, list):
+                current[:] = items

@@ -90,47 +90,43 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import json
 import logging
 import random
-import re
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-
-try:
-    import router
-except ImportError:
-    # Run from a checkout without `pip install -e .`: the package sits next to scripts/.
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import router
-
-from _benchlib import (
+from _benchlib import (  # first: it puts the checkout on sys.path if router is not installed
+    LITELLM_STRATEGIES,
     OPEN_LOOP_LEAD_S,
-    ROOT,
     ChildServer,
     LagMonitor,
+    SimFleet,
     close_litellm_clients,
     latency_summary,
+    litellm_globals_restored,
+    litellm_model_list,
     load_litellm,
     machine_facts,
     open_loop,
     poisson_arrivals,
     raise_keyboard_interrupt,
+    router_config,
+    served_by,
+    sim_fleet_server,
     write_json,
 )
 
-FLEET_SCRIPT = ROOT / "scripts" / "fleet.py"
+import router
+
 PROVIDERS = ("a", "b", "c")
-API_KEY = "sk-sim-bench"
 GROUP = "chat"
 # USD per input token, per output token: the demo providers.toml's three price points.
 PRICES: Mapping[str, tuple[float, float]] = {
@@ -161,8 +157,6 @@ MESSAGES: list[dict[str, Any]] = [
         "provider A returned 503 to every request for ten minutes, then stopped answering.",
     }
 ]
-_REPLY = re.compile(r"Hello from (\w+)\.")
-
 ATTEMPT_TIMEOUT_S = 1.0
 DEADLINE_S = 5.0
 MAX_ATTEMPTS = 3
@@ -183,13 +177,6 @@ OURS_SETTINGS: Mapping[str, Any] = {
     "breaker_open_base": 1.0,
     "breaker_open_max": 2.0,
 }
-LITELLM_STRATEGIES = (
-    "simple-shuffle",
-    "latency-based-routing",
-    "cost-based-routing",
-    "least-busy",
-    "usage-based-routing-v2",
-)
 LITELLM_ALLOWED_FAILS = 3
 LITELLM_COOLDOWN_S = 2.0
 
@@ -286,48 +273,7 @@ class System:
 
 def fleet_server(seed: int) -> ChildServer:
     """``scripts/fleet.py`` with providers a, b, c and a control plane, in its own process."""
-
-    def argv(ports: Sequence[int]) -> list[str]:
-        command = [sys.executable, str(FLEET_SCRIPT), "--seed", str(seed)]
-        for name, port in zip(PROVIDERS, ports[1:], strict=True):
-            command += ["--provider", f"{name}:{port}"]
-        return [*command, "--control", str(ports[0])]
-
-    return ChildServer("the simulated fleet", argv, 1 + len(PROVIDERS), "/_sim/stats")
-
-
-class FleetControl:
-    """The fleet's control plane from the benchmark's event loop."""
-
-    def __init__(self, server: ChildServer, session: aiohttp.ClientSession) -> None:
-        self._root = server.url(0, "/_sim")
-        self._session = session
-        self.base_urls = {
-            name: f"http://127.0.0.1:{port}/v1"
-            for name, port in zip(PROVIDERS, server.ports[1:], strict=True)
-        }
-
-    async def _post(self, path: str, body: Mapping[str, Any] | None = None) -> None:
-        async with self._session.post(f"{self._root}{path}", json=body or {}) as response:
-            if response.status != 200:
-                text = await response.text()
-                raise RuntimeError(f"fleet control {path}: {response.status} {text}")
-
-    async def apply(self, knobs: Mapping[str, Mapping[str, Any]]) -> None:
-        """Set knobs on providers: ``{"a": {"outage": "503"}}``."""
-        for name, values in knobs.items():
-            await self._post(f"/{name}/knobs", values)
-
-    async def reset(self) -> None:
-        """Every provider back to the healthy baseline, counters zeroed, random draws reseeded."""
-        await self._post("/reset")
-        await self.apply(BASE_KNOBS)
-
-    async def stats(self) -> dict[str, Any]:
-        """Every provider's counters."""
-        async with self._session.get(f"{self._root}/stats") as response:
-            result: dict[str, Any] = await response.json()
-            return result
+    return sim_fleet_server(seed, PROVIDERS)
 
 
 # --- the systems ----------------------------------------------------------------------------
@@ -335,22 +281,7 @@ class FleetControl:
 
 def ours_config(urls: Mapping[str, str], settings: Mapping[str, Any]) -> dict[str, Any]:
     """The router config: one group over the three deployments, each with a 1 s timeout."""
-    return {
-        "router": dict(settings),
-        "deployments": [
-            {
-                "name": name,
-                "model": f"openai/sim-{name}",
-                "api_base": urls[name],
-                "api_key": API_KEY,
-                "timeout": ATTEMPT_TIMEOUT_S,
-                "input_cost_per_token": PRICES[name][0],
-                "output_cost_per_token": PRICES[name][1],
-                "groups": [GROUP],
-            }
-            for name in PROVIDERS
-        ],
-    }
+    return router_config(urls, settings, PRICES, group=GROUP, timeout=ATTEMPT_TIMEOUT_S)
 
 
 def build_ours(urls: Mapping[str, str], settings: Settings) -> System:
@@ -364,49 +295,6 @@ def build_ours(urls: Mapping[str, str], settings: Settings) -> System:
     return System("ours", "ours", {"router": effective}, call)
 
 
-def litellm_model_list(urls: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The same deployments for LiteLLM's Router, in one model group."""
-    return [
-        {
-            "model_name": GROUP,
-            "litellm_params": {
-                "model": f"openai/sim-{name}",
-                "api_base": urls[name],
-                "api_key": API_KEY,
-                "timeout": ATTEMPT_TIMEOUT_S,
-                "max_retries": 0,
-                "input_cost_per_token": PRICES[name][0],
-                "output_cost_per_token": PRICES[name][1],
-            },
-            "model_info": {"id": name},
-        }
-        for name in PROVIDERS
-    ]
-
-
-@contextlib.contextmanager
-def litellm_globals_restored(litellm: Any) -> Iterator[None]:
-    """Put litellm's global callback lists back as they were when the block ends.
-
-    A ``litellm.Router`` appends its strategy's logging handler to ``litellm.callbacks`` (and
-    others) and never removes it; left there it would run on every later litellm call, ours
-    included, and slow the next systems down.
-    """
-    saved: dict[str, list[Any]] = {}
-    for name in dir(litellm):
-        if "callback" in name.lower():
-            value = getattr(litellm, name, None)
-            if isinstance(value, list):
-                saved[name] = list(value)
-    try:
-        yield
-    finally:
-        for name, items in saved.items():
-            current = getattr(litellm, name, None)
-            if isinstance(current, list):
-                current[:] = items
-
-
 def build_litellm(litellm: Any, urls: Mapping[str, str], strategy: str, s: Settings) -> System:
     """LiteLLM's Router with one routing strategy, the same deployments and retry count."""
     kwargs: dict[str, Any] = {
@@ -418,7 +306,8 @@ def build_litellm(litellm: Any, urls: Mapping[str, str], strategy: str, s: Setti
         kwargs["allowed_fails"] = s.litellm_allowed_fails
     if s.litellm_cooldown is not None:
         kwargs["cooldown_time"] = s.litellm_cooldown
-    theirs = litellm.Router(model_list=litellm_model_list(urls), **kwargs)
+    model_list = litellm_model_list(urls, PRICES, group=GROUP, timeout=ATTEMPT_TIMEOUT_S)
+    theirs = litellm.Router(model_list=model_list, **kwargs)
 
     async def call() -> Any:
         return await theirs.acompletion(model=GROUP, messages=MESSAGES)
@@ -430,14 +319,13 @@ def build_litellm(litellm: Any, urls: Mapping[str, str], strategy: str, s: Setti
 # --- one run --------------------------------------------------------------------------------
 
 
-def served_by(response: Any) -> str | None:
+def answered_by(response: Any) -> str | None:
     """The provider that answered, from the simulator's reply text (same for every system)."""
     try:
         content = response.choices[0].message.content
     except (AttributeError, IndexError):
         return None
-    match = _REPLY.fullmatch(content or "")
-    return match[1] if match else None
+    return served_by(content)
 
 
 def call_cost(provider: str, prompt_tokens: int, completion_tokens: int) -> float:
@@ -465,7 +353,7 @@ def sample_of(arrival: float, latency: float, outcome: Any) -> Sample:
             arrival, latency, False, error=f"{error} {status}" if status else error, **extra
         )
     usage = getattr(outcome, "usage", None)
-    served = served_by(outcome)
+    served = answered_by(outcome)
     return Sample(
         arrival,
         latency,
@@ -489,7 +377,7 @@ async def warm_up(system: System, n: int) -> tuple[int, int]:
 
 
 async def run_system(
-    system: System, fleet: FleetControl, arrivals: Sequence[float], s: Settings
+    system: System, fleet: SimFleet, arrivals: Sequence[float], s: Settings
 ) -> dict[str, Any]:
     """Warm up, then the whole fault schedule under open-loop load; figures of one system."""
     loop = asyncio.get_running_loop()
@@ -851,13 +739,13 @@ async def measure(litellm: Any, server: ChildServer, s: Settings) -> dict[str, A
     results: list[dict[str, Any]] = []
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        fleet = FleetControl(server, session)
+        fleet = SimFleet(server, session, PROVIDERS, BASE_KNOBS)
         for name in order:
             with litellm_globals_restored(litellm):
                 if name == "ours":
-                    system = build_ours(fleet.base_urls, s)
+                    system = build_ours(fleet.urls, s)
                 else:
-                    system = build_litellm(litellm, fleet.base_urls, name, s)
+                    system = build_litellm(litellm, fleet.urls, name, s)
                 print(f"running {system.name} ...", file=sys.stderr, flush=True)
                 results.append(await run_system(system, fleet, arrivals, s))
         await fleet.reset()

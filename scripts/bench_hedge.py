@@ -65,29 +65,26 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
-
-try:
-    import router
-except ImportError:
-    # Run from a checkout without `pip install -e .`: the package sits next to scripts/.
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import router
-
-from _benchlib import (
+from _benchlib import (  # first: it puts the checkout on sys.path if router is not installed
     ChildServer,
     LagMonitor,
     close_litellm_clients,
     latency_summary,
+    litellm_model_list,
     load_litellm,
     machine_facts,
     open_loop,
     poisson_arrivals,
     quantile,
     raise_keyboard_interrupt,
+    router_config,
     spread,
     write_json,
 )
+from aiohttp import web
+
+import router
+from router._catalogue import text_tokens
 
 SCRIPT = Path(__file__).resolve()
 DEPLOYMENTS = ("s1", "s2")
@@ -184,7 +181,7 @@ class StragglerServer:
             raise
         self.ok += 1
         reply = f"Hello from {self.name}."
-        prompt = sum(len(str(m.get("content", ""))) for m in body.get("messages", [])) // 4 + 1
+        prompt = text_tokens(sum(len(str(m.get("content", ""))) for m in body.get("messages", [])))
         return web.json_response(
             {
                 "id": f"chatcmpl-{self.name}-{self.seq}",
@@ -274,31 +271,20 @@ def straggler_servers(tail: Tail, seed: int) -> ChildServer:
 # --- the client side ------------------------------------------------------------------------
 
 
-def router_config(urls: Mapping[str, str], hedge: bool, delay: float | str) -> dict[str, Any]:
+def hedge_config(urls: Mapping[str, str], hedge: bool, delay: float | str) -> dict[str, Any]:
     """Our router over the two deployments; only the hedge settings differ between modes."""
-    return {
-        "router": {
-            "deadline": DEADLINE_S,
-            "max_attempts": MAX_ATTEMPTS,
-            "timeout": ATTEMPT_TIMEOUT_S,
-            "strategy": "weighted",
-            "hedge": hedge,
-            "hedge_delay": delay,
-        },
-        "deployments": [
-            {
-                "name": name,
-                "model": f"openai/sim-{name}",
-                "api_base": urls[name],
-                "api_key": API_KEY,
-                "timeout": ATTEMPT_TIMEOUT_S,
-                "input_cost_per_token": PRICE[0],
-                "output_cost_per_token": PRICE[1],
-                "groups": [GROUP],
-            }
-            for name in DEPLOYMENTS
-        ],
+    settings = {
+        "deadline": DEADLINE_S,
+        "max_attempts": MAX_ATTEMPTS,
+        "timeout": ATTEMPT_TIMEOUT_S,
+        "strategy": "weighted",
+        "hedge": hedge,
+        "hedge_delay": delay,
     }
+    prices = dict.fromkeys(DEPLOYMENTS, PRICE)
+    return router_config(
+        urls, settings, prices, group=GROUP, timeout=ATTEMPT_TIMEOUT_S, api_key=API_KEY
+    )
 
 
 def build_modes(
@@ -306,9 +292,9 @@ def build_modes(
 ) -> tuple[dict[str, Callable[[], Awaitable[Any]]], dict[str, Any]]:
     """One zero-argument call per mode, and each mode's configuration for the report."""
     configs: dict[str, Any] = {
-        "off": router_config(urls, False, "p95"),
-        "hedge p95": router_config(urls, True, "p95"),
-        "hedge fixed": router_config(urls, True, s.fixed_delay),
+        "off": hedge_config(urls, False, "p95"),
+        "hedge p95": hedge_config(urls, True, "p95"),
+        "hedge fixed": hedge_config(urls, True, s.fixed_delay),
     }
     calls: dict[str, Callable[[], Awaitable[Any]]] = {}
     for mode, config in configs.items():
@@ -318,19 +304,9 @@ def build_modes(
             return await ours.acompletion(GROUP, MESSAGES)
 
         calls[mode] = call
-    model_list = [
-        {
-            "model_name": GROUP,
-            "litellm_params": {
-                "model": f"openai/sim-{name}",
-                "api_base": urls[name],
-                "api_key": API_KEY,
-                "timeout": ATTEMPT_TIMEOUT_S,
-                "max_retries": 0,
-            },
-        }
-        for name in DEPLOYMENTS
-    ]
+    model_list = litellm_model_list(
+        urls, None, group=GROUP, timeout=ATTEMPT_TIMEOUT_S, api_key=API_KEY
+    )
     kwargs = {
         "num_retries": MAX_ATTEMPTS - 1,
         "timeout": ATTEMPT_TIMEOUT_S,

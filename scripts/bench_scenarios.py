@@ -57,7 +57,6 @@ import json
 import logging
 import os
 import random
-import re
 import shutil
 import signal
 import statistics
@@ -69,37 +68,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-try:
-    import router
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import router
-
 import _scenarios as sc
-from _benchlib import (
-    ROOT,
+import aiohttp
+from _benchlib import (  # first: it puts the checkout on sys.path if router is not installed
+    LITELLM_STRATEGIES,
+    SIM_API_KEY,
     ChildServer,
     LagMonitor,
+    SimFleet,
     close_litellm_clients,
     latency_summary,
+    litellm_globals_restored,
+    litellm_model_list,
     load_litellm,
     machine_facts,
     open_loop,
     poisson_arrivals,
     raise_keyboard_interrupt,
+    router_config,
+    served_by,
+    sim_fleet_server,
     write_json,
 )
-from bench_chaos import LITELLM_STRATEGIES, litellm_globals_restored
 
-FLEET_SCRIPT = ROOT / "scripts" / "fleet.py"
-API_KEY = "sk-sim-bench"
+import router
+
+API_KEY = SIM_API_KEY
 GROUP = "chat"
 MESSAGES: list[dict[str, Any]] = [
     {"role": "user", "content": "Summarise the incident in one short line for the channel."}
 ]
-_REPLY = re.compile(r"Hello from (\w+)\.")
 ATTEMPT_TIMEOUT_S = 1.0
 CLIENT_CAP_S = 15.0
 RECOVERY_GRACE_S = 1.0
@@ -200,49 +198,7 @@ class AttemptTally(router.BaseObserver):
 
 
 def fleet_server(seed: int) -> ChildServer:
-    def argv(ports: Sequence[int]) -> list[str]:
-        command = [sys.executable, str(FLEET_SCRIPT), "--seed", str(seed)]
-        for name, port in zip(sc.DEPLOYMENTS, ports[1:], strict=True):
-            command += ["--provider", f"{name}:{port}"]
-        return [*command, "--control", str(ports[0])]
-
-    return ChildServer("the simulated fleet", argv, 1 + len(sc.DEPLOYMENTS), "/_sim/stats")
-
-
-class Fleet:
-    """The fleet's control plane from the benchmark's loop."""
-
-    def __init__(self, server: ChildServer, session: aiohttp.ClientSession) -> None:
-        self._root = server.url(0, "/_sim")
-        self._session = session
-        self.urls = {
-            name: f"http://127.0.0.1:{port}/v1"
-            for name, port in zip(sc.DEPLOYMENTS, server.ports[1:], strict=True)
-        }
-
-    async def _post(self, path: str, body: Mapping[str, Any] | None = None) -> None:
-        async with self._session.post(f"{self._root}{path}", json=body or {}) as response:
-            if response.status != 200:
-                text = await response.text()
-                raise RuntimeError(f"fleet control {path}: {response.status} {text}")
-
-    async def apply(self, knobs: Mapping[str, Mapping[str, Any]]) -> None:
-        await asyncio.gather(*(self._post(f"/{n}/knobs", v) for n, v in knobs.items()))
-
-    async def reset(self) -> None:
-        await self._post("/reset")
-        await self.apply(sc.BASE_KNOBS)
-
-    async def stats(self) -> dict[str, Any]:
-        async with self._session.get(f"{self._root}/stats") as response:
-            result: dict[str, Any] = await response.json()
-            return result
-
-    async def known_knobs(self) -> frozenset[str]:
-        async with self._session.get(f"{self._root}/a/knobs") as response:
-            body = await response.json()
-        knobs = body.get("knobs", body) if isinstance(body, dict) else {}
-        return frozenset(knobs)
+    return sim_fleet_server(seed, sc.DEPLOYMENTS)
 
 
 # --- the systems ----------------------------------------------------------------------------
@@ -267,22 +223,7 @@ def _text(response: Any) -> str:
 
 
 def ours_config(urls: Mapping[str, str], settings: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "router": dict(settings),
-        "deployments": [
-            {
-                "name": name,
-                "model": f"openai/sim-{name}",
-                "api_base": urls[name],
-                "api_key": API_KEY,
-                "timeout": ATTEMPT_TIMEOUT_S,
-                "input_cost_per_token": sc.PRICES[name][0],
-                "output_cost_per_token": sc.PRICES[name][1],
-                "groups": [GROUP],
-            }
-            for name in sc.DEPLOYMENTS
-        ],
-    }
+    return router_config(urls, settings, sc.PRICES, group=GROUP, timeout=ATTEMPT_TIMEOUT_S)
 
 
 def build_ours(name: str, urls: Mapping[str, str], s: Settings, seed: int) -> System:
@@ -301,22 +242,7 @@ def build_ours(name: str, urls: Mapping[str, str], s: Settings, seed: int) -> Sy
 
 
 def build_litellm(litellm: Any, urls: Mapping[str, str], strategy: str) -> System:
-    model_list = [
-        {
-            "model_name": GROUP,
-            "litellm_params": {
-                "model": f"openai/sim-{name}",
-                "api_base": urls[name],
-                "api_key": API_KEY,
-                "timeout": ATTEMPT_TIMEOUT_S,
-                "max_retries": 0,
-                "input_cost_per_token": sc.PRICES[name][0],
-                "output_cost_per_token": sc.PRICES[name][1],
-            },
-            "model_info": {"id": name},
-        }
-        for name in sc.DEPLOYMENTS
-    ]
+    model_list = litellm_model_list(urls, sc.PRICES, group=GROUP, timeout=ATTEMPT_TIMEOUT_S)
     kwargs: dict[str, Any] = {
         "num_retries": MAX_ATTEMPTS - 1,
         "timeout": ATTEMPT_TIMEOUT_S,
@@ -406,11 +332,6 @@ def portkey_server(script: Path) -> ChildServer:
 # --- one run --------------------------------------------------------------------------------
 
 
-def served_by(text: str) -> str | None:
-    match = _REPLY.fullmatch(text or "")
-    return match[1] if match else None
-
-
 async def warm_up(system: System, n: int, stream: bool) -> None:
     """Open connections and give latency-aware systems samples (errors are not fatal here)."""
     for start in range(0, n, 4):
@@ -421,7 +342,7 @@ async def warm_up(system: System, n: int, stream: bool) -> None:
 
 async def run_one(
     system: System,
-    fleet: Fleet,
+    fleet: SimFleet,
     scenario: sc.Scenario,
     arrivals: Sequence[float],
     s: Settings,
@@ -545,7 +466,7 @@ async def measure(
     timeout = aiohttp.ClientTimeout(total=10)
     results: list[dict[str, Any]] = []
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        fleet = Fleet(fleet_proc, session)
+        fleet = SimFleet(fleet_proc, session, sc.DEPLOYMENTS, sc.BASE_KNOBS)
         known = await fleet.known_knobs()
         await fleet.reset()
         # Every provider answers the same text length, so one usage prices every answer.
