@@ -138,6 +138,13 @@ class LatencyTrack:
         """The latest latency (or lower bound) seen."""
         return self._recent[-1] if self._recent else None
 
+    def blended(self, prior: float) -> float:
+        """The typical latency before there is one of its own: `prior` (a peer's), handed over
+        to this track's completed samples as they come, geometrically, ``prior^((10 - n)/10) *
+        own^(n/10)`` for n of the first 10 samples (router._select's `baseline`)."""
+        weight = min(self.count, _P95_MIN_SAMPLES) / _P95_MIN_SAMPLES
+        return math.exp((1.0 - weight) * math.log(max(prior, 1e-6)) + weight * self._log_typical)
+
     def slowness(self) -> float:
         """Recent latency over the typical one (1.0 when either is not known yet)."""
         typical = self.typical
@@ -163,13 +170,16 @@ class LatencyTrack:
             return None
         return max(_HUNG_FACTOR * p99, p99 + _HUNG_EXTRA_S)
 
-    def overdue(self, now: float) -> float:
+    def overdue(self, now: float, p99: float | None = None) -> float:
         """The age of the oldest attempt still out if it is past the recent p99 (a request
-        that long is not one of the deployment's normal ones), else 0.0."""
+        that long is not one of the deployment's normal ones), else 0.0. `p99` stands in for
+        this track's own before it has one (a peer's: router._select)."""
         age = self.age(now)
         if age <= 0.0:
             return 0.0
-        p99 = self.p99()
+        own = self.p99()
+        if own is not None:
+            p99 = own
         return age if p99 is not None and age > p99 else 0.0
 
 

@@ -21,12 +21,14 @@ if TYPE_CHECKING:
     from router._attempts import AttemptLoop, Result
     from router._call import Call
     from router._config import Deployment
+    from router._health import LatencyTrack
 
 __all__ = [
     "HEDGE_FALLBACK_DELAY_S",
     "cancel_all",
     "hedge_target",
     "hedged",
+    "hung_after",
     "lost",
     "race_delay",
     "rescued",
@@ -36,6 +38,29 @@ T = TypeVar("T")
 
 HEDGE_FALLBACK_DELAY_S = 0.5
 """Hedge delay with ``hedge_delay = "p95"`` before the first candidate has 10 samples."""
+
+
+def hung_after(
+    loop: AttemptLoop, deployment: Deployment, peers: Sequence[Deployment], first_chunk: bool
+) -> float | None:
+    """Seconds after which an attempt on `deployment` is presumed hung, or None.
+
+    Its own `LatencyTrack.hung_after` once it has 10 completed samples. Before that (a
+    deployment new to this process, or one that rarely gets traffic, like a second region
+    behind a cheaper first), the most lenient (largest) `hung_after` among `peers` that have
+    one: an attempt still out after the slowest peer's threshold is far past what any
+    deployment of the group normally takes, so a cold deployment that hangs is rescued instead
+    of being waited on until its timeout, and a cold one that is merely slower than its peers
+    (within the slowest peer's spread) is not raced. None when no peer has a threshold either.
+    """
+    own = loop.state.get(deployment.name).health.track(first_chunk).hung_after()
+    if own is not None:
+        return own
+    return loop.selector.from_peers(deployment, peers, first_chunk, _hung_after)
+
+
+def _hung_after(track: LatencyTrack) -> float | None:
+    return track.hung_after()
 
 
 def race_delay(
@@ -49,8 +74,9 @@ def race_delay(
     the race is a rescue only (the primary's own threshold: no hedge, no degraded probe), which
     `rescued` runs without a task until it starts.
 
-    Always: once the primary is past its own `hung_after` (router._health), a rescue
-    attempt starts elsewhere (the primary keeps running: if it answers first, it wins).
+    Always: once the primary is past its `hung_after` (its own, router._health, else its
+    peers': `hung_after` here), a rescue attempt starts elsewhere (the primary keeps running:
+    if it answers first, it wins).
     A probe of a degraded deployment races after twice the next candidate's expected
     latency, so its caller does not wait on the slow one. With ``hedge = true``, the
     hedge delay too (seconds, or the primary's p95 capped at twice its median).
@@ -59,7 +85,7 @@ def race_delay(
         return None  # nowhere else to go: no race can start (and none of this is needed)
     settings = call.settings
     health = loop.state.get(primary.name).health
-    delay = health.track(first_chunk).hung_after()
+    delay = hung_after(loop, primary, ranked, first_chunk)
     now = loop.clock.now()
     selector = loop.selector
     rescue = True
@@ -237,7 +263,7 @@ async def hedged(
     rescued: set[asyncio.Future[Result[T]]] = {first}
     try:
         while pending:
-            due = _next_hung(loop, racers, pending, rescued, first_chunk)
+            due = _next_hung(loop, racers, pending, rescued, ranked, first_chunk)
             wait = None
             if due is not None:
                 wait = max(0.0, min(due[0], call.deadline_at) - clock.now())
@@ -307,15 +333,17 @@ def _next_hung(
     racers: Mapping[asyncio.Future[Result[T]], tuple[Deployment, bool, float]],
     pending: set[asyncio.Future[Result[T]]],
     rescued: set[asyncio.Future[Result[T]]],
+    ranked: Sequence[Deployment],
     first_chunk: bool,
 ) -> tuple[float, asyncio.Future[Result[T]]] | None:
-    """When the next racer not yet rescued passes its deployment's `hung_after`, and which."""
+    """When the next racer not yet rescued passes its deployment's `hung_after` (a cold one's
+    borrowed from its peers), and which."""
     best: tuple[float, asyncio.Future[Result[T]]] | None = None
     for task in pending:
         if task in rescued:
             continue
         deployment, _, started = racers[task]
-        hung = loop.state.get(deployment.name).health.track(first_chunk).hung_after()
+        hung = hung_after(loop, deployment, ranked, first_chunk)
         if hung is None:
             continue
         at = started + hung

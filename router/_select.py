@@ -24,9 +24,10 @@ seeded `random.Random`.
 
 **Slow is a failure mode** (every strategy): after ranking, a *degraded* deployment is moved
 behind every candidate that is not. Degraded means its recent latency (the median of its last
-five; for streams, of time to first chunk) is at least `SLOW_FACTOR` (3) times its own long-run
-typical latency (router._health.LatencyTrack), or, before it has a baseline of its own, 10 times
-the best typical latency among its peers; and at least `NOISE_S` (50 ms) slower than normal;
+five; for streams, of time to first chunk) is at least `SLOW_FACTOR` (3) times its *baseline*:
+its own long-run typical latency (router._health.LatencyTrack), or, before it has 10 samples of
+its own, its peers' (the largest typical latency among them, handed over to its own samples as
+they come: `Selector.baseline`); and at least `NOISE_S` (50 ms) slower than normal;
 and some other candidate is expected to take at most half as long (`GAIN`)
 (when all are slow alike, moving traffic gains nothing and costs money). A degraded deployment
 keeps a trickle of traffic so its recovery is seen: once per `PROBE_INTERVAL_S` (1 s, per
@@ -54,7 +55,7 @@ from typing import TYPE_CHECKING
 
 from router._breaker import State
 from router._catalogue import configured_cost
-from router._health import SLOW_FACTOR
+from router._health import SLOW_FACTOR, LatencyTrack
 
 if TYPE_CHECKING:
     from router._catalogue import Catalogue
@@ -62,9 +63,6 @@ if TYPE_CHECKING:
     from router._state import StateStore
 
 _REF_TOKENS = 1000
-PEER_FACTOR = 10.0
-"""Without a baseline of its own, a deployment this many times slower than its best peer is
-degraded."""
 NOISE_S = 0.05
 """A slowdown smaller than this is not a degradation: a busy client's own scheduling stalls
 (garbage collection, another process on the core) look like that, whoever is serving."""
@@ -130,34 +128,67 @@ class Selector:
     ) -> float:
         """How many times slower than normal `deployment` is now (1.0 when not known).
 
-        Against its own typical latency; before it has one, against the best typical latency
-        of `peers`, counted only from `PEER_FACTOR` up (peers differ by nature). With `now`,
-        an attempt still out counts as a latency of at least its age (`expected_latency`)."""
-        track = self._state.get(deployment.name).health.track(first_chunk)
-        recent = self.expected_latency(deployment, first_chunk, now, typical=False)
-        typical = track.typical
-        if typical is not None:
-            if recent is None or typical <= 0:
-                return 1.0
-            return recent / typical
+        Against its `baseline` (its own typical latency, or before it has one its peers').
+        With `now`, an attempt still out counts as a latency of at least its age
+        (`expected_latency`)."""
+        recent = self.expected_latency(deployment, first_chunk, now, typical=False, peers=peers)
         if recent is None:
             return 1.0
-        best = self._best_typical(deployment, peers, first_chunk)
-        if best is None or recent < PEER_FACTOR * best:
+        typical = self.baseline(deployment, peers, first_chunk)
+        if typical is None or typical <= 0:
             return 1.0
-        return recent / best
+        return recent / typical
 
-    def _best_typical(
+    def baseline(
         self, deployment: Deployment, peers: Sequence[Deployment], first_chunk: bool
     ) -> float | None:
-        best: float | None = None
+        """The latency `deployment` normally takes (None when neither it nor a peer knows).
+
+        Its own long-run typical latency once it has 10 completed samples. Before that (new
+        to this process, or rarely used, like a second region behind a cheaper first) its
+        peers': the largest typical latency among `peers` (the most lenient), handed over to
+        its own samples as they come: with n of its first 10, the geometric blend
+        ``prior^((10 - n)/10) * own^(n/10)`` (`LatencyTrack.blended`). So a cold deployment
+        that is slow *now* (a brownout that hit it before it had a history) is judged against
+        what the group normally takes instead of learning the brownout as its normal, and a
+        cold deployment that is slower by nature has its own figure within ten calls."""
+        track = self._state.get(deployment.name).health.track(first_chunk)
+        own = track.typical
+        if own is not None:
+            return own
+        prior = self.from_peers(deployment, peers, first_chunk, _typical)
+        return None if prior is None else track.blended(prior)
+
+    def from_peers(
+        self,
+        deployment: Deployment,
+        peers: Sequence[Deployment],
+        first_chunk: bool,
+        figure: Callable[[LatencyTrack], float | None],
+    ) -> float | None:
+        """The largest (most lenient) `figure` of the latency tracks of `peers` other than
+        `deployment` (None when none has it): what a cold deployment borrows."""
+        largest: float | None = None
         for peer in peers:
             if peer is deployment:
                 continue
-            typical = self._state.get(peer.name).health.track(first_chunk).typical
-            if typical is not None and (best is None or typical < best):
-                best = typical
-        return best
+            value = figure(self._state.get(peer.name).health.track(first_chunk))
+            if value is not None and (largest is None or value > largest):
+                largest = value
+        return largest
+
+    def _overdue(
+        self,
+        track: LatencyTrack,
+        deployment: Deployment,
+        peers: Sequence[Deployment],
+        first_chunk: bool,
+        now: float,
+    ) -> float:
+        """`LatencyTrack.overdue`, against the largest peer p99 before it has its own."""
+        if not peers or track.p99() is not None:
+            return track.overdue(now)
+        return track.overdue(now, self.from_peers(deployment, peers, first_chunk, _p99))
 
     def expected_latency(
         self,
@@ -166,21 +197,23 @@ class Selector:
         now: float | None = None,
         *,
         typical: bool = True,
+        peers: Sequence[Deployment] = (),
     ) -> float | None:
         """What an attempt on `deployment` is expected to take now (None when not known).
 
-        The median of its recent latencies (else, with `typical`, its long-run typical one);
-        with `now`, at least the age of its oldest attempt still out once that is past the
-        deployment's own recent p99 (`LatencyTrack.overdue`): that attempt takes at least so
-        long, so the next is not expected to be faster. A deployment that turns slow or hangs
-        is seen while its first slow attempt is still out, not after three came back or timed
-        out; a long request within the deployment's normal spread does not count."""
+        The median of its recent latencies (else, with `typical`, its `baseline`: for a cold
+        deployment, from `peers`); with `now`, at least the age of its oldest attempt still
+        out once that is past the deployment's recent p99 (before it has one, the largest of
+        its peers'; `LatencyTrack.overdue`): that attempt takes at least so long, so the next
+        is not expected to be faster. A deployment that turns slow or hangs is seen while its
+        first slow attempt is still out, not after three came back or timed out; a long
+        request within the deployment's normal spread does not count."""
         track = self._state.get(deployment.name).health.track(first_chunk)
         recent = track.recent
         if recent is None and typical:
-            recent = track.typical
+            recent = self.baseline(deployment, peers, first_chunk)
         if now is not None:
-            age = track.overdue(now)
+            age = self._overdue(track, deployment, peers, first_chunk, now)
             if age > 0.0 and (recent is None or age > recent):
                 return age
         return recent
@@ -210,7 +243,7 @@ class Selector:
         slowness = self.slowness(deployment, peers, first_chunk, now)
         if slowness < SLOW_FACTOR:
             return False
-        mine = self.expected_latency(deployment, first_chunk, now)
+        mine = self.expected_latency(deployment, first_chunk, now, peers=peers)
         if mine is None or mine - mine / slowness < NOISE_S:
             return False
         for peer in peers:
@@ -254,19 +287,10 @@ class Selector:
                 kept.append(entry)
                 continue
             health = self._state.get(deployment.name).health
-            tracks = (
-                (health.ttft_track, health.calls_track) if first_chunk else (health.calls_track,)
-            )
             # A probe that came back well (at normal speed, a success) and none still out
             # overdue: probe again at once, recovery is near.
-            fast = all(
-                t.typical is None
-                or (
-                    t.last is not None
-                    and t.last < SLOW_FACTOR * t.typical
-                    and t.overdue(now) == 0.0
-                )
-                for t in tracks
+            fast = self._came_back(deployment, peers, False, now) and (
+                not first_chunk or self._came_back(deployment, peers, True, now)
             )
             good = (fast or not slow_now) and (health.last_ok or not flaky)
             if good or now >= health.next_probe:
@@ -277,6 +301,22 @@ class Selector:
         if not slow:
             return kept
         return kept + slow
+
+    def _came_back(
+        self, deployment: Deployment, peers: Sequence[Deployment], first_chunk: bool, now: float
+    ) -> bool:
+        """Its latest latency is back near its `baseline` and no attempt of it is overdue (True
+        when it has no baseline to compare with)."""
+        track = self._state.get(deployment.name).health.track(first_chunk)
+        typical = self.baseline(deployment, peers, first_chunk)
+        if typical is None:
+            return True
+        last = track.last
+        return (
+            last is not None
+            and last < SLOW_FACTOR * typical
+            and self._overdue(track, deployment, peers, first_chunk, now) == 0.0
+        )
 
     def price(self, deployment: Deployment) -> float:
         """USD of a 1k-in/1k-out request on `deployment` (inf when unknown)."""
@@ -357,6 +397,14 @@ class Selector:
         self, candidates: Sequence[Deployment], now: float, weights: BalancedWeights
     ) -> Ranked:
         return [(d, float(i)) for i, d in enumerate(candidates)]
+
+
+def _typical(track: LatencyTrack) -> float | None:
+    return track.typical
+
+
+def _p99(track: LatencyTrack) -> float | None:
+    return track.p99()
 
 
 def _key(entry: tuple[Deployment, float]) -> float:

@@ -160,6 +160,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from router import DeadlineExceeded, Router, get_decision  # noqa: E402
+from router._decision import Decision  # noqa: E402
 from router.testing import Step, fail, hang, ok  # noqa: E402
 
 MSG = [{"role": "user", "content": "hi"}]
@@ -253,21 +254,75 @@ async def test_a_rescue_that_hangs_too_is_rescued_in_turn() -> None:
     # a and b both hang; c answers. The first attempt (a) is rescued on b once past its
     # hung_after (~55 ms from a 5 ms history), and b, hanging too, is rescued on c in turn,
     # instead of the call waiting on b until its timeout (here: past the deadline).
+    history = {name: 0.005 for name in ("a", "b", "c")}
+    decision, calls = await _rescued(history, hanging=("a", "b"), answering="c")
+    assert decision is not None and decision.deployment == "c"
+    assert calls == ["a", "b", "c"]
+
+
+async def _rescued(
+    history: dict[str, float], hanging: tuple[str, ...], answering: str
+) -> tuple[Decision | None, list[str]]:
+    """One call on the real clock (short times): deployments with 20 samples at `history`'s
+    latency, `hanging` ones never answer (timeout 30 s, deadline 3 s), `answering` does.
+    Returns the decision and the deployments called, in order."""
     from router._clock import SystemClock
 
     clock = SystemClock()
     backend = FakeBackend(clock)  # type: ignore[arg-type]
     state = MemoryState()
-    for name in ("a", "b", "c"):
+    for name, latency in history.items():
         for _ in range(20):
-            state.get(name).health.observe_latency(0.005, 0.0)
-    backend.script("a", default=hang())
-    backend.script("b", default=hang())
-    backend.script("c", default=ok("from c"))
+            state.get(name).health.observe_latency(latency, 0.0)
+    for name in hanging:
+        backend.script(name, default=hang())
+    backend.script(answering, default=ok(f"from {answering}"))
     config = engine_config(3, deadline=3.0)
     for d in config["deployments"]:
         d["timeout"] = 30.0
     router = Router(config, backend=backend, clock=clock, state=state, seed=0)
     decision = get_decision(await router.acompletion("chat", MSG))
+    return decision, [c.deployment for c in backend.calls]
+
+
+def test_a_cold_deployment_that_hangs_borrows_its_peers_hung_threshold() -> None:
+    # a has no latency history (a second region that rarely gets traffic); b and c have 20
+    # samples each. a's attempt is raced once past the most lenient peer threshold (c's), so
+    # a cold deployment that hangs is rescued instead of waited on until its timeout.
+    from router._call import NO_CONTEXT
+    from router._hedge import race_delay
+
+    clock = FakeClock()
+    state = MemoryState()
+    for _ in range(20):
+        state.get("b").health.observe_latency(0.005, clock.now())
+        state.get("c").health.observe_latency(0.010, clock.now())
+    router = Router(engine_config(3), backend=FakeBackend(clock), clock=clock, state=state)
+    engine = router.engine
+    a, b, c, d = router.config.deployments_in("chat")
+    call = engine._start("chat", router.config.settings_for("chat"), None, False, NO_CONTEXT)
+    c_hung = state.get("c").health.track(False).hung_after()
+    b_hung = state.get("b").health.track(False).hung_after()
+    assert c_hung is not None and b_hung is not None and c_hung > b_hung
+    assert race_delay(engine, call, a, [a, b, c, d], first_chunk=False) == c_hung
+    assert race_delay(engine, call, b, [b, c], first_chunk=False) == b_hung  # its own first
+    assert race_delay(engine, call, a, [a, d], first_chunk=False) is None  # nobody knows
+    # Streams borrow from their peers' first-chunk history, which nobody has here.
+    assert race_delay(engine, call, a, [a, b, c, d], first_chunk=True) is None
+
+
+async def test_a_cold_deployment_that_hangs_is_rescued_by_a_warm_peer() -> None:
+    # End to end (real clock, short times): a is the cheapest and cold, and hangs; its timeout
+    # is past the deadline. Rescued after c's threshold (~60 ms), b answers; without the
+    # borrowed threshold the call waited on a until the deadline.
+    decision, calls = await _rescued({"b": 0.005, "c": 0.010}, hanging=("a",), answering="b")
+    assert decision is not None and decision.deployment == "b"
+    assert calls == ["a", "b"]
+
+
+async def test_a_cold_rescue_that_hangs_is_rescued_in_turn_after_its_peers_threshold() -> None:
+    # a (warm) hangs and is rescued on b, which is cold and hangs too: b is rescued in turn
+    # on c once past the largest peer threshold, instead of being waited on until the deadline.
+    decision, calls = await _rescued({"a": 0.005, "c": 0.010}, hanging=("a", "b"), answering="c")
     assert decision is not None and decision.deployment == "c"
-    assert [c.deployment for c in backend.calls] == ["a", "b", "c"]
+    assert calls == ["a", "b", "c"]

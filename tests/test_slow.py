@@ -137,13 +137,64 @@ def test_no_demotion_when_nothing_is_faster() -> None:
     assert ranked(selector, deployments, 1.0) == ["a", "b"]
 
 
-def test_without_a_baseline_of_its_own_a_deployment_is_compared_with_its_peers() -> None:
+def test_without_a_baseline_of_its_own_a_deployment_is_judged_by_its_peers_until_it_has_one() -> (
+    None
+):
+    # a has no history (a second region behind a cheaper first); b's typical is 20 ms. a's
+    # first answers take 100 ms: against the group's normal (20 ms, handed over to a's own
+    # samples as they come) that is a slowdown, not a.'s nature, until a's own samples say so.
     selector, deployments, state = setup({"a": 1e-7, "b": 2e-7})
+    a = deployments[0]
     feed(state, "b", 0.020, 20)
-    feed(state, "a", 0.100, 3)  # 5x the peer: peers differ by nature, not degraded
-    assert not selector.degraded(deployments[0], deployments, False)
-    feed(state, "a", 0.400, 3)  # 20x the best peer: degraded
-    assert selector.degraded(deployments[0], deployments, False)
+    feed(state, "a", 0.100, 3)
+    # baseline = 20 ms^(7/10) * 100 ms^(3/10) = 32 ms: 3.1x slower, 68 ms over, b at a fifth
+    assert selector.baseline(a, deployments, False) == pytest.approx(0.020**0.7 * 0.100**0.3)
+    assert selector.degraded(a, deployments, False)
+    feed(state, "a", 0.100, 2)  # five of its own: 20^0.5 * 100^0.5 = 45 ms, 2.2x
+    assert not selector.degraded(a, deployments, False)  # slower by nature, learnt in 5 calls
+    feed(state, "a", 0.100, 5)
+    assert selector.baseline(a, deployments, False) == pytest.approx(0.100)  # its own now
+
+
+def test_a_cold_deployment_borrows_the_most_lenient_peer_baseline() -> None:
+    selector, deployments, state = setup({"a": 1e-7, "b": 2e-7, "c": 3e-7})
+    a = deployments[0]
+    feed(state, "b", 0.020, 20)
+    feed(state, "c", 0.040, 20)
+    assert selector.baseline(a, deployments, False) == pytest.approx(0.040)  # c's, not b's
+    feed(state, "a", 0.100, 3)  # 2x c's normal (blended): no peer's normal is that far off
+    assert not selector.degraded(a, deployments, False)
+    assert selector.baseline(a, [a], False) is None  # no peer knows either
+    assert not selector.degraded(a, [a], False)
+
+
+def test_a_brownout_on_a_cold_second_region_moves_its_traffic() -> None:
+    # The brownout of issue 11: both of A's regions are 15x slower; a2 had no history (all
+    # traffic went to a), b has none either (nothing failed over yet). a is degraded against
+    # its own baseline, a2 against the group's, and b takes the traffic; before the rule a2's
+    # first samples became its normal and it kept the traffic.
+    selector, deployments, state = setup({"a": 1e-7, "a2": 1e-7, "b": 2.5e-7})
+    feed(state, "a", 0.012, 40)
+    feed(state, "a", 0.180, 3)
+    feed(state, "a2", 0.180, 3)
+    for name in ("a", "a2"):
+        state.get(name).health.next_probe = 100.0  # not due a probe
+    assert ranked(selector, deployments, 1.0) == ["b", "a", "a2"]
+
+
+def test_a_cold_deployments_attempt_is_overdue_past_its_peers_p99() -> None:
+    # The first attempt on a cold a2 is still out 300 ms in; a's p99 is ~12 ms. a2 is seen
+    # slow before any of its slow attempts came back, as a warm deployment would be.
+    selector, deployments, state = setup({"a": 1e-7, "a2": 1e-7, "b": 2.5e-7})
+    a2 = deployments[1]
+    feed(state, "a", 0.012, 40)
+    state.get("a2").health.calls_track.begin(10.0)
+    # 5 ms out: within a's normal spread; expected as the group normally takes (a's 12 ms)
+    assert selector.expected_latency(a2, False, 10.005, peers=deployments) == pytest.approx(0.012)
+    assert not selector.degraded(a2, deployments, False, 10.005)
+    assert selector.expected_latency(a2, False, 10.3, peers=deployments) == pytest.approx(0.3)
+    assert selector.expected_latency(a2, False, 10.3) is None  # without peers: nothing known
+    assert selector.degraded(a2, deployments, False, 10.3)
 
 
 def test_streams_are_judged_on_time_to_first_chunk_apart_from_whole_calls() -> None:
@@ -157,10 +208,25 @@ def test_streams_are_judged_on_time_to_first_chunk_apart_from_whole_calls() -> N
     assert ranked(selector, deployments, 1.0) == ["a", "b"]
 
 
+def test_a_peers_baseline_is_handed_over_to_a_tracks_own_samples() -> None:
+    track = LatencyTrack()
+    assert track.blended(0.020) == pytest.approx(0.020)
+    for n in range(1, 11):
+        track.observe(0.080)
+        assert track.blended(0.020) == pytest.approx(0.020 ** (1 - n / 10) * 0.080 ** (n / 10))
+    assert track.blended(0.020) == pytest.approx(track.typical or 0.0)
+
+
 def test_an_attempt_still_out_past_the_p99_is_a_lower_bound_on_latency_now() -> None:
     track = LatencyTrack()
+    assert track.overdue(5.0, 0.05) == 0.0  # nothing out
+    cold = track.begin(5.0)
+    assert track.overdue(5.3) == 0.0  # no p99 of its own: not evidence
+    assert track.overdue(5.3, 0.05) == pytest.approx(0.3)  # a peer's p99 stands in
+    track.end(cold)
     for i in range(20):
         track.observe(0.010 + 0.0001 * i)
+    assert track.overdue(5.3, 1.0) == 0.0  # its own p99 (~12 ms) takes over
     token = track.begin(5.0)
     assert track.age(5.3) == pytest.approx(0.3)
     assert track.overdue(5.005) == 0.0  # within its own normal spread: not evidence
