@@ -186,7 +186,7 @@ class Selector:
         now: float,
     ) -> float:
         """`LatencyTrack.overdue`, against the largest peer p99 before it has its own."""
-        if not peers or track.p99() is not None:
+        if not peers or track.p99() is not None or track.age(now) <= 0.0:
             return track.overdue(now)
         return track.overdue(now, self.from_peers(deployment, peers, first_chunk, _p99))
 
