@@ -62,7 +62,9 @@ class LatencyTrack:
         "_recent",
         "_samples",
         "_stale",
+        "born",
         "count",
+        "seen",
     )
 
     def __init__(self) -> None:
@@ -76,6 +78,10 @@ class LatencyTrack:
         self.count = 0
         self._out: dict[int, float] = {}
         self._next = 0
+        self.born: float | None = None
+        """When the first completed sample came (engine clock), None before."""
+        self.seen: float | None = None
+        """When the latest completed sample came."""
 
     def begin(self, now: float) -> int:
         """An attempt starts at `now`; returns its token for `end`."""
@@ -101,9 +107,10 @@ class LatencyTrack:
         # entry is the oldest attempt still out.
         return max(0.0, now - next(iter(out.values())))
 
-    def observe(self, seconds: float, *, completed: bool = True) -> None:
+    def observe(self, seconds: float, *, completed: bool = True, now: float | None = None) -> None:
         """One latency: a completed attempt, or a lower bound (an attempt cut short by a hedge
-        or timeout), which counts as recent evidence but not towards the baseline."""
+        or timeout), which counts as recent evidence but not towards the baseline. `now`
+        dates the first completed sample (`born`)."""
         seconds = max(seconds, 1e-6)
         recent = self._recent
         recent.append(seconds)
@@ -114,6 +121,10 @@ class LatencyTrack:
             self._median = ordered[half] if n % 2 else (ordered[half - 1] + ordered[half]) / 2
         if not completed:
             return
+        if now is not None:
+            self.seen = now
+            if self.born is None:
+                self.born = now
         self._samples.append(seconds)
         self._stale += 1
         self.count += 1
@@ -138,12 +149,26 @@ class LatencyTrack:
         """The latest latency (or lower bound) seen."""
         return self._recent[-1] if self._recent else None
 
-    def blended(self, prior: float) -> float:
-        """The typical latency before there is one of its own: `prior` (a peer's), handed over
-        to this track's completed samples as they come, geometrically, ``prior^((10 - n)/10) *
-        own^(n/10)`` for n of the first 10 samples (router._select's `baseline`)."""
-        weight = min(self.count, _P95_MIN_SAMPLES) / _P95_MIN_SAMPLES
-        return math.exp((1.0 - weight) * math.log(max(prior, 1e-6)) + weight * self._log_typical)
+    def blended(self, prior: float, now: float | None, decay: float) -> float:
+        """The typical latency while this track is young: `prior` (its peers'), giving way to
+        its own samples with time like a peak EWMA's old value, geometrically:
+        ``prior^w * own^(1 - w)`` with ``w = exp(-(now - born) / decay)`` (`prior` alone
+        before the first sample; `now` defaults to the latest sample's time; router._select's
+        `baseline`)."""
+        if self.count == 0 or self.born is None:
+            return prior
+        at = self.seen if now is None else now
+        age = 0.0 if at is None else max(0.0, at - self.born)
+        weight = math.exp(-age / decay) if decay > 0 else 0.0
+        return math.exp(weight * math.log(max(prior, 1e-6)) + (1.0 - weight) * self._log_typical)
+
+    def young(self, now: float | None, decay: float) -> bool:
+        """Whether a peer's figures still weigh in (`blended`): fewer than 10 samples, or
+        the first one less than three decay periods ago (the prior's weight above 5%)."""
+        if self.count < _P95_MIN_SAMPLES:
+            return True
+        at = self.seen if now is None else now
+        return self.born is not None and at is not None and at - self.born < 3.0 * decay
 
     def slowness(self) -> float:
         """Recent latency over the typical one (1.0 when either is not known yet)."""
@@ -237,10 +262,10 @@ class Health:
         or lost a hedge race, which moves the EWMA but is not a p95 sample."""
         if first_chunk:
             self.ttft = self._peak_ewma(self.ttft, seconds, now)
-            self.ttft_track.observe(seconds, completed=completed)
+            self.ttft_track.observe(seconds, completed=completed, now=now)
         else:
             self.latency = self._peak_ewma(self.latency, seconds, now)
-            self.calls_track.observe(seconds, completed=completed)
+            self.calls_track.observe(seconds, completed=completed, now=now)
         self.updated = now
         if completed:
             self._samples.append(seconds)

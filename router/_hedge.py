@@ -47,16 +47,23 @@ def hung_after(
 
     Its own `LatencyTrack.hung_after` once it has 10 completed samples. Before that (a
     deployment new to this process, or one that rarely gets traffic, like a second region
-    behind a cheaper first), the most lenient (largest) `hung_after` among `peers` that have
-    one: an attempt still out after the slowest peer's threshold is far past what any
-    deployment of the group normally takes, so a cold deployment that hangs is rescued instead
-    of being waited on until its timeout, and a cold one that is merely slower than its peers
-    (within the slowest peer's spread) is not raced. None when no peer has a threshold either.
+    behind a cheaper first), the sooner of the most lenient (largest) `hung_after` among
+    `peers` and its `Selector.slow_after` (the age at which it would be judged degraded
+    against its peers' baseline): a cold deployment that hangs, or is hit by a brownout
+    before it has a history, is rescued instead of being waited on, and one merely slower
+    than its peers (under 3x the slowest one's normal) is not raced. None when no peer has a
+    figure either.
     """
     own = loop.state.get(deployment.name).health.track(first_chunk).hung_after()
     if own is not None:
         return own
-    return loop.selector.from_peers(deployment, peers, first_chunk, _hung_after)
+    selector = loop.selector
+    now = loop.clock.now()
+    borrowed = selector.from_peers(deployment, peers, first_chunk, _hung_after)
+    slow = selector.slow_after(deployment, peers, first_chunk, now)
+    if borrowed is None or (slow is not None and slow < borrowed):
+        return slow
+    return borrowed
 
 
 def _hung_after(track: LatencyTrack) -> float | None:
@@ -94,7 +101,7 @@ def race_delay(
         for other in ranked:
             if other is primary:
                 continue
-            expected = selector.expected_latency(other, first_chunk, now)
+            expected = selector.expected_latency(other, first_chunk, now, peers=ranked)
             if expected is not None:
                 delay = 2.0 * expected if delay is None else min(delay, 2.0 * expected)
             break

@@ -25,9 +25,10 @@ seeded `random.Random`.
 **Slow is a failure mode** (every strategy): after ranking, a *degraded* deployment is moved
 behind every candidate that is not. Degraded means its recent latency (the median of its last
 five; for streams, of time to first chunk) is at least `SLOW_FACTOR` (3) times its *baseline*:
-its own long-run typical latency (router._health.LatencyTrack), or, before it has 10 samples of
-its own, its peers' (the largest typical latency among them, handed over to its own samples as
-they come: `Selector.baseline`); and at least `NOISE_S` (50 ms) slower than normal;
+its own long-run typical latency (router._health.LatencyTrack), or, while it is young (fewer
+than 10 samples, or the first under 30 s ago), its peers' (the largest typical latency among
+them) fading into its own with its age: `Selector.baseline`; and at least `NOISE_S` (50 ms)
+slower than normal;
 and some other candidate is expected to take at most half as long (`GAIN`)
 (when all are slow alike, moving traffic gains nothing and costs money). A degraded deployment
 keeps a trickle of traffic so its recovery is seen: once per `PROBE_INTERVAL_S` (1 s, per
@@ -134,30 +135,59 @@ class Selector:
         recent = self.expected_latency(deployment, first_chunk, now, typical=False, peers=peers)
         if recent is None:
             return 1.0
-        typical = self.baseline(deployment, peers, first_chunk)
+        typical = self.baseline(deployment, peers, first_chunk, now)
         if typical is None or typical <= 0:
             return 1.0
         return recent / typical
 
     def baseline(
-        self, deployment: Deployment, peers: Sequence[Deployment], first_chunk: bool
+        self,
+        deployment: Deployment,
+        peers: Sequence[Deployment],
+        first_chunk: bool,
+        now: float | None = None,
     ) -> float | None:
         """The latency `deployment` normally takes (None when neither it nor a peer knows).
 
-        Its own long-run typical latency once it has 10 completed samples. Before that (new
-        to this process, or rarely used, like a second region behind a cheaper first) its
-        peers': the largest typical latency among `peers` (the most lenient), handed over to
-        its own samples as they come: with n of its first 10, the geometric blend
-        ``prior^((10 - n)/10) * own^(n/10)`` (`LatencyTrack.blended`). So a cold deployment
-        that is slow *now* (a brownout that hit it before it had a history) is judged against
-        what the group normally takes instead of learning the brownout as its normal, and a
-        cold deployment that is slower by nature has its own figure within ten calls."""
-        track = self._state.get(deployment.name).health.track(first_chunk)
+        Its own long-run typical latency, once it has 10 samples and they are old enough to
+        be its own pace. While it is *young* (fewer than 10 samples, or its first one less
+        than three decay periods ago: new to this process, or rarely used, like a second
+        region behind a cheaper first), its peers' figure weighs in: the largest typical
+        latency among `peers` (the most lenient), giving way to its own samples with time as
+        a peak EWMA forgets, ``prior^w * own^(1 - w)``, ``w = exp(-age / decay)`` (decay the
+        deployment's latency decay, 10 s; `LatencyTrack.blended`). So a brownout that hits a
+        cold deployment stays a slowdown against what the group normally takes, however many
+        slow samples arrive at once, instead of becoming its normal; a deployment slower by
+        nature has its own pace within a few decay periods (5x its peers: ~4 s; 10x: ~7 s)."""
+        health = self._state.get(deployment.name).health
+        track = health.track(first_chunk)
         own = track.typical
-        if own is not None:
+        if own is not None and not track.young(now, health.decay):
             return own
         prior = self.from_peers(deployment, peers, first_chunk, _typical)
-        return None if prior is None else track.blended(prior)
+        if prior is None:
+            return own
+        return track.blended(prior, now, health.decay)
+
+    def slow_after(
+        self,
+        deployment: Deployment,
+        peers: Sequence[Deployment],
+        first_chunk: bool,
+        now: float | None = None,
+    ) -> float | None:
+        """For a deployment without its own p99 (fewer than 10 samples): the age past which
+        an attempt on it makes it degraded, ``max(SLOW_FACTOR * baseline, baseline + NOISE_S)``
+        (None for one with its own p99, or when no baseline is known). It stands in for the
+        p99 in `expected_latency` and, on the attempt loop, for the hung threshold: a cold
+        deployment's attempt is raced once it is slow by the same rule that would demote it."""
+        track = self._state.get(deployment.name).health.track(first_chunk)
+        if track.p99() is not None:
+            return None
+        typical = self.baseline(deployment, peers, first_chunk, now)
+        if typical is None:
+            return None
+        return max(SLOW_FACTOR * typical, typical + NOISE_S)
 
     def from_peers(
         self,
@@ -185,10 +215,10 @@ class Selector:
         first_chunk: bool,
         now: float,
     ) -> float:
-        """`LatencyTrack.overdue`, against the largest peer p99 before it has its own."""
+        """`LatencyTrack.overdue`; before it has its own p99, against `slow_after`."""
         if not peers or track.p99() is not None or track.age(now) <= 0.0:
             return track.overdue(now)
-        return track.overdue(now, self.from_peers(deployment, peers, first_chunk, _p99))
+        return track.overdue(now, self.slow_after(deployment, peers, first_chunk, now))
 
     def expected_latency(
         self,
@@ -203,15 +233,15 @@ class Selector:
 
         The median of its recent latencies (else, with `typical`, its `baseline`: for a cold
         deployment, from `peers`); with `now`, at least the age of its oldest attempt still
-        out once that is past the deployment's recent p99 (before it has one, the largest of
-        its peers'; `LatencyTrack.overdue`): that attempt takes at least so long, so the next
+        out once that is past the deployment's recent p99 (before it has one, `slow_after`;
+        `LatencyTrack.overdue`): that attempt takes at least so long, so the next
         is not expected to be faster. A deployment that turns slow or hangs is seen while its
         first slow attempt is still out, not after three came back or timed out; a long
         request within the deployment's normal spread does not count."""
         track = self._state.get(deployment.name).health.track(first_chunk)
         recent = track.recent
         if recent is None and typical:
-            recent = self.baseline(deployment, peers, first_chunk)
+            recent = self.baseline(deployment, peers, first_chunk, now)
         if now is not None:
             age = self._overdue(track, deployment, peers, first_chunk, now)
             if age > 0.0 and (recent is None or age > recent):
@@ -308,7 +338,7 @@ class Selector:
         """Its latest latency is back near its `baseline` and no attempt of it is overdue (True
         when it has no baseline to compare with)."""
         track = self._state.get(deployment.name).health.track(first_chunk)
-        typical = self.baseline(deployment, peers, first_chunk)
+        typical = self.baseline(deployment, peers, first_chunk, now)
         if typical is None:
             return True
         last = track.last
@@ -401,10 +431,6 @@ class Selector:
 
 def _typical(track: LatencyTrack) -> float | None:
     return track.typical
-
-
-def _p99(track: LatencyTrack) -> float | None:
-    return track.p99()
 
 
 def _key(entry: tuple[Deployment, float]) -> float:

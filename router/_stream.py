@@ -218,7 +218,9 @@ class RoutedStream:
         # that drips its chunks is slow even when its first chunk was on time.
         attempt = call.attempts[self._index]
         total = engine.clock.now() - call.started - attempt.started_s
-        engine.state.get(self._deployment.name).health.calls_track.observe(total)
+        engine.state.get(self._deployment.name).health.calls_track.observe(
+            total, now=engine.clock.now()
+        )
         usage = self._usage
         cost = usage_cost(engine.catalogue, self._deployment, usage)
         if cost:

@@ -6,6 +6,7 @@ Unit tests of router._health.LatencyTrack and the selector's demotion of degrade
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -41,9 +42,9 @@ def setup(prices: dict[str, float]) -> tuple[Selector, list[Deployment], MemoryS
     )
 
 
-def feed(state: MemoryState, name: str, seconds: float, n: int, **kw: Any) -> None:
+def feed(state: MemoryState, name: str, seconds: float, n: int, at: float = 0.0, **kw: Any) -> None:
     for _ in range(n):
-        state.get(name).health.observe_latency(seconds, 0.0, **kw)
+        state.get(name).health.observe_latency(seconds, at, **kw)
 
 
 def ranked(selector: Selector, deployments: list[Deployment], now: float, **kw: Any) -> list[str]:
@@ -137,23 +138,24 @@ def test_no_demotion_when_nothing_is_faster() -> None:
     assert ranked(selector, deployments, 1.0) == ["a", "b"]
 
 
-def test_without_a_baseline_of_its_own_a_deployment_is_judged_by_its_peers_until_it_has_one() -> (
-    None
-):
+def test_a_young_deployment_is_judged_by_its_peers_until_time_shows_its_own_pace() -> None:
     # a has no history (a second region behind a cheaper first); b's typical is 20 ms. a's
-    # first answers take 100 ms: against the group's normal (20 ms, handed over to a's own
-    # samples as they come) that is a slowdown, not a.'s nature, until a's own samples say so.
+    # first answers take 100 ms: against the group's normal that is a slowdown, however many
+    # slow answers arrive at once (a burst would teach a count-based baseline the slowdown as
+    # a's normal), until time says it is a's pace: the peers' figure fades like a peak EWMA's
+    # old value, exp(-age / 10 s).
     selector, deployments, state = setup({"a": 1e-7, "b": 2e-7})
     a = deployments[0]
     feed(state, "b", 0.020, 20)
-    feed(state, "a", 0.100, 3)
-    # baseline = 20 ms^(7/10) * 100 ms^(3/10) = 32 ms: 3.1x slower, 68 ms over, b at a fifth
-    assert selector.baseline(a, deployments, False) == pytest.approx(0.020**0.7 * 0.100**0.3)
-    assert selector.degraded(a, deployments, False)
-    feed(state, "a", 0.100, 2)  # five of its own: 20^0.5 * 100^0.5 = 45 ms, 2.2x
-    assert not selector.degraded(a, deployments, False)  # slower by nature, learnt in 5 calls
-    feed(state, "a", 0.100, 5)
-    assert selector.baseline(a, deployments, False) == pytest.approx(0.100)  # its own now
+    feed(state, "a", 0.100, 12, at=100.0)
+    assert selector.baseline(a, deployments, False, 100.0) == pytest.approx(0.020)
+    assert selector.degraded(a, deployments, False, 100.0)
+    at = 104.0  # w = exp(-0.4): 20^0.67 * 100^0.33 = 34 ms, 2.9x: its own pace now
+    assert selector.baseline(a, deployments, False, at) == pytest.approx(
+        0.020 ** math.exp(-0.4) * 0.100 ** (1 - math.exp(-0.4))
+    )
+    assert not selector.degraded(a, deployments, False, at)
+    assert selector.baseline(a, deployments, False, 131.0) == pytest.approx(0.100)  # grown up
 
 
 def test_a_cold_deployment_borrows_the_most_lenient_peer_baseline() -> None:
@@ -161,11 +163,11 @@ def test_a_cold_deployment_borrows_the_most_lenient_peer_baseline() -> None:
     a = deployments[0]
     feed(state, "b", 0.020, 20)
     feed(state, "c", 0.040, 20)
-    assert selector.baseline(a, deployments, False) == pytest.approx(0.040)  # c's, not b's
-    feed(state, "a", 0.100, 3)  # 2x c's normal (blended): no peer's normal is that far off
-    assert not selector.degraded(a, deployments, False)
-    assert selector.baseline(a, [a], False) is None  # no peer knows either
-    assert not selector.degraded(a, [a], False)
+    assert selector.baseline(a, deployments, False, 100.0) == pytest.approx(0.040)  # c's
+    feed(state, "a", 0.100, 3, at=100.0)  # 2.5x c's normal: under 3x the slowest peer's
+    assert not selector.degraded(a, deployments, False, 100.0)
+    assert selector.baseline(a, [a], False, 100.0) is None  # no peer knows either
+    assert not selector.degraded(a, [a], False, 100.0)
 
 
 def test_a_brownout_on_a_cold_second_region_moves_its_traffic() -> None:
@@ -175,26 +177,29 @@ def test_a_brownout_on_a_cold_second_region_moves_its_traffic() -> None:
     # first samples became its normal and it kept the traffic.
     selector, deployments, state = setup({"a": 1e-7, "a2": 1e-7, "b": 2.5e-7})
     feed(state, "a", 0.012, 40)
-    feed(state, "a", 0.180, 3)
-    feed(state, "a2", 0.180, 3)
+    feed(state, "a", 0.180, 3, at=100.0)
+    feed(state, "a2", 0.180, 12, at=100.0)  # a burst of slow answers: still not its normal
     for name in ("a", "a2"):
-        state.get(name).health.next_probe = 100.0  # not due a probe
-    assert ranked(selector, deployments, 1.0) == ["b", "a", "a2"]
+        state.get(name).health.next_probe = 1000.0  # not due a probe
+    assert ranked(selector, deployments, 100.5) == ["b", "a", "a2"]
 
 
 def test_a_cold_deployments_attempt_is_overdue_past_its_peers_p99() -> None:
-    # The first attempt on a cold a2 is still out 300 ms in; a's p99 is ~12 ms. a2 is seen
+    # The first attempt on a cold a2 is still out 300 ms in; a's typical is 12 ms, so a2 is
+    # slow past max(3 x 12 ms, 12 + 50 ms) = 62 ms (`slow_after`, its stand-in p99) and seen
     # slow before any of its slow attempts came back, as a warm deployment would be.
     selector, deployments, state = setup({"a": 1e-7, "a2": 1e-7, "b": 2.5e-7})
     a2 = deployments[1]
     feed(state, "a", 0.012, 40)
-    state.get("a2").health.calls_track.begin(10.0)
-    # 5 ms out: within a's normal spread; expected as the group normally takes (a's 12 ms)
-    assert selector.expected_latency(a2, False, 10.005, peers=deployments) == pytest.approx(0.012)
-    assert not selector.degraded(a2, deployments, False, 10.005)
-    assert selector.expected_latency(a2, False, 10.3, peers=deployments) == pytest.approx(0.3)
-    assert selector.expected_latency(a2, False, 10.3) is None  # without peers: nothing known
-    assert selector.degraded(a2, deployments, False, 10.3)
+    assert selector.slow_after(a2, deployments, False, 100.0) == pytest.approx(0.062)
+    assert selector.slow_after(deployments[0], deployments, False, 100.0) is None  # own p99
+    state.get("a2").health.calls_track.begin(100.0)
+    # 50 ms out: not slow yet; expected as the group normally takes (a's 12 ms)
+    assert selector.expected_latency(a2, False, 100.05, peers=deployments) == pytest.approx(0.012)
+    assert not selector.degraded(a2, deployments, False, 100.05)
+    assert selector.expected_latency(a2, False, 100.3, peers=deployments) == pytest.approx(0.3)
+    assert selector.expected_latency(a2, False, 100.3) is None  # without peers: nothing known
+    assert selector.degraded(a2, deployments, False, 100.3)
 
 
 def test_streams_are_judged_on_time_to_first_chunk_apart_from_whole_calls() -> None:
@@ -208,13 +213,17 @@ def test_streams_are_judged_on_time_to_first_chunk_apart_from_whole_calls() -> N
     assert ranked(selector, deployments, 1.0) == ["a", "b"]
 
 
-def test_a_peers_baseline_is_handed_over_to_a_tracks_own_samples() -> None:
+def test_a_peers_baseline_fades_with_the_tracks_age_like_a_peak_ewma() -> None:
     track = LatencyTrack()
-    assert track.blended(0.020) == pytest.approx(0.020)
-    for n in range(1, 11):
-        track.observe(0.080)
-        assert track.blended(0.020) == pytest.approx(0.020 ** (1 - n / 10) * 0.080 ** (n / 10))
-    assert track.blended(0.020) == pytest.approx(track.typical or 0.0)
+    assert track.blended(0.020, 5.0, 10.0) == pytest.approx(0.020)  # no sample: the prior
+    assert track.young(5.0, 10.0)
+    for _ in range(12):
+        track.observe(0.080, now=5.0)
+    for age in (0.0, 1.0, 10.0, 30.0):
+        w = math.exp(-age / 10.0)
+        assert track.blended(0.020, 5.0 + age, 10.0) == pytest.approx(0.020**w * 0.080 ** (1 - w))
+    assert track.young(34.0, 10.0) and not track.young(35.0, 10.0)
+    assert track.blended(0.020, None, 10.0) == pytest.approx(0.020)  # latest sample's time
 
 
 def test_an_attempt_still_out_past_the_p99_is_a_lower_bound_on_latency_now() -> None:
