@@ -335,6 +335,30 @@ async def test_refused_closes_the_port_and_reopens_the_same_one(
     assert (await chat(client, alpha)).status_code == 200
 
 
+@pytest.mark.parametrize("drain", [False, True])
+async def test_a_drained_outage_lets_answers_in_flight_finish_a_crash_cuts_them(
+    fleet: Fleet, client: httpx.AsyncClient, drain: bool
+) -> None:
+    # A stream is half sent (slow chunks) when alpha goes down: a crash (the default) cuts it,
+    # a drained outage lets it finish; either way the next request is refused.
+    alpha = fleet["alpha"]
+    alpha.set(chunk_delay_ms=100.0)
+    received: list[str] = []
+    in_flight = asyncio.create_task(stream_data(client, alpha, received))
+    await wait_until(lambda: len(received) >= 2)
+    alpha.set(outage="refused", drain=drain)
+    if drain:
+        data = await asyncio.wait_for(in_flight, 10.0)
+        assert data[-1] == "[DONE]"
+    else:
+        with pytest.raises(httpx.TransportError):
+            await asyncio.wait_for(in_flight, 10.0)
+    with pytest.raises(httpx.TransportError):  # refused (or the drained connection closed)
+        await chat(client, alpha)
+    alpha.set(outage=None)
+    assert (await chat(client, alpha)).status_code == 200
+
+
 async def test_reset_restores_initial_behavior_and_counters(client: httpx.AsyncClient) -> None:
     initial = Behavior(latency_ms=1.0, reply="hi from {provider}", outage="refused")
     async with Fleet({"alpha": initial}) as f:

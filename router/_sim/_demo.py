@@ -3,7 +3,8 @@
 The demo starts one simulated provider per deployment of the config (each must point at a
 loopback ``api_base``), sends plain and streaming requests through a real `Router` (real
 litellm, real HTTP) at a steady pace, takes the cheapest provider down with refused connections
-a third of the way in and brings it back later. A live table shows each deployment's breaker,
+a third of the way in (out of service: answers already in flight finish) and brings it back
+later. A live table shows each deployment's breaker,
 score, latency and traffic; an events panel shows the breaker transitions as they happen:
 
     +3.0s alpha closed -> open: 5 consecutive failures (last: ...) (open 1.0 s)
@@ -375,7 +376,10 @@ async def run_demo(
             begun = time.monotonic()
             for i in range(requests):
                 if i == down_at:
-                    fleet[preferred].set(outage="refused")
+                    # Out of service, not crashed: new requests are refused, and the answers
+                    # already being streamed finish (a stream cut mid-way is not something a
+                    # router can fail over, and not what this story is about).
+                    fleet[preferred].set(outage="refused", drain=True)
                     tally.event = f"{preferred} is DOWN (connection refused)"
                 if i == back_at:
                     fleet[preferred].set(outage=None)

@@ -120,14 +120,17 @@ class SimServer:
         """Whether the provider has been started and not stopped (listening or "refused")."""
         return self._runner is not None
 
-    def set(self, **knobs: Any) -> None:
+    def set(self, *, drain: bool = False, **knobs: Any) -> None:
         """Change knobs; unknown names or bad values raise ``ValueError`` and change nothing.
 
         Switching ``outage`` to ``"refused"`` closes the listening socket and aborts open
-        connections; switching away reopens it on the same port.
+        connections (a crash: a stream being answered is cut); with ``drain=True`` it closes
+        idle connections at once and lets the answers already being sent finish, each
+        connection closing after its answer (a provider taken out of service: every new
+        request is refused, none in flight is cut). Switching away reopens it on the same port.
         """
         checked = _validate(knobs)
-        self._on_loop(lambda: self._apply(checked, spare=None))
+        self._on_loop(lambda: self._apply(checked, spare=None, drain=drain))
 
     def reset(self) -> None:
         """Restore the behaviour the provider was created with, zero counters, reseed."""
@@ -161,10 +164,16 @@ class SimServer:
         loop.call_soon_threadsafe(run)
         return result.result(timeout=_THREAD_HOP_TIMEOUT_S)
 
-    def _apply(self, knobs: Mapping[str, Any], *, spare: asyncio.BaseTransport | None) -> None:
+    def _apply(
+        self,
+        knobs: Mapping[str, Any],
+        *,
+        spare: asyncio.BaseTransport | None,
+        drain: bool = False,
+    ) -> None:
         for name, value in knobs.items():
             setattr(self.behavior, name, value)
-        self._sync_listener(spare)
+        self._sync_listener(spare, drain)
 
     def _reset(self, *, spare: asyncio.BaseTransport | None) -> None:
         self.behavior = dataclasses.replace(self._initial)
@@ -175,7 +184,7 @@ class SimServer:
         self._slow_rng.seed(f"{self._seed}:{self.name}:slow")
         self._sync_listener(spare)
 
-    def _sync_listener(self, spare: asyncio.BaseTransport | None) -> None:
+    def _sync_listener(self, spare: asyncio.BaseTransport | None, drain: bool = False) -> None:
         if self._runner is None:
             return
         want_open = self.behavior.outage != "refused"
@@ -183,7 +192,10 @@ class SimServer:
             self._open()
         elif not want_open and self._sock is not None:
             self._close_listener()
-            self._abort_connections(spare)
+            if drain:
+                self._drain_connections()
+            else:
+                self._abort_connections(spare)
 
     def _open(self) -> None:
         assert self._loop is not None and self._runner is not None
@@ -232,6 +244,14 @@ class SimServer:
             transport = handler.transport
             if transport is not None and transport is not spare:
                 _kill(transport)
+
+    def _drain_connections(self) -> None:
+        """Close idle connections now and busy ones after their answer (aiohttp's own
+        graceful close: it stops reading new requests on the connection)."""
+        if self._runner is None or self._runner.server is None:
+            return
+        for handler in self._runner.server.connections:
+            handler.close()
 
     def _routes(self, app: web.Application) -> None:
         """Register the provider's API routes (its wire protocol's endpoints)."""
