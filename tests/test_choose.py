@@ -304,8 +304,8 @@ def test_a_cold_deployment_that_hangs_borrows_its_peers_hung_threshold() -> None
     c_hung = state.get("c").health.track(False).hung_after()
     b_hung = state.get("b").health.track(False).hung_after()
     assert c_hung is not None and b_hung is not None and c_hung > b_hung
-    assert race_delay(engine, call, a, [a, b, c, d], first_chunk=False) == c_hung
-    assert race_delay(engine, call, b, [b, c], first_chunk=False) == b_hung  # its own first
+    assert race_delay(engine, call, a, [a, b, c, d], first_chunk=False) == (c_hung, True)
+    assert race_delay(engine, call, b, [b, c], first_chunk=False) == (b_hung, True)  # its own
     assert race_delay(engine, call, a, [a, d], first_chunk=False) is None  # nobody knows
     # Streams borrow from their peers' first-chunk history, which nobody has here.
     assert race_delay(engine, call, a, [a, b, c, d], first_chunk=True) is None
