@@ -241,6 +241,7 @@ class Router:
             None if not outer else outer[0] if len(outer) == 1 else Fanout(outer)
         )
         # Job accounting always listens (one contextvar read per call when no job is open).
+        accounting = JobAccounting(self.observer)
         self.engine = Engine(
             self.transport,
             self.catalogue,
@@ -248,7 +249,7 @@ class Router:
             self.state,
             random.Random(seed),
             self.budget,
-            observer=Fanout([JobAccounting(self.observer), *outer]),
+            observer=Fanout([accounting, *outer]) if outer else accounting,
         )
         self.validators: dict[str, Validator] = dict(validators or {})
         if config.classifiers:
