@@ -284,6 +284,10 @@ def render_html(records: Records, found: Sequence[Case], source: str) -> str:
         for case in group:
             rows = _details(case)
             head = f"{rows[0][1]} &middot; {esc(case.path)}"
+            if case.call.prompt:  # which question it was, at a glance (content capture on)
+                excerpt = " ".join(case.call.prompt.split())
+                excerpt = excerpt if len(excerpt) <= 90 else excerpt[:90] + "..."
+                head += f' &middot; <span class="muted">{esc(excerpt)}</span>'
             parts.append(f"<details><summary>{head}</summary><table>")
             for label, value in rows[1:]:
                 parts.append(

@@ -211,10 +211,12 @@ async def check_export(export: Export, items: Sequence[Item]) -> Check:
 def _header(policy: str, figures: Mapping[str, Any]) -> str:
     low, high = figures["expected_interval_95"]
     interval = "" if low is None else f" (95% interval on new data {low:.1%}-{high:.1%})"
+    level = figures["confidence"]
+    margin = "with no margin" if level is None else f"at confidence {level}"
     return (
         f"# router eval fit: {policy} on {figures['dataset']} ({figures['items']} items), "
-        f"target {figures['target']:.0%} of strong quality at confidence "
-        f"{figures['confidence']}\n# expected quality on new data {figures['expected_quality']:.1%}"
+        f"target {figures['target']:.0%} of strong quality {margin}\n"
+        f"# expected quality on new data {figures['expected_quality']:.1%}"
         f"{interval}, strong share on train {figures['train_share']:.1%}\n"
     )
 
