@@ -387,11 +387,11 @@ def lost(
         hung = max(10.0 * (now - started), 0.05)
     give_up = started + hung
     if now >= give_up or isinstance(task, _Primary):
-        # A primary in the caller's task (`rescued`) cannot run on in the background: it is
-        # interrupted, and counts as a failure only if it is past the point a loser would be.
+        # A primary in the caller's task (`rescued`) cannot run on in the background, and its
+        # race only started once it was past its hung threshold (its own, or a cold one's
+        # borrowed from its peers): it is interrupted and counts as hung.
         task.cancel()
-        if now >= give_up:
-            _hung(loop, call, deployment, probe, now - started, first_chunk)
+        _hung(loop, call, deployment, probe, now - started, first_chunk)
         return
     # The call's record shows the loser now; its own record, if it ends, comes later.
     call.attempts.append(

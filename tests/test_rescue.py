@@ -191,3 +191,17 @@ async def test_a_caller_cancelled_before_any_race_leaves_nothing_behind() -> Non
     await asyncio.sleep(0.15)  # past a's threshold: no rescue may start for a call that is gone
     assert backend.calls == ["a"]
     assert backend.cancelled == ["a"]
+
+
+async def test_a_cold_primary_rescued_at_its_peers_threshold_counts_as_hung() -> None:
+    """a has no history of its own (a cold deployment): its hung threshold is borrowed from
+    b's (router._hedge.hung_after), and when the rescue on b wins, a counts as a failure as
+    a warm primary would, so a cold deployment that hangs is demoted too."""
+    backend = Scripted({"a": never, "b": at_once})
+    router, state = routed(backend, ("a", "b"))
+    state.get("a").health.calls_track = type(state.get("a").health.calls_track)()  # cold again
+    decision = get_decision(await router.acompletion("chat", MSG))
+    assert decision is not None and decision.deployment == "b"
+    assert backend.calls == ["a", "b"]
+    assert backend.cancelled == ["a"]
+    assert state.get("a").health.error_rate > 0.0
