@@ -26,7 +26,8 @@ answered after `hedge_delay` (or the first's observed p95); the first success wi
 is cancelled; a hedge is paid from the retry budget. Streams race to the first chunk.
 
 When the attempts are used up, the last provider error is raised; when the deadline ran out,
-`DeadlineExceeded`; when the retry budget is spent, the last error with a note saying so; when
+`DeadlineExceeded`; when the retry budget is spent (and the one reserved attempt on a clean
+candidate, router._choose rule 4, is used or there is none), the last error with a note; when
 no candidate is left, `NoDeploymentAvailable` listing each and why (or, with
 ``wait_for_recovery``, a wait for the soonest recovery if it comes before the deadline). Those
 errors and their reasons are composed in router._explain; when a race starts, router._hedge.
@@ -131,6 +132,8 @@ class AttemptLoop:
         while True:
             now = clock.now()
             made = len(call.attempts)
+            # Retry budget spent: only the call's reserved attempt (a clean candidate) is left.
+            spent = made > 0 and self.budget.available(now) < 1.0
             options = self.chooser.order(
                 ranked,
                 tries,
@@ -145,11 +148,16 @@ class AttemptLoop:
                 and not isinstance(last.exc, litellm.Timeout)
                 and transient(last.exc),
                 reserved_used=reserved,
+                budget_spent=spent,
             )
             pick = self._admit_first(call, options, ranked, now)
             if pick is None and ranked:
                 if made >= settings.max_attempts and last is not None:
                     raise exhausted(call, last, clock.now())
+                if spent and last is not None and last.exc is not None:
+                    call.notes.append(self.budget.describe(now))
+                    decision = call.decision(now, CallOutcome.BUDGET_EXHAUSTED, None, 0.0)
+                    raise attach(last.exc, decision)
                 if options:
                     continue  # those chosen were tripped or paused meanwhile: choose again
                 call.notes.append("no candidate is expected to finish before the deadline")
@@ -162,10 +170,13 @@ class AttemptLoop:
                     continue
                 raise no_deployment(call, failures, last, clock.now(), self.state, self._refused)
             deployment, probe, delay = pick
-            if made >= settings.max_attempts:
+            if made >= settings.max_attempts or spent:
+                # Not charged to the budget: at most one per call, and only on a deployment
+                # with a clean record (one failure there and it is no longer clean).
                 reserved = True
-                call.notes.append(f"reserved attempt on {deployment.name}, a clean candidate")
-            if made and not self.budget.withdraw(now):
+                why = "attempts used up" if made >= settings.max_attempts else "budget spent"
+                call.notes.append(f"reserved attempt on {deployment.name}, clean ({why})")
+            elif made and not self.budget.withdraw(now):
                 self._release(deployment, probe)
                 assert last is not None and last.exc is not None
                 call.notes.append(self.budget.describe(now))

@@ -4,7 +4,10 @@ Over a sliding window (10 s, in ten 1 s buckets) a router may spend on retries, 
 hedges at most ``floor + ratio × calls`` (floor 10, ratio 20%). Every call deposits; every attempt
 after a call's first (and every hedge) withdraws one. When a provider fails hard, the budget
 caps how much extra load the router adds on top of its callers' own, so a failing fleet is not
-buried under retry storms. When spent, a call gets no further attempts and its error says so.
+buried under retry storms. When spent, a call gets no further attempts and its error says so,
+except one reserved attempt on a candidate with a clean record that it has not tried
+(router._choose rule 4): the budget keeps retries off failing deployments, not a call off a
+healthy one.
 """
 
 from __future__ import annotations

@@ -152,6 +152,21 @@ def test_one_reserved_attempt_past_max_attempts_for_a_clean_untried_candidate() 
     )
 
 
+def test_a_spent_budget_leaves_only_the_reserved_attempt_on_a_clean_candidate() -> None:
+    chooser, ranked, state, settings = setup(max_attempts=3)
+    errors(state, "b", 1)
+    tried = {"a": 1}
+
+    def order(**kw: Any) -> list[tuple[Deployment, float]]:
+        return chooser.order(
+            ranked, tried, settings, made=1, left=10.0, first_chunk=False, now=0.0, **kw
+        )
+
+    assert names(order(budget_spent=True)) == ["c"]  # not a again, not b (a failure): c
+    assert order(budget_spent=True, reserved_used=True) == []
+    assert names(order())[0] == "b"  # with budget left, rank decides as before
+
+
 # --- through the engine: the property and the rules end to end (fake clock and backend) -------
 
 import asyncio  # noqa: E402

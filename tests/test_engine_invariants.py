@@ -156,11 +156,16 @@ def test_invariants_hold_over_recorded_histories(
         assert decision is not None
         # One reserved attempt past max_attempts for a clean untried candidate (router._choose).
         assert len(decision.attempts) <= max_attempts + (max_attempts >= 2)
-    # Retries (attempts after a call's first) stay within floor + 20% of calls; checked when
+    # Retries (attempts after a call's first) stay within floor + 20% of calls, besides at
+    # most one reserved attempt per call (on a clean candidate, not charged); checked when
     # the whole run fits inside one budget window.
     if clock.now() - calls[0] <= 9.0:
         extra = sum(max(0, len(d.attempts) - 1) for d in decisions if d is not None)
-        assert extra <= 3 + 0.2 * len(calls)
+        reserved = [
+            sum("reserved attempt" in n for n in d.notes) for d in decisions if d is not None
+        ]
+        assert max(reserved, default=0) <= 1
+        assert extra - sum(reserved) <= 3 + 0.2 * len(calls)
 
 
 async def test_exactly_one_probe_under_one_hundred_concurrent_callers() -> None:
@@ -230,14 +235,38 @@ async def test_budget_spent_stops_retries_and_says_so() -> None:
         await router.acompletion("chat", MSG)
     except litellm.ServiceUnavailableError as exc:
         first = get_decision(exc)
-    assert first is not None and len(first.attempts) == 2  # the floor paid one failover
+    # The floor paid one failover (to b); c, clean and untried, got the reserved attempt.
+    assert first is not None and [a.deployment for a in first.attempts] == ["a", "b", "c"]
+    assert any("reserved attempt on c" in n for n in first.notes)
     try:
         await router.acompletion("chat", MSG)
     except litellm.ServiceUnavailableError as exc:
         second = get_decision(exc)
         assert "retry budget spent" in str(exc.__notes__)
+    # Nothing is clean any more (each failed once): the budget holds, no extra load.
     assert second is not None and len(second.attempts) == 1
     assert second.outcome == "budget_exhausted"
+
+
+async def test_a_spent_budget_still_lets_a_call_reach_a_clean_deployment() -> None:
+    # A young router (few calls, so a small budget) meets a provider going down: the
+    # failovers of the first calls spend the budget; a call must still reach a healthy one.
+    clock = FakeClock()
+    backend = FakeBackend(clock)
+    cfg = config(10.0, 3)
+    cfg["router"].update(retry_budget_floor=0, retry_budget_ratio=0.0)
+    router = Router(cfg, backend=backend, clock=clock, seed=0)
+    backend.script("a", default=fail("connection"))
+    served = []
+    for _ in range(8):
+        response = await router.acompletion("chat", MSG)
+        decision = get_decision(response)
+        assert decision is not None
+        served.append(decision.deployment)
+        assert len(decision.attempts) <= 2
+        clock.advance(0.01)
+    assert served == ["b"] * 8  # never a failure while b was healthy
+    assert backend.calls_to("a") == 5  # a's breaker opened after five: then b first
 
 
 async def test_wait_for_recovery_within_the_deadline() -> None:
