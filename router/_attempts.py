@@ -123,6 +123,7 @@ class AttemptLoop:
         settings = call.settings
         now = clock.now()
         self.budget.deposit(now)
+        call.peers = deployments
         ranked = self._eligible(call, deployments, now)
         tries: dict[str, int] = {}
         last: Result[T] | None = None

@@ -31,8 +31,10 @@ from router._decision import (
 from router._select import REASONS
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from router._breaker import BreakerPolicy, Transition
-    from router._config import RouterSettings
+    from router._config import Deployment, RouterSettings
 
 __all__ = [
     "NO_CONTEXT",
@@ -75,6 +77,7 @@ class Call:
         "events",
         "group",
         "notes",
+        "peers",
         "policy",
         "retry_after",
         "settings",
@@ -113,6 +116,10 @@ class Call:
         # 429s this call got without pausing the deployment: name -> Retry-After (clock time),
         # so `wait_for_recovery` can wait for them as for a pause.
         self.retry_after: dict[str, float] | None = None
+        # The group's deployments, eligible now or not (set by the attempt loop): what a cold
+        # deployment borrows its thresholds from (router._hedge.hung_after). A peer whose
+        # breaker is open is out of the running, not out of evidence of what is normal.
+        self.peers: Sequence[Deployment] = ()
 
     def decision(
         self,

@@ -48,11 +48,13 @@ def hung_after(
     Its own `LatencyTrack.hung_after` once it has 10 completed samples. Before that (a
     deployment new to this process, or one that rarely gets traffic, like a second region
     behind a cheaper first), the sooner of the most lenient (largest) `hung_after` among
-    `peers` and its `Selector.slow_after` (the age at which it would be judged degraded
-    against its peers' baseline): a cold deployment that hangs, or is hit by a brownout
-    before it has a history, is rescued instead of being waited on, and one merely slower
-    than its peers (under 3x the slowest one's normal) is not raced. None when no peer has a
-    figure either.
+    `peers` (the group's deployments, those out of the running too: a cheaper one whose
+    breaker is open still knows what is normal, and is often the only one with a history
+    when its outage sends traffic to the cold ones) and its `Selector.slow_after` (the age at
+    which it would be judged degraded against its peers' baseline): a cold deployment that
+    hangs, or is hit by a brownout before it has a history, is rescued instead of being
+    waited on, and one merely slower than its peers (under 3x the slowest one's normal) is
+    not raced. None when no peer has a figure either.
     """
     own = loop.state.get(deployment.name).health.track(first_chunk).hung_after()
     if own is not None:
@@ -92,7 +94,7 @@ def race_delay(
         return None  # nowhere else to go: no race can start (and none of this is needed)
     settings = call.settings
     health = loop.state.get(primary.name).health
-    delay = hung_after(loop, primary, ranked, first_chunk)
+    delay = hung_after(loop, primary, call.peers or ranked, first_chunk)
     now = loop.clock.now()
     selector = loop.selector
     rescue = True
@@ -270,7 +272,7 @@ async def hedged(
     rescued: set[asyncio.Future[Result[T]]] = {first}
     try:
         while pending:
-            due = _next_hung(loop, racers, pending, rescued, ranked, first_chunk)
+            due = _next_hung(loop, racers, pending, rescued, call.peers or ranked, first_chunk)
             wait = None
             if due is not None:
                 wait = max(0.0, min(due[0], call.deadline_at) - clock.now())

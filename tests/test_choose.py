@@ -276,11 +276,15 @@ async def test_a_rescue_that_hangs_too_is_rescued_in_turn() -> None:
 
 
 async def _rescued(
-    history: dict[str, float], hanging: tuple[str, ...], answering: str
+    history: dict[str, float],
+    hanging: tuple[str, ...],
+    answering: str,
+    tripped: tuple[str, ...] = (),
 ) -> tuple[Decision | None, list[str]]:
     """One call on the real clock (short times): deployments with 20 samples at `history`'s
     latency, `hanging` ones never answer (timeout 30 s, deadline 3 s), `answering` does.
-    Returns the decision and the deployments called, in order."""
+    Returns the decision and the deployments called, in order; `tripped` ones have their
+    breaker open."""
     from router._clock import SystemClock
 
     clock = SystemClock()
@@ -296,6 +300,8 @@ async def _rescued(
     for d in config["deployments"]:
         d["timeout"] = 30.0
     router = Router(config, backend=backend, clock=clock, state=state, seed=0)
+    for name in tripped:
+        state.get(name).breaker.force_open(clock.now(), 60.0, "down")
     decision = get_decision(await router.acompletion("chat", MSG))
     return decision, [c.deployment for c in backend.calls]
 
@@ -341,3 +347,13 @@ async def test_a_cold_rescue_that_hangs_is_rescued_in_turn_after_its_peers_thres
     decision, calls = await _rescued({"a": 0.005, "c": 0.010}, hanging=("a", "b"), answering="c")
     assert decision is not None and decision.deployment == "c"
     assert calls == ["a", "b", "c"]
+
+
+async def test_a_cold_deployment_borrows_the_threshold_of_a_peer_whose_breaker_is_open() -> None:
+    # a (warm, the cheapest) is down, its breaker open, so b (cold) takes the first attempt
+    # and hangs: b is rescued once past a's threshold (~55 ms). The only deployment with a
+    # history being out of the running, b was waited on until the deadline (correlated_pair
+    # with both of A's regions hanging: the second region's attempts ran to their 1 s timeout).
+    decision, calls = await _rescued({"a": 0.005}, hanging=("b",), answering="c", tripped=("a",))
+    assert decision is not None and decision.deployment == "c"
+    assert calls == ["b", "c"]
