@@ -55,6 +55,7 @@ from router._explain import MIN_ATTEMPT_S, deadline_exceeded, exhausted, no_depl
 from router._fields import field
 from router._hedge import hedged, race_delay, rescued
 from router._select import Selector
+from router._slo import Objectives, objective_of
 
 if TYPE_CHECKING:
     from router._catalogue import Catalogue
@@ -102,6 +103,7 @@ class AttemptLoop:
     budget: RetryBudget
     selector: Selector
     chooser: Chooser
+    objectives: Objectives
     catalogue: Catalogue
     classify: Callable[[BaseException], Outcome]
     observer: Observer | None
@@ -262,8 +264,18 @@ class AttemptLoop:
         ranked = self.selector.rank(
             settings.strategy, eligible, now, settings.weights, first_chunk=call.stream
         )
+        order = [d for d, _ in ranked]
+        objective = objective_of(settings)
+        if objective is not None:
+            # Opt-in latency objectives (router._slo): the expected to meet them first.
+            order, call.slo_probe = self.objectives.order(
+                order, objective, call.stream, now, call.notes
+            )
+            keys = {d.name: key for d, key in ranked}
+            call.candidates = tuple(Candidate(d.name, keys[d.name]) for d in order)
+            return order
         call.candidates = tuple(Candidate(d.name, key) for d, key in ranked)
-        return [d for d, _ in ranked]
+        return order
 
     def _admit_first(
         self,

@@ -82,6 +82,7 @@ class Call:
         "retry_after",
         "settings",
         "skipped",
+        "slo_probe",
         "started",
         "strategy",
         "stream",
@@ -113,6 +114,9 @@ class Call:
         self.attempts: list[AttemptRecord] = []
         self.events: list[Transition] = []
         self.notes: list[str] = []
+        self.slo_probe: Deployment | None = None
+        """A deployment missing the group's latency objective, first for one call as its probe
+        (router._slo): raced like a degraded one's probe (router._hedge)."""
         # 429s this call got without pausing the deployment: name -> Retry-After (clock time),
         # so `wait_for_recovery` can wait for them as for a pause.
         self.retry_after: dict[str, float] | None = None

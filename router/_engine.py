@@ -27,6 +27,7 @@ from router._embeddings import check_dimensions
 from router._errors import Outcome, classify
 from router._fields import field
 from router._select import Selector
+from router._slo import Objectives
 from router._stream import RoutedStream, close_quietly, fire_and_forget_close
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class Engine(AttemptLoop):
         self.budget = budget
         self.selector = Selector(catalogue, state, rng)
         self.chooser = Chooser(self.selector, state, rng)
+        self.objectives = Objectives(self.selector, state)
         self._policies: dict[int, tuple[RouterSettings, BreakerPolicy]] = {}
         self._refused: dict[str, float] = {}
         # Deployments priced in providers.toml (their response_cost is the router's price).

@@ -59,6 +59,7 @@ class LatencyTrack:
         "_next",
         "_out",
         "_p99",
+        "_quantile",
         "_recent",
         "_samples",
         "_stale",
@@ -74,6 +75,8 @@ class LatencyTrack:
         self._samples: deque[float] = deque(maxlen=_TRACK_SAMPLES)
         self._log_typical = 0.0
         self._p99: float | None = None
+        self._quantile: tuple[int, float, int, float] | None = None
+        """`quantile`'s last answer: (count, q, window, value)."""
         self._stale = 0
         self.count = 0
         self._out: dict[int, float] = {}
@@ -187,6 +190,26 @@ class LatencyTrack:
             self._p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
             self._stale = 0
         return self._p99
+
+    def quantile(self, q: float, window: int) -> float | None:
+        """The `q` quantile of the last `window` completed latencies (at most 64), None when
+        there are none: the ``ceil(q * n)``-th smallest of the n kept (router._slo)."""
+        n = min(window, len(self._samples))
+        if n == 0:
+            return None
+        cached = self._quantile
+        if cached is not None and cached[0] == self.count and cached[1] == q and cached[2] == n:
+            return cached[3]
+        samples = self._samples
+        ordered = sorted(samples[i] for i in range(len(samples) - n, len(samples)))
+        value = ordered[max(0, math.ceil(q * n - 1e-9) - 1)]
+        self._quantile = (self.count, q, n, value)
+        return value
+
+    def newest(self, n: int) -> list[float]:
+        """The last `n` completed latencies, oldest first."""
+        samples = self._samples
+        return [samples[i] for i in range(max(0, len(samples) - n), len(samples))]
 
     def hung_after(self) -> float | None:
         """Seconds after which an attempt is presumed hung (None before 10 samples)."""

@@ -86,8 +86,9 @@ def race_delay(
     Always: once the primary is past its `hung_after` (its own, router._health, else its
     peers': `hung_after` here), a rescue attempt starts elsewhere (the primary keeps running:
     if it answers first, it wins).
-    A probe of a degraded deployment races after twice the next candidate's expected
-    latency, so its caller does not wait on the slow one. With ``hedge = true``, the
+    A probe of a degraded deployment, or of one missing the group's latency objective
+    (router._slo), races after twice the next candidate's expected latency, so its caller
+    does not wait on the slow one. With ``hedge = true``, the
     hedge delay too (seconds, or the primary's p95 capped at twice its median).
     """
     if len(ranked) < 2:
@@ -98,7 +99,7 @@ def race_delay(
     now = loop.clock.now()
     selector = loop.selector
     rescue = True
-    if selector.degraded(primary, ranked, first_chunk, now):
+    if primary is call.slo_probe or selector.degraded(primary, ranked, first_chunk, now):
         rescue = False
         for other in ranked:
             if other is primary:

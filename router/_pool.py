@@ -74,6 +74,8 @@ class PoolSettings(TypedDict, total=False):
     retry_budget_floor: int
     wait_for_recovery: bool
     rate_limit_pause_after: int
+    latency_slo: float
+    slo_percentile: float
 
 
 # PoolSettings key -> RouterSettings field, where they differ.

@@ -113,15 +113,22 @@ def _noun(annotation: Any) -> str:
 
 def _requirement(field: FieldInfo) -> str:
     noun = _noun(field.annotation)
-    bound = ""
+    bounds: list[str] = []
     for meta in field.metadata:
         if isinstance(meta, annotated_types.Gt):
-            bound = f" > {meta.gt}"
+            bounds.append(f"> {meta.gt}")
         elif isinstance(meta, annotated_types.Ge):
-            bound = f" >= {meta.ge}"
+            bounds.append(f">= {meta.ge}")
+        elif isinstance(meta, annotated_types.Lt):
+            bounds.append(f"< {meta.lt}")
+        elif isinstance(meta, annotated_types.Le):
+            bounds.append(f"<= {meta.le}")
         elif isinstance(meta, annotated_types.MinLen) and noun == "a string":
             noun = "a non-empty string"
-    return f"must be {noun}{bound}"
+    # Both ends when there are two (a share: "> 0 and <= 1"), so the message is true of a
+    # value past either end.
+    bound = " and ".join(bounds)
+    return f"must be {noun} {bound}" if bound else f"must be {noun}"
 
 
 _BY_TYPE: Final = {

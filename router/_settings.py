@@ -320,6 +320,12 @@ class RouterSettings(BaseModel):
       Per router, read from ``[router]``.
     - ``wait_for_recovery = false``: when every candidate is unavailable, fail fast; when true,
       wait for the soonest recovery if it comes within the deadline.
+    - Latency objectives (router._slo), off by default: ``latency_slo`` (seconds, a whole
+      call; for a stream, its whole time) and ``first_chunk_slo`` (seconds, a stream's first
+      chunk), each at the ``slo_percentile`` (0.95) of the deployment's recent completed
+      attempts. With one set, the group prefers, in the strategy's order (so under ``cost``
+      the cheapest), the deployments expected to meet it; when none is, the fastest expected
+      first; a deployment that misses gets one probe call a second so its recovery is seen.
     - ``rate_limit_pause_after = 2``: a 429 always makes the call that got it fail over; the
       deployment is paused for every caller until Retry-After once this many 429s arrive in a
       row (no success between; failures do not break the streak). A key-wide rate limit
@@ -353,6 +359,9 @@ class RouterSettings(BaseModel):
     retry_budget_floor: _Whole = Field(default=10, ge=0)
     wait_for_recovery: _Flag = False
     rate_limit_pause_after: _Whole = Field(default=2, ge=1)
+    latency_slo: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
+    first_chunk_slo: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
+    slo_percentile: _Number = Field(default=0.95, ge=0.5, le=0.99, allow_inf_nan=False)
     escalate_to: str | None = None
     escalate_on: list[Trigger] = Field(default_factory=list)
     min_logprob: _Number | None = Field(default=None, allow_inf_nan=False)
@@ -397,6 +406,9 @@ class GroupSettings(BaseModel):
     retry_budget_floor: _Whole | None = Field(default=None, ge=0)
     wait_for_recovery: _Flag | None = None
     rate_limit_pause_after: _Whole | None = Field(default=None, ge=1)
+    latency_slo: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
+    first_chunk_slo: _Number | None = Field(default=None, gt=0, allow_inf_nan=False)
+    slo_percentile: _Number | None = Field(default=None, ge=0.5, le=0.99, allow_inf_nan=False)
     escalate_to: str | None = None
     escalate_on: list[Trigger] | None = None
     min_logprob: _Number | None = Field(default=None, allow_inf_nan=False)

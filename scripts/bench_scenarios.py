@@ -5,6 +5,7 @@
     python scripts/bench_scenarios.py --quick                # smoke: 3 kinds, short runs
     python scripts/bench_scenarios.py --kinds hang,flapping --systems ours,ours-hedge
     python scripts/bench_scenarios.py --set breaker_open_base=2   # try a setting on ours
+    python scripts/bench_scenarios.py --systems ours,ours-slo --slo latency_slo=0.08   # objectives
     python scripts/bench_scenarios.py --merge s0.json s1.json s2.json --markdown   # combine
 
 The world and the scenarios are in ``scripts/_scenarios.py``: four simulated deployments of
@@ -25,6 +26,10 @@ The systems, each configured with the same four deployments and a 1 s per-attemp
 
 - ``ours``: ``router.Router`` with the project's DEFAULT ``[router]`` settings;
 - ``ours-hedge``: the same with ``hedge = true``;
+- ``ours-slo`` (only when ``--systems`` names it): the defaults plus latency objectives
+  (router._slo), ``--slo KEY=VALUE`` each, else `DEFAULT_SLO`: p95 of 80 ms for whole calls
+  and for a stream's first chunk, about twice what the dear provider C normally takes here
+  with litellm's client, so every healthy deployment meets it and a browned-out one does not;
 - LiteLLM's ``litellm.Router`` once per routing strategy (``simple-shuffle``,
   ``latency-based-routing``, ``cost-based-routing``, ``least-busy``, ``usage-based-routing-v2``)
   with ``num_retries=2`` (three attempts), ``allowed_fails=3``, ``cooldown_time=2`` s (its
@@ -64,7 +69,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +115,11 @@ PEERS = (
     *(f"portkey-{m}" for m in PORTKEY_MODES),
 )
 SYSTEMS = ("ours", "ours-hedge", *PEERS)
+"""The systems run by default."""
+OURS = ("ours", "ours-hedge", "ours-slo")
+KNOWN = ("ours", "ours-hedge", "ours-slo", *PEERS)
+"""Every system, in report order (``ours-slo`` only when asked for)."""
+DEFAULT_SLO: Mapping[str, Any] = {"latency_slo": 0.08, "first_chunk_slo": 0.08}
 LITELLM_ALLOWED_FAILS = 3
 LITELLM_COOLDOWN_S = 2.0
 MAX_ATTEMPTS = 3
@@ -138,6 +148,8 @@ class Settings:
     systems: tuple[str, ...]
     ours: Mapping[str, Any]
     portkey_dir: Path
+    slo: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_SLO))
+    """``ours-slo``'s objectives, on top of `ours`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +242,8 @@ def build_ours(name: str, urls: Mapping[str, str], s: Settings, seed: int) -> Sy
     settings = dict(s.ours)
     if name == "ours-hedge":
         settings["hedge"] = True
+    elif name == "ours-slo":
+        settings.update(s.slo)
     tally = AttemptTally()
     ours = router.Router(ours_config(urls, settings), seed=seed, observer=tally)
 
@@ -516,7 +530,7 @@ def make_system(
     s: Settings,
     seed: int,
 ) -> System:
-    if name in ("ours", "ours-hedge"):
+    if name in OURS:
         return build_ours(name, urls, s, seed)
     if name.startswith("litellm "):
         return build_litellm(litellm, urls, name.removeprefix("litellm "))
@@ -626,6 +640,12 @@ def verdict(agg: Mapping[str, Mapping[str, Mapping[str, Any]]], who: str) -> dic
     }
 
 
+def verdicts(agg: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """`verdict` for ``ours`` and ``ours-hedge``, and ``ours-slo`` when it was run."""
+    ran = {name for systems in agg.values() for name in systems}
+    return {who: verdict(agg, who) for who in OURS if who != "ours-slo" or who in ran}
+
+
 def _short(value: float, key: str) -> str:
     if key in ("success", "cheap_share_after"):
         return f"{value:.1%}"
@@ -682,7 +702,7 @@ def report(results: Mapping[str, Any]) -> str:
         for text in descriptions.get(kind, []):
             lines.append(f"    {text}")
         lines.append(header)
-        for name in SYSTEMS:
+        for name in KNOWN:
             if name not in systems:
                 continue
             f = systems[name]
@@ -696,7 +716,7 @@ def report(results: Mapping[str, Any]) -> str:
                 f"{_cell(f['cheap_share_after'], 'cheap_share_after', several):>18}"
             )
         lines.append("")
-    for who in ("ours", "ours-hedge"):
+    for who in OURS:
         v = results["verdict"].get(who)
         if not v or not v["of"]:
             continue
@@ -741,15 +761,18 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
     parser.add_argument("--kinds", help="comma-separated scenario kinds (default: all)")
     parser.add_argument("--systems", help="comma-separated systems (default: all)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--slo", action="append", default=[], metavar="KEY=VALUE", help="ours-slo's objectives"
+    )
     parser.add_argument("--portkey-dir", type=Path, default=PORTKEY_DIR)
     parser.add_argument("--quick", action="store_true", help="smoke: 3 kinds, short runs")
     parser.add_argument("--json", type=Path, metavar="PATH")
     args = parser.parse_args(argv)
     default = QUICK_SYSTEMS if args.quick else SYSTEMS
     systems = tuple(x.strip() for x in (args.systems or ",".join(default)).split(",") if x.strip())
-    unknown = [x for x in systems if x not in SYSTEMS]
+    unknown = [x for x in systems if x not in KNOWN]
     if unknown or not systems:
-        parser.error(f"--systems: unknown {unknown}; known: {', '.join(SYSTEMS)}")
+        parser.error(f"--systems: unknown {unknown}; known: {', '.join(KNOWN)}")
     if args.kinds:
         kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     else:
@@ -758,11 +781,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
     if bad:
         parser.error(f"--kinds: unknown {bad}; known: {', '.join(sc.KINDS)}")
     ours: dict[str, Any] = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set {item!r}: expected KEY=VALUE")
-        ours[key.strip()] = _value(value.strip())
+    slo: dict[str, Any] = {}
+    for flag, items, into in (("--set", args.set, ours), ("--slo", args.slo, slo)):
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep:
+                parser.error(f"{flag} {item!r}: expected KEY=VALUE")
+            into[key.strip()] = _value(value.strip())
     try:
         seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip())
     except ValueError:
@@ -776,6 +801,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
         systems=systems,
         ours=ours,
         portkey_dir=args.portkey_dir,
+        slo=slo or DEFAULT_SLO,
     )
     if settings.duration <= 0 or settings.rate <= 0 or settings.warmup < 1:
         parser.error("--duration and --rate must be > 0, --warmup at least 1")
@@ -816,7 +842,7 @@ def merge(paths: Sequence[Path]) -> dict[str, Any]:
         "runs": runs,
         "aggregate": agg,
         "stream_kinds": sorted({r["kind"] for r in runs if r["stream"]}),
-        "verdict": {who: verdict(agg, who) for who in ("ours", "ours-hedge")},
+        "verdict": verdicts(agg),
         "runtime_s": sum(float(result["runtime_s"]) for result in loaded),
         "merged_from": [str(p) for p in paths],
         "loads_at_start": [result["machine"]["load_average_at_start"] for result in loaded],
@@ -833,7 +859,7 @@ def markdown(results: Mapping[str, Any]) -> str:
     ]
     streams = set(results.get("stream_kinds", ()))
     for kind, systems in agg.items():
-        for name in SYSTEMS:
+        for name in KNOWN:
             if name not in systems:
                 if name.startswith("portkey") and kind in streams:
                     lines.append(
@@ -891,6 +917,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "kinds": list(settings.kinds),
             "systems": list(settings.systems),
             "ours": dict(settings.ours),
+            "ours-slo": {**settings.ours, **settings.slo},
             "attempt_timeout_s": ATTEMPT_TIMEOUT_S,
             "base_knobs": sc.BASE_KNOBS,
             "prices": sc.PRICES,
@@ -898,7 +925,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": runs,
         "aggregate": agg,
         "stream_kinds": sorted({r["kind"] for r in runs if r["stream"]}),
-        "verdict": {who: verdict(agg, who) for who in ("ours", "ours-hedge")},
+        "verdict": verdicts(agg),
         "runtime_s": time.perf_counter() - started,
     }
     print(report(results))

@@ -505,6 +505,7 @@ def test_pool_settings_track_router_settings() -> None:
         "strategy",
         "weights",
         "first_chunk_timeout",
+        "first_chunk_slo",
         "escalate_to",
         "escalate_on",
         "min_logprob",

@@ -55,3 +55,27 @@ async def test_a_flapping_cheap_provider_costs_no_call_and_is_back_after(fleet: 
     await asyncio.sleep(1.2)  # past the open period
     final = await served(router, 20, gap=0.05)
     assert final[-10:] == ["a"] * 10, final
+
+
+async def test_a_latency_objective_moves_traffic_off_a_cheap_provider_that_misses_it(
+    fleet: Fleet,
+) -> None:
+    # a turns 45 ms slower: too little for the default slow rule (which needs 3x and 50 ms
+    # over its baseline), but over the group's 30 ms p95 objective, which b meets.
+    config = fleet_config(fleet, timeout=2.0)
+    config["groups"] = {"chat": {"latency_slo": 0.03, "slo_percentile": 0.95}}
+    router = Router(config, seed=0)
+    assert set(await served(router, 15)) == {"a"}
+    fleet["a"].set(latency_ms=47.0)
+    decisions = []
+    for _ in range(30):
+        decision = get_decision(await router.acompletion("chat", MSG))
+        assert decision is not None and decision.deployment is not None
+        decisions.append(decision)
+    during = [d.deployment for d in decisions]
+    assert during[-20:].count("a") <= 3, during  # a probe a second at most
+    assert "b" in during and "c" not in during[-20:], during  # b meets it and is cheaper than c
+    assert any(d.deployment == "b" and "slo: a p95" in d.reason for d in decisions)
+    fleet["a"].set(latency_ms=2.0)
+    after = await served(router, 30, gap=0.1)  # its probes see the recovery
+    assert after[-8:] == ["a"] * 8, after
