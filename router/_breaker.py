@@ -14,6 +14,12 @@ by the rules of the group each result came from):
   the breaker (and resets the trip count); a failure re-opens it for the next, longer period.
   A probe that ends with an ignored outcome (a caller error) or is cancelled frees the slot.
 - ``force_open`` opens at once for a given time (auth and unknown-model errors).
+- **Fleet streaks** (a shared store only, router._redis_streaks): ``peer_failures`` are the
+  failures in the current streaks of peer processes, valid until ``peers_until``; the streak
+  rule counts them with this process's own, so a fleet of processes trips after about
+  ``consecutive`` failures in all rather than each process after its own. ``on_streak`` hears
+  every change of this process's own streak (its length, 0 when a success ends it). Both are
+  unused (0 and None) with the in-process store.
 
 Only results that say something about the provider are recorded: successes and failures.
 Rate limits and caller errors are not failures of the deployment and never reach the breaker.
@@ -26,6 +32,7 @@ from __future__ import annotations
 import enum
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -78,7 +85,10 @@ class Breaker:
         "consecutive_failures",
         "deployment",
         "failures_in_window",
+        "on_streak",
         "open_until",
+        "peer_failures",
+        "peers_until",
         "policy",
         "probe_out",
         "rng",
@@ -99,6 +109,9 @@ class Breaker:
         self.consecutive_failures = 0
         self.failures_in_window = 0
         self._results: deque[bool] = deque()
+        self.peer_failures = 0
+        self.peers_until = 0.0
+        self.on_streak: Callable[[str, int], None] | None = None
 
     def admit(self, now: float) -> tuple[Admission, Transition | None]:
         """May a call go to this deployment now? The first call after the open period probes."""
@@ -161,14 +174,19 @@ class Breaker:
             return self._open(now, why, retry_after, policy)
         if self.state is State.OPEN:
             return None
+        streak = self.consecutive_failures
         self._remember(success, policy.window)
+        if self.on_streak is not None and (not success or streak):
+            self.on_streak(self.deployment, self.consecutive_failures)
         if success:
             return None
-        if self.consecutive_failures >= policy.consecutive:
+        peers = self.peer_failures if now < self.peers_until else 0
+        if self.consecutive_failures + peers >= policy.consecutive:
+            own = self.consecutive_failures
+            fleet = f" ({own} here, {peers} in peer processes)" if peers else ""
             return self._open(
                 now,
-                f"{self.consecutive_failures} consecutive failures"
-                + (f" (last: {why})" if why else ""),
+                f"{own + peers} consecutive failures{fleet}" + (f" (last: {why})" if why else ""),
                 retry_after,
                 policy,
             )
@@ -211,6 +229,7 @@ class Breaker:
         self._results.clear()
         self.failures_in_window = 0
         self.consecutive_failures = 0
+        self.peer_failures = 0
 
     def open_duration(
         self, trips: int, retry_after: float | None = None, policy: BreakerPolicy | None = None

@@ -1,10 +1,10 @@
 """What this process tells its peers through Redis, and how it applies what they tell it.
 
-`publish` writes a deployment's current breaker or pause (key + PUBLISH, one script) and
-`report` this process's health summary; `receive` takes one pub/sub message, `apply` one
-peer's breaker or pause (the rules in router._redis_state's docstring), `reconcile` re-reads
-every shared key (after a reconnect, and every ``reconcile_interval``) for what pub/sub may
-have missed.
+`publish` writes a deployment's current breaker or pause (key + PUBLISH, one script) or its
+failure streak (a PUBLISH only) and `report` this process's health summary; `receive` takes
+one pub/sub message, `apply` one peer's breaker, pause or streak (the rules in
+router._redis_state's docstring), `reconcile` re-reads every shared key (after a reconnect,
+and every ``reconcile_interval``) for what pub/sub may have missed.
 """
 
 from __future__ import annotations
@@ -23,11 +23,14 @@ if TYPE_CHECKING:
 
 from router._redis_protocol import MISSING, PROTOCOL, PeerEvent, decode
 
-__all__ = ["apply", "message", "publish", "receive", "reconcile", "report"]
+__all__ = ["STREAK_TTL_S", "apply", "message", "publish", "receive", "reconcile", "report"]
 
 log = logging.getLogger("router")
 
 MAX_STATES: Final = 10_000  # deployments peers may announce that this process never used
+STREAK_TTL_S: Final = 10.0
+"""How long a peer's failure streak counts after its last word: longer than the open periods
+of the defaults, and a peer silent that long says nothing about the deployment now."""
 
 
 def receive(store: RedisState, data: Any) -> None:
@@ -39,7 +42,8 @@ def receive(store: RedisState, data: Any) -> None:
         if origin == store.origin:
             return  # our own message, echoed by the channel
         name = str(message["d"])
-        store._heard[name] = store._heard.get(name, 0) + 1
+        if message["k"] != "streak":  # a streak is no key: it cannot make a read stale
+            store._heard[name] = store._heard.get(name, 0) + 1
         apply(
             store,
             str(message["k"]),
@@ -73,6 +77,11 @@ def apply(
     now = store.clock.now()
     breaker = state.breaker
     effect = "ignored"
+    if kind == "streak":
+        effect = _streak(store, name, origin, trips, now)
+    elif kind in ("open", "close"):
+        # A trip consumes the fleet's streak; a close says the deployment answers.
+        _forget_streaks(store, name)
     if kind == "open" and seconds > 0:
         until = now + seconds + store.probe_grace
         if breaker.state is State.HALF_OPEN and breaker.probe_out:
@@ -130,6 +139,33 @@ def apply(
         for listener in store.listeners:
             listener(event)
     return effect
+
+
+def _streak(store: RedisState, name: str, origin: str, failures: int, now: float) -> str:
+    """A peer's current failure streak on `name`: the breaker counts the sum of the peers'
+    fresh ones with its own (router._breaker's fleet streaks)."""
+    streaks = store._streaks.setdefault(name, {})
+    if failures > 0:
+        streaks[origin] = (failures, now + STREAK_TTL_S)
+    else:
+        streaks.pop(origin, None)
+    total = 0
+    until = 0.0
+    for count, expires in list(streaks.values()):
+        if expires > now:
+            total += count
+            until = expires if until == 0.0 else min(until, expires)
+    breaker = store._states[name].breaker
+    breaker.peer_failures = total
+    breaker.peers_until = until
+    return "counted" if failures > 0 else "reset"
+
+
+def _forget_streaks(store: RedisState, name: str) -> None:
+    store._streaks.pop(name, None)
+    state = store._states.get(name)
+    if state is not None:
+        state.breaker.peer_failures = 0
 
 
 async def reconcile(store: RedisState) -> None:
@@ -227,6 +263,12 @@ async def publish(store: RedisState, name: str, what: str) -> None:
         )
         return
     breaker = state.breaker
+    if what == "streak":
+        client = store._client
+        assert client is not None
+        streak = breaker.consecutive_failures if breaker.state is State.CLOSED else 0
+        await client.publish(store._channel, message(store, "streak", name, 0.0, "", streak))
+        return
     if breaker.state is State.OPEN:
         left = breaker.open_until - now
         if name in store._peer_open or left <= 0:

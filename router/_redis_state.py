@@ -25,6 +25,13 @@ rules of `MemoryState` for every decision and adds sharing around them:
   Applied changes are not published again (no echo), and every message carries its sender's
   id, so a process ignores its own. Every open is shared, a misconfiguration's too (a 401 on a
   key the fleet shares). ``listeners`` hear each applied message (tests, telemetry).
+- **One streak**: each change of a breaker's failure streak here (a failure, or the success
+  that ends a streak) is published (a plain PUBLISH: no key, nothing on the call path), and
+  the breaker counts the peers' current streaks with its own (router._breaker), so the fleet
+  trips a dead deployment after about ``breaker_consecutive_failures`` failures in all, where
+  each process paid its own five before (README: three processes, one call each every 20 ms,
+  spent about twice a single process's calls finding out). A peer's streak counts for
+  `STREAK_TTL_S` after its last word; a trip or close anywhere resets them.
 - **One probe**, fleet-wide in the common case, through the grace above rather than a
   ``SET NX`` probe lease: admission is synchronous, and a lease would put a Redis round trip on
   the hot path. When the process that tripped has no traffic, each other process sends at most
@@ -144,6 +151,7 @@ class RedisState:
         seed: int | None = None,
         deployments: Iterable[str] = (),
         origin: str | None = None,
+        share_streaks: bool = True,
     ) -> None:
         try:
             import redis.asyncio  # noqa: F401  (fail here, not in the background task)
@@ -174,6 +182,11 @@ class RedisState:
         # Deployments whose open breaker / pause came from a peer (name -> that peer's id).
         self._peer_open: dict[str, str] = {}
         self._peer_paused: dict[str, str] = {}
+        # Peers' failure streaks: deployment -> origin -> (failures, expiry on our clock).
+        self._streaks: dict[str, dict[str, tuple[int, float]]] = {}
+        self.share_streaks = share_streaks
+        """Publish failure streaks and count the peers' (False: the trip rule per process,
+        as before streaks were shared; for measurements)."""
         # What to publish: latest state per deployment, insertion-ordered ("breaker", "pause").
         self._dirty: dict[tuple[str, str], None] = {}
         self._tokens: dict[str, tuple[int, int | None, int | None]] = {}
@@ -240,6 +253,7 @@ class RedisState:
         # Local evidence changed the breaker: it is ours now, whatever a peer said before.
         self._peer_open.pop(transition.deployment, None)
         self._reasons[transition.deployment] = transition.reason
+        self._streaks.pop(transition.deployment, None)
         self._mark(transition.deployment, "breaker")
 
     def on_pause(self, deployment: str, seconds: float, why: str) -> None:
@@ -298,7 +312,12 @@ class RedisState:
 
     def _create(self, name: str) -> DeploymentState:
         state = self._states[name] = DeploymentState(name, self._rng)
+        if self.share_streaks:
+            state.breaker.on_streak = self._on_streak
         return state
+
+    def _on_streak(self, deployment: str, failures: int) -> None:
+        self._mark(deployment, "streak")
 
     def _attach(self) -> None:
         """Run the background task on the running loop unless it runs on another live one."""

@@ -84,7 +84,9 @@ def reload_router(
     for name in (*diff.changed, *diff.added):
         state = router.state.get(name)
         state.health = Health()
+        hook = state.breaker.on_streak  # a shared store's (router._redis_state)
         state.breaker = Breaker(name, BreakerPolicy(), router.engine.rng)
+        state.breaker.on_streak = hook
     router.transport = transport
     router.engine.transport = transport
     router.engine.budget = router.budget = budget

@@ -168,3 +168,28 @@ def test_force_open_blocks_at_once() -> None:
     assert transition.after is State.OPEN
     assert breaker.admit(200.0)[0] is Admission.DENY
     assert breaker.admit(311.0)[0] is Admission.PROBE
+
+
+def test_peers_failures_count_toward_the_streak_while_they_are_fresh() -> None:
+    # A shared store (router._redis_state) keeps `peer_failures`: the peers' current streaks.
+    breaker = Breaker("a", BreakerPolicy(jitter=0.0))
+    breaker.peer_failures, breaker.peers_until = 3, 10.0
+    assert breaker.record(False, 1.0) is None  # 1 here + 3 in peers
+    transition = breaker.record(False, 2.0)
+    assert transition is not None and transition.after is State.OPEN
+    assert transition.reason.startswith("5 consecutive failures (2 here, 3 in peer processes)")
+    assert breaker.peer_failures == 0  # the trip consumed the fleet's streak
+    stale = Breaker("a", BreakerPolicy(jitter=0.0))
+    stale.peer_failures, stale.peers_until = 3, 10.0
+    for _ in range(4):
+        assert stale.record(False, 11.0) is None  # past peers_until: only its own count
+
+
+def test_on_streak_hears_every_change_of_the_own_streak_and_nothing_else() -> None:
+    heard: list[tuple[str, int]] = []
+    breaker = Breaker("a", BreakerPolicy(jitter=0.0))
+    breaker.on_streak = lambda name, n: heard.append((name, n))
+    for ok in (True, True, False, False, True, True, False):
+        breaker.record(ok, 0.0)
+    assert heard == [("a", 1), ("a", 2), ("a", 0), ("a", 1)]
+    assert Breaker("b").on_streak is None and Breaker("b").peer_failures == 0  # off by default

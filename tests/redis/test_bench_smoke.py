@@ -41,3 +41,11 @@ def test_a_tiny_run_writes_every_figure(tmp_path: Path, redis_binary: str) -> No
         delays = figures["propagation"][phase]["delay_ms"]
         assert set(delays) == {"p50", "p90", "p99", "max", "min"}
         assert all(_finite(v) and v >= 0 for v in delays.values())
+    assert "3. discovery cost" in done.stdout
+    discovery = figures["discovery"]["calls_to_dead"]
+    modes = {"single", "three apart", "three shared, per-process rule", "three shared"}
+    assert set(discovery) == modes
+    for mode in modes:
+        # Every mode found out the hard way at least once: the dead provider got calls.
+        assert discovery[mode]["min"] >= 1 and _finite(discovery[mode]["median"]), mode
+    assert figures["discovery"]["failed_calls"] == 0  # b served every call

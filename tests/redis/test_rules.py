@@ -227,3 +227,36 @@ def test_state_comes_from_toml_and_env_and_builds_the_store(tmp_path, monkeypatc
     assert isinstance(router.state, RedisState)
     assert router.state.prefix == "fleet1:" and router.state.url.endswith("/2")
     assert [h.deployment for h in router.health()] == ["a"]
+
+
+def streak(failures: int, origin: str = "peer", name: str = "a") -> str:
+    return json.dumps({"v": PROTOCOL, "o": origin, "k": "streak", "d": name, "s": 0, "r": "",
+                       "n": failures})  # fmt: skip
+
+
+def test_peers_streaks_add_up_for_our_breaker_until_a_trip_or_they_expire(
+    store: RedisState, clock: FakeClock
+) -> None:
+    from router._redis_peers import STREAK_TTL_S
+
+    breaker = store.get("a").breaker
+    assert breaker.on_streak is not None  # ours are published
+    store._receive(streak(2, "p1"))
+    store._receive(streak(1, "p2"))
+    store._receive(streak(2, "p1"))  # the latest word of each peer, not a running sum
+    assert breaker.peer_failures == 3
+    store._receive(streak(0, "p2"))  # p2's streak ended with a success
+    assert breaker.peer_failures == 2
+    store._receive(message("open", seconds=1.0, origin="p3"))
+    assert breaker.peer_failures == 0  # a trip anywhere consumes the fleet's streak
+    other = store.get("b").breaker
+    store._receive(streak(4, "p1", name="b"))
+    assert other.peer_failures == 4
+    clock.advance(STREAK_TTL_S + 0.1)
+    assert other.record(False, clock.now()) is None  # the peer's word is stale now
+    assert other.consecutive_failures == 1
+
+
+def test_streaks_can_be_kept_per_process() -> None:
+    store = RedisState("redis://127.0.0.1:1/0", deployments=["a"], share_streaks=False)
+    assert store.get("a").breaker.on_streak is None

@@ -392,3 +392,35 @@ def test_the_sync_api_runs_the_store_on_its_background_loop(
         from router._sync import run_sync
 
         run_sync(store.aclose())
+
+
+async def test_processes_failing_together_trip_on_the_fleets_streak(make: Factory) -> None:
+    # Threshold 4: each process sees only 2 failures, but the fleet saw 4 in a row.
+    one, backend1, store1 = make(breaker_consecutive_failures=4)
+    two, backend2, store2 = make(breaker_consecutive_failures=4)
+    await connected(store1, store2)
+    backend1.script("a", fail(503), fail(503))
+    backend2.script("a", fail(503), fail(503))
+    for _ in range(2):
+        await one.acompletion("chat", MSG)
+    await until(lambda: store2.get("a").breaker.peer_failures == 2, what="one's streak")
+    await two.acompletion("chat", MSG)
+    assert store2.get("a").breaker.state.value == "closed"  # 1 here + 2 in peers
+    decision = get_decision(await two.acompletion("chat", MSG))
+    assert decision is not None and decision.deployment == "b"
+    (trip,) = decision.events
+    assert trip.after.value == "open" and "(2 here, 2 in peer processes)" in trip.reason
+    await until(lambda: store1.get("a").breaker.state.value == "open", what="two's open")
+    assert backend1.calls_to("a") + backend2.calls_to("a") == 4
+
+
+async def test_a_success_ends_a_streak_for_the_peers_too(make: Factory) -> None:
+    one, backend1, store1 = make(breaker_consecutive_failures=3)
+    _, _, store2 = make(breaker_consecutive_failures=3)
+    await connected(store1, store2)
+    backend1.script("a", fail(503), fail(503), ok("back"))
+    for _ in range(2):
+        await one.acompletion("chat", MSG)
+    await until(lambda: store2.get("a").breaker.peer_failures == 2, what="one's streak")
+    await one.acompletion("chat", MSG)  # a answers again
+    await until(lambda: store2.get("a").breaker.peer_failures == 0, what="one's reset")
