@@ -7,6 +7,7 @@ directory (printed with ``-s``) as the artifact.
 
 from __future__ import annotations
 
+import html as html_text
 import os
 import shutil
 import subprocess
@@ -14,11 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from router._sim import Fleet
 
-from .conftest import HTTP, KEY, GatewayProcess
+from .conftest import ADMIN, HTTP, KEY, GatewayProcess, gateway_config, to_toml
 
 HI = [{"role": "user", "content": "hi"}]
 _FLAGS = (
@@ -102,3 +104,55 @@ def test_dashboard_shows_a_tripped_breaker(
     )  # fmt: skip
     assert done.returncode == 0 and shot.exists() and shot.stat().st_size > 10_000, done.stderr
     print(f"dashboard screenshot: {shot}")
+
+
+def test_dashboard_says_why_a_reload_was_refused(
+    fleet: Fleet, chromium: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "providers.toml"
+    good = to_toml(gateway_config(fleet))
+    path.write_text(good)
+    process = GatewayProcess(path)
+    try:
+        url = f"{process.url}/dashboard#key={KEY}"
+        admin = {"authorization": f"Bearer {ADMIN}"}
+        # Two problems, one of them markup: the page must show it as text, not run it.
+        markup = "<img src=x onerror=document.body.dataset.pwned=1>"
+        broken = good.replace("[router]\n", f'[router]\n"{markup}" = 1\n', 1)
+        broken = broken.replace("max_attempts = 3", "max_attempts = 0")
+        assert broken.count(markup) == 1 and "max_attempts = 0" in broken
+        path.write_text(broken)
+        refused = httpx.post(f"{process.url}/admin/reload", headers=admin, timeout=20)
+        assert refused.status_code == 422
+        problems = refused.json()["problems"]
+        assert len(problems) >= 2 and any(markup in p for p in problems)
+        assert any("max_attempts" in p for p in problems)
+        dom = _browser(chromium, "--virtual-time-budget=5000", "--dump-dom", url)
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        page = dom.stdout
+        assert 'data-loaded="1"' in page, "the page never rendered /dashboard.json"
+        assert "last reload REFUSED (admin, " in page
+        assert '<section id="reload">' in page  # shown (no longer hidden)
+        assert "Last reload REFUSED (admin, " in page
+        for problem in problems:  # every reason, as escaped text
+            assert f'<li class="problem">{html_text.escape(problem, quote=False)}</li>' in page
+        assert "<img" not in page and "data-pwned" not in page  # no element made of it, none ran
+        shot = tmp_path / "dashboard-refused.png"
+        done = _browser(
+            chromium, "--virtual-time-budget=5000", "--window-size=1400,1000",
+            f"--screenshot={shot}", url,
+        )  # fmt: skip
+        assert done.returncode == 0 and shot.exists() and shot.stat().st_size > 10_000
+        print(f"dashboard screenshot (refused reload): {shot}")
+        # The old config kept serving; a good file afterwards clears the box.
+        ok = HTTP.post(f"{process.base_url}/chat/completions",
+                       json={"model": "chat", "messages": HI})  # fmt: skip
+        assert ok.status_code == 200
+        path.write_text(good.replace("max_attempts = 3", "max_attempts = 2"))
+        again = httpx.post(f"{process.url}/admin/reload", headers=admin, timeout=20)
+        assert again.status_code == 200
+        page = _browser(chromium, "--virtual-time-budget=5000", "--dump-dom", url).stdout
+        assert "last reload ok (admin, " in page
+        assert '<section id="reload" hidden=""></section>' in page  # the box is gone
+    finally:
+        process.stop()
