@@ -11,7 +11,6 @@ SSE sender, router._serve._asgi).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -50,22 +49,35 @@ async def _until_disconnect(request: Request) -> None:
 
 
 async def race_disconnect(request: Request, call: Awaitable[Any]) -> Any:
-    """Run `call`, cancelling it at once if the client disconnects first."""
-    task = asyncio.ensure_future(call)
-    watcher = asyncio.ensure_future(_until_disconnect(request))
-    try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
+    """Await `call` in this task, cancelling it at once if the client disconnects first
+    (raising `ClientDisconnect` then).
+
+    The call runs in the request's own task, with one small watcher task that cancels it when
+    ``http.disconnect`` arrives: no second task for the call and no ``asyncio.wait`` per
+    request. A cancellation that is not the client's (the server stopping) propagates as is.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        await _until_disconnect(request)
+        gone = True
         task.cancel()
-        raise
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        # While the watcher lives, this task waits only inside `call`: a cancel the watcher
+        # asks for is thrown in there (and closes the upstream attempt), never later.
+        return await call
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        task.uncancel()
+        raise ClientDisconnect() from None
     finally:
         watcher.cancel()
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-        raise ClientDisconnect()
-    return task.result()
 
 
 async def _body(gw: Gateway, request: Request) -> dict[str, Any]:

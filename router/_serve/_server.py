@@ -43,6 +43,14 @@ if TYPE_CHECKING:
 __all__ = ["bind", "build_gateway", "is_simulated", "main"]
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_YOUNG_THRESHOLD = 10_000
+"""Net new container objects between two young-generation collections in a serving process
+(Python's default: 700). Each routed call allocates thousands of short-lived objects (litellm's
+request and response, pydantic models, the HTTP client's), and with tens of calls in flight a
+collection every 700 mostly traverses live calls' objects, which survive it and get traversed
+again a generation up: a wider young generation lets most of them die by reference count first.
+At most about this many objects of cyclic garbage wait a little longer (a few MB at worst).
+Measured in scripts/bench_gateway.py (README, "Gateway")."""
 
 
 def is_simulated(config: Config) -> bool:
@@ -183,6 +191,8 @@ async def _serve_one(gateway: Gateway, sock: socket.socket, log_level: str) -> N
     # process: out of the collector's way, so no collection walks it again.
     gc.collect()
     gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(_YOUNG_THRESHOLD, middle, old)
     try:
         await server.serve(sockets=[sock])
     finally:

@@ -8,7 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import ClientDisconnect, Request
 
+from router._serve._api import race_disconnect
 from router._serve._app import Gateway
 from router._serve._asgi import Dispatch, EventStream
 
@@ -151,3 +153,59 @@ async def test_a_finished_stream_ends_the_body() -> None:
     await EventStream(pieces(), {})({"type": "http"}, receive, send)
     assert [m.get("body") for m in sent[1:]] == [b"data: 1\n\n", b"data: [DONE]\n\n", b""]
     assert sent[-1]["more_body"] is False
+
+
+class _Call:
+    """An upstream call that waits until `release` is set; records whether it was cancelled."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.cancelled = False
+
+    async def run(self) -> str:
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        return "answer"
+
+
+def _request(gone: asyncio.Event) -> Request:
+    async def receive() -> dict[str, Any]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": []}, receive)
+
+
+async def test_a_client_gone_mid_call_cancels_it_at_once() -> None:
+    call, gone = _Call(), asyncio.Event()
+    asyncio.get_running_loop().call_later(0.05, gone.set)
+    with pytest.raises(ClientDisconnect):
+        await asyncio.wait_for(race_disconnect(_request(gone), call.run()), 5)
+    assert call.cancelled
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0  # the task itself is not left cancelling
+    await asyncio.sleep(0)  # and no cancellation is pending on it
+
+
+async def test_a_finished_call_returns_and_leaves_no_watcher() -> None:
+    call, gone = _Call(), asyncio.Event()
+    call.release.set()
+    before = len(asyncio.all_tasks())
+    assert await race_disconnect(_request(gone), call.run()) == "answer"
+    await asyncio.sleep(0)
+    assert len(asyncio.all_tasks()) == before and not call.cancelled
+    gone.set()  # a disconnect after the answer cancels nothing
+    await asyncio.sleep(0.01)
+
+
+async def test_a_server_cancel_mid_call_stays_a_cancellation() -> None:
+    call, gone = _Call(), asyncio.Event()
+    task = asyncio.ensure_future(race_disconnect(_request(gone), call.run()))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert call.cancelled
