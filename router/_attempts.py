@@ -46,13 +46,12 @@ import litellm
 from router._breaker import Admission, State, Transition
 from router._budget import RetryBudget
 from router._call import Call
-from router._catalogue import usage_cost
+from router._catalogue import tokens_cost
 from router._choose import Chooser, transient
 from router._config import ConfigError
-from router._decision import AttemptRecord, CallOutcome, Candidate, Skip
+from router._decision import AttemptRecord, CallOutcome, Candidate, ResponseInfo, Skip
 from router._errors import Outcome, attach, describe, retry_after_of, status_code_of
 from router._explain import MIN_ATTEMPT_S, deadline_exceeded, exhausted, no_deployment, unavailable
-from router._fields import field
 from router._hedge import hedged, race_delay, rescued
 from router._select import Selector
 from router._slo import Objectives, objective_of
@@ -77,7 +76,7 @@ RATE_LIMIT_DEFAULT_PAUSE_S = 1.0
 class Result(Generic[T]):
     """How one attempt ended (the engine's internal currency between attempt and loop)."""
 
-    __slots__ = ("deployment", "exc", "index", "outcome", "value")
+    __slots__ = ("deployment", "exc", "index", "info", "outcome", "value")
 
     def __init__(
         self,
@@ -86,12 +85,15 @@ class Result(Generic[T]):
         value: T | None = None,
         exc: BaseException | None = None,
         index: int = -1,
+        info: ResponseInfo | None = None,
     ) -> None:
         self.deployment = deployment
         self.outcome = outcome
         self.value = value
         self.exc = exc
         self.index = index
+        self.info = info
+        """What a full response said about itself (read once, for its cost and its record)."""
 
 
 class AttemptLoop:
@@ -260,6 +262,9 @@ class AttemptLoop:
                 skipped.append(Skip(deployment.name, why))
         if again:
             call.skipped = skipped
+        if len(eligible) == 1:  # nothing to rank (Selector.rank's key is 0.0 then)
+            call.candidates = (Candidate(eligible[0].name, 0.0),)
+            return eligible
         settings = call.settings
         ranked = self.selector.rank(
             settings.strategy, eligible, now, settings.weights, first_chunk=call.stream
@@ -375,6 +380,13 @@ class AttemptLoop:
         transition = state.breaker.record(True, now, call.policy, probe=probe)
         if transition is not None:
             self._emit(call, transition)
+        # A full response knows its cost now; a stream's is added when it ends.
+        if first_chunk:
+            info = None
+            cost = 0.0
+        else:
+            info = ResponseInfo.of(value)
+            cost = tokens_cost(self.catalogue, deployment, info.input_tokens, info.output_tokens)
         call.attempts.append(
             AttemptRecord(
                 number=len(call.attempts) + 1,
@@ -387,13 +399,10 @@ class AttemptLoop:
                 hedge=hedge,
                 probe=probe,
                 started_s=started - call.started,
-                # A full response knows its cost now; a stream's is added when it ends.
-                cost_usd=0.0
-                if first_chunk
-                else usage_cost(self.catalogue, deployment, field(value, "usage")),
+                cost_usd=cost,
             )
         )
-        return Result(deployment, Outcome.SUCCESS, value, index=len(call.attempts) - 1)
+        return Result(deployment, Outcome.SUCCESS, value, index=len(call.attempts) - 1, info=info)
 
     def _failed(
         self,

@@ -20,7 +20,14 @@ from router._fields import field
 if TYPE_CHECKING:
     from router._config import Deployment
 
-__all__ = ["Catalogue", "LiteLLMCatalogue", "configured_cost", "estimate_tokens", "usage_cost"]
+__all__ = [
+    "Catalogue",
+    "LiteLLMCatalogue",
+    "configured_cost",
+    "estimate_tokens",
+    "tokens_cost",
+    "usage_cost",
+]
 
 
 @runtime_checkable
@@ -139,7 +146,16 @@ def usage_cost(catalogue: Catalogue, deployment: Deployment, usage: Any) -> floa
     """What a response's usage cost on `deployment`; 0.0 in the record when the price is unknown."""
     if usage is None:
         return 0.0
-    prompt = field(usage, "prompt_tokens") or 0
-    completion = field(usage, "completion_tokens") or 0
-    price = catalogue.price(deployment, int(prompt), int(completion))
+    return tokens_cost(
+        catalogue, deployment, field(usage, "prompt_tokens"), field(usage, "completion_tokens")
+    )
+
+
+def tokens_cost(
+    catalogue: Catalogue, deployment: Deployment, prompt: Any, completion: Any
+) -> float:
+    """`usage_cost` from the usage's two token counts (None when absent: no usage is free)."""
+    if prompt is None and completion is None:
+        return 0.0
+    price = catalogue.price(deployment, int(prompt or 0), int(completion or 0))
     return 0.0 if price is None else price

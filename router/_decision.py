@@ -168,14 +168,22 @@ class ResponseInfo:
         """Read a litellm `ModelResponse` (missing parts stay None)."""
         usage = read(response, "usage")
         choices = read(response, "choices") or ()
+        if type(choices) is list and len(choices) == 1:  # most responses: no generator
+            reason = read(choices[0], "finish_reason")
+            reasons: tuple[str, ...] = (str(reason),) if reason else ()
+        else:
+            reasons = tuple(str(reason) for c in choices if (reason := read(c, "finish_reason")))
+        if usage is None:
+            prompt = completion = None
+        else:
+            prompt = read(usage, "prompt_tokens")
+            completion = read(usage, "completion_tokens")
         return cls(
             id=read(response, "id"),
             model=read(response, "model"),
-            input_tokens=read(usage, "prompt_tokens"),
-            output_tokens=read(usage, "completion_tokens"),
-            finish_reasons=tuple(
-                str(reason) for c in choices if (reason := read(c, "finish_reason"))
-            ),
+            input_tokens=prompt,
+            output_tokens=completion,
+            finish_reasons=reasons,
         )
 
 

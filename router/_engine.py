@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import litellm
@@ -78,10 +78,12 @@ class Engine(AttemptLoop):
         self._refused: dict[str, float] = {}
         # Deployments priced in providers.toml (their response_cost is the router's price).
         self._priced: set[str] = set()
+        self._priced_seen: Sequence[Deployment] = ()
+        """The deployments `_priced` was last brought up to date with."""
 
     # -- entry points ------------------------------------------------------------------------
 
-    async def complete(
+    def complete(
         self,
         group: str,
         deployments: Sequence[Deployment],
@@ -89,14 +91,16 @@ class Engine(AttemptLoop):
         request: Mapping[str, Any],
         deadline: float | None = None,
         context: CallContext = NO_CONTEXT,
-    ) -> tuple[Any, Decision]:
-        """One non-streaming call: the litellm response and the call's decision record."""
+    ) -> Coroutine[Any, Any, tuple[Any, Decision]]:
+        """One non-streaming call (await it): the litellm response and the call's record."""
+        # A plain function handing back `_once`'s coroutine, and an attempt that hands back
+        # the transport's: two coroutine frames fewer on every call, same awaiting semantics.
         transport = self.transport
 
-        async def attempt(deployment: Deployment, timeout: float) -> Any:
-            return await transport.complete(deployment, request, timeout)
+        def attempt(deployment: Deployment, timeout: float) -> Awaitable[Any]:
+            return transport.complete(deployment, request, timeout)
 
-        return await self._once(group, deployments, settings, deadline, context, attempt)
+        return self._once(group, deployments, settings, deadline, context, attempt)
 
     async def _once(
         self,
@@ -108,11 +112,13 @@ class Engine(AttemptLoop):
         attempt: Callable[[Deployment, float], Awaitable[Any]],
     ) -> tuple[Any, Decision]:
         call = self._start(group, settings, deadline, stream=False, context=context)
-        for deployment in deployments:
-            if deployment.input_cost_per_token is not None or (
-                deployment.output_cost_per_token is not None
-            ):
-                self._priced.add(deployment.name)
+        if deployments is not self._priced_seen:  # the routes' tuples are cached: once each
+            for deployment in deployments:
+                if deployment.input_cost_per_token is not None or (
+                    deployment.output_cost_per_token is not None
+                ):
+                    self._priced.add(deployment.name)
+            self._priced_seen = deployments
         try:
             result = await self._run(call, deployments, attempt, first_chunk=False, discard=None)
         except BaseException as exc:
@@ -125,7 +131,7 @@ class Engine(AttemptLoop):
             CallOutcome.SUCCESS,
             result.deployment.name,
             cost,
-            ResponseInfo.of(response),
+            result.info if result.info is not None else ResponseInfo.of(response),
         )
         return response, decision
 
@@ -207,9 +213,10 @@ class Engine(AttemptLoop):
             if served is not None:
                 hidden["model_id"] = served
                 if served in self._priced:
-                    won = next(
-                        (a for a in reversed(decision.attempts) if a.deployment == served), None
-                    )
+                    attempts = decision.attempts
+                    won = attempts[-1] if attempts and attempts[-1].deployment == served else None
+                    if won is None:
+                        won = next((a for a in reversed(attempts) if a.deployment == served), None)
                     if won is not None:
                         hidden["response_cost"] = won.cost_usd
         self.notify(decision, None, messages=messages, output=response)

@@ -300,10 +300,10 @@ class Router:
     ) -> Any:
         """Async drop-in for `litellm.acompletion`: a `ModelResponse`, or a `RoutedStream`."""
         deadline = kwargs.pop("timeout", None)
-        if _OURS.intersection(kwargs):
+        if not _OURS.isdisjoint(kwargs):
             for key in _OURS:
                 kwargs.pop(key, None)
-        given = _CREDENTIALS.intersection(kwargs)
+        given = None if _CREDENTIALS.isdisjoint(kwargs) else _CREDENTIALS.intersection(kwargs)
         if given and self.config.is_routable(model):
             raise _refuse_credentials(model, given)
         if self._kind(model) == EMBEDDING:
