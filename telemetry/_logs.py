@@ -124,21 +124,81 @@ def _to_json(event: Any, **_: Any) -> str:
     return _JSON.encode(event)
 
 
+class JsonLines:
+    """The JSON decision log without structlog's per-event machinery: the same processors
+    (`_Stamp`, `redact`, the one encoder, `mask`) called in the same order on the same event
+    dict, the line written and flushed under a lock as structlog's ``WriteLogger`` does, and
+    level filtering as ``make_filtering_bound_logger``'s (a method below the level does
+    nothing). The line is byte for byte the structlog pipeline's (tests/telemetry/test_logs.py);
+    each event skips the bound logger's dispatch, the context copy and the processor loop.
+    """
+
+    __slots__ = ("_flush", "_level", "_lock", "_stamp", "_write")
+
+    def __init__(self, stream: TextIO, level: int) -> None:
+        import threading
+
+        self._write = stream.write
+        self._flush = stream.flush
+        self._lock = threading.Lock()
+        self._stamp = _Stamp()
+        self._level = level
+
+    def _emit(self, method: str, event: str, args: tuple[Any, ...], fields: dict[str, Any]) -> None:
+        if args:
+            event = event % args
+        fields["event"] = event
+        line = mask(
+            None, method, _JSON.encode(redact(None, method, self._stamp(None, method, fields)))
+        )
+        with self._lock:
+            self._write(line + "\n")
+            self._flush()
+
+    def _at(
+        self, level: int, method: str, event: str, args: tuple[Any, ...], fields: dict[str, Any]
+    ) -> None:
+        if level >= self._level:
+            self._emit(method, event, args, fields)
+
+    def debug(self, event: str, *args: Any, **fields: Any) -> None:
+        """Log `event` at debug level (nothing below the logger's level)."""
+        self._at(10, "debug", event, args, fields)
+
+    def info(self, event: str, *args: Any, **fields: Any) -> None:
+        """Log `event` at info level."""
+        self._at(20, "info", event, args, fields)
+
+    def warning(self, event: str, *args: Any, **fields: Any) -> None:
+        """Log `event` at warning level."""
+        self._at(30, "warning", event, args, fields)
+
+    def error(self, event: str, *args: Any, **fields: Any) -> None:
+        """Log `event` at error level."""
+        self._at(40, "error", event, args, fields)
+
+
 def make_logger(
     file: TextIO | None = None,
     fmt: Literal["auto", "json", "console"] = "auto",
     level: str = "info",
+    *,
+    direct: bool = True,
 ) -> Any:
-    """A bound structlog logger writing one line per event to `file` (default: stderr).
+    """A logger writing one line per event to `file` (default: stderr).
 
-    ``fmt="auto"`` renders JSON unless `file` is a terminal. Returns the concrete bound logger
-    (not a lazy proxy), so each event pays only its processors.
+    ``fmt="auto"`` renders JSON unless `file` is a terminal. JSON lines are written by
+    `JsonLines` (`direct`; the same line as the structlog pipeline below, which
+    ``direct=False`` returns); the console format is structlog's concrete bound logger (not a
+    lazy proxy), so each event pays only its processors.
     """
     stream: TextIO = file if file is not None else sys.stderr
     isatty = getattr(stream, "isatty", None)
     terminal = bool(isatty is not None and isatty())
     if fmt == "auto":
         fmt = "console" if terminal else "json"
+    if fmt == "json" and direct:
+        return JsonLines(stream, LEVELS.get(level, 20))
     renderer: Callable[..., Any]
     if fmt == "console":
         renderer = structlog.dev.ConsoleRenderer(

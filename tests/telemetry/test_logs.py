@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import random
+import re
+from typing import Any
 
 import pytest
 import structlog
 
 from router.telemetry import Telemetry
-from router.telemetry._logs import REDACTED, mask, redact
+from router.telemetry._logs import REDACTED, JsonLines, make_logger, mask, redact
 from router.testing import fail
 
 from .conftest import MSG, Fake, Otel, attrs_of, call_span, make_fake, make_otel
@@ -126,3 +129,57 @@ def test_the_global_structlog_configuration_is_left_alone() -> None:
     Telemetry(tracing=False, metrics=False, log_file=io.StringIO())
     assert structlog.get_config() == before
     assert not structlog.is_configured() or before == structlog.get_config()
+
+
+class _Opaque:
+    def __repr__(self) -> str:
+        return "<opaque>"
+
+
+class _Structlogged:
+    def __structlog__(self) -> str:
+        return "as-structlog"
+
+
+def _random_event(rng: random.Random) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    values: list[Any] = [
+        3,
+        2.5,
+        None,
+        True,
+        "served by a (cheapest)",
+        "called with sk-live-1234567890abcdef",
+        "Bearer tok_123",
+        ["a", "b"],
+        {"nested": "AKIA" + "A" * 16},
+        _Opaque(),
+        _Structlogged(),
+    ]
+    names = ["group", "deployment", "api_key", "Authorization", "PASSWORD", "tried", "n", "x"]
+    fields = {name: rng.choice(values) for name in rng.sample(names, rng.randrange(len(names)))}
+    if rng.random() < 0.3:
+        return "router.step_%s_%d", ("done", rng.randrange(9)), fields
+    return rng.choice(["router.call_completed", "router.call_failed"]), (), fields
+
+
+_STAMP = re.compile(r'"timestamp": "[0-9T:.\-]+Z"')
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error"])
+def test_direct_json_lines_are_the_structlog_pipelines_lines(level: str) -> None:
+    """`JsonLines` (the JSON format's writer) against the structlog pipeline it replaces:
+    the same line for every event (timestamps aside), the same level filtering."""
+    rng = random.Random(level)
+    direct_out, structlog_out = io.StringIO(), io.StringIO()
+    direct = make_logger(direct_out, "json", level)
+    piped = make_logger(structlog_out, "json", level, direct=False)
+    assert isinstance(direct, JsonLines) and not isinstance(piped, JsonLines)
+    for _ in range(200):
+        method = rng.choice(["debug", "info", "warning", "error"])
+        event, args, fields = _random_event(rng)
+        getattr(direct, method)(event, *args, **dict(fields))
+        getattr(piped, method)(event, *args, **dict(fields))
+    lines = direct_out.getvalue()
+    assert _STAMP.sub("T", lines) == _STAMP.sub("T", structlog_out.getvalue())
+    assert "sk-live" not in lines and "tok_123" not in lines and "AKIA" not in lines
+    assert lines.count("\n") > 0 or level == "error"
