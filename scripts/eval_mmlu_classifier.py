@@ -6,8 +6,11 @@ training side of the shipped artifact), under the fold assignments `router eval`
 (5 folds by prompt, `repeats_for` assignments). For each it prints what the fit would pick:
 the strong share at which the averaged out-of-fold curve's lower bound (confidence 0.9, as
 many new items as training ones) reaches 95% of strong quality, and the expected quality,
-its 95% interval and the bound at 40/45/50% strong calls. The baseline (``base``: the
-shipped model) is measured in the same run.
+its 95% interval and the bound at 40/45/50% strong calls, and the out-of-fold routing-curve
+area (the criterion classifier-first picks its text block by). The baseline (``base``: the
+shipped model with word TF-IDF) is measured in the same run. Besides the logistic-regression
+variants: ``knn50`` (the mean gain of the 50 nearest training prompts) and blends
+(``avg-...``: the mean of two variants' gains, from their cached out-of-fold scores).
 
     ./dev python scripts/eval_mmlu_classifier.py --split-seed 0 [--variants base,c0.3,...]
 """
@@ -22,6 +25,7 @@ from typing import Any
 
 from router._eval._data import Item, load_routellm, split
 from router._eval._learn import (
+    curve_area,
     expected_curve,
     fit_threshold,
     repeated_out_of_fold,
@@ -167,28 +171,87 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "alpha0.5-c0.3": {"alpha": 0.5, "c": 0.3},
     "c0.3-subject": {"c": 0.3, "text": False},
     "c3-subject": {"c": 3.0, "text": False},
+    "avg-words-chars": {"blend": ("base", "chars-only")},
+    "knn50": {"knn": 50},
+    "avg-base-knn50": {"blend": ("base", "knn50")},
 }
 
 
+def nearest(items: Sequence[Item], k: int) -> FitScore:
+    """The mean gain (strong right - weak right) of the k training prompts nearest by cosine
+    on word TF-IDF (prompt text plus a subject token): a local, non-linear scorer."""
+    import numpy
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from router._learned import tokens
+
+    texts = [f"{it.prompt} subject_{it.metadata.get('subject', '')}" for it in items]
+    gain = numpy.array([int(it.correct["strong"]) - int(it.correct["weak"]) for it in items])
+
+    def fit_score(rows: list[int], score_rows: list[int]) -> list[float]:
+        with single_thread():
+            vec = TfidfVectorizer(analyzer=tokens, min_df=2, sublinear_tf=True)
+            x = vec.fit_transform([texts[i] for i in rows])
+            xs = vec.transform([texts[i] for i in score_rows])
+            sims = (xs @ x.T).toarray()
+            top = numpy.argpartition(-sims, k, axis=1)[:, :k]
+            g = gain[numpy.array(rows)]
+            return [float(v) for v in g[top].mean(axis=1)]
+
+    return fit_score
+
+
+def _scorer(items: Sequence[Item], seed: int, options: dict[str, Any]) -> FitScore:
+    if "knn" in options:
+        return nearest(items, int(options["knn"]))
+    return variant(items, seed=seed, **options)
+
+
 def evaluate(
-    name: str, items: Sequence[Item], seed: int, options: dict[str, Any], folds: int = 5
+    name: str,
+    items: Sequence[Item],
+    seed: int,
+    options: dict[str, Any],
+    folds: int = 5,
+    cache: dict[str, list[list[float]]] | None = None,
 ) -> str:
+    """One variant's line. `cache` keeps each variant's out-of-fold scores (every fold
+    assignment) for the blends: a blend (``{"blend": names}``) is the mean of its parts'
+    gains, and the mean of out-of-fold scores is the out-of-fold score of the mean model."""
     weak = [bool(it.correct["weak"]) for it in items]
     strong = [bool(it.correct["strong"]) for it in items]
     prompts = [it.prompt for it in items]
+    cache = {} if cache is None else cache
     started = time.perf_counter()
-    fit_score = variant(items, seed=seed, **options)
     repeats = repeats_for(len(items))
-    first, *rest = repeated_out_of_fold(prompts, fit_score, seed, repeats, folds)
+
+    def scores_of(key: str, opts: dict[str, Any]) -> list[list[float]]:
+        if key not in cache:
+            if "blend" in opts:
+                parts = [scores_of(p, VARIANTS[p]) for p in opts["blend"]]
+                cache[key] = [
+                    [sum(col) / len(col) for col in zip(*lists, strict=True)]
+                    for lists in zip(*parts, strict=True)
+                ]
+            else:
+                fit_score = _scorer(items, seed, opts)
+                cache[key] = repeated_out_of_fold(prompts, fit_score, seed, repeats, folds)
+        return cache[key]
+
+    first, *rest = scores_of(name, options)
     found = fit_threshold(first, weak, strong, 0.95, confidence=0.9, repeats=rest)
     rows = expected_curve([first, *rest], weak, strong, None, (0.40, 0.45, 0.50))
+    area = sum(curve_area(s, weak, strong) for s in [first, *rest]) / (1 + len(rest))
     cells = "  ".join(
         f"{r['strong_share']:.0%}: {r['expected_quality']:.1%} [{r['low']:.1%}, "
         f"{r['high']:.1%}] b {r['bound']:.1%}"
         for r in rows
     )
     took = time.perf_counter() - started
-    return f"{name:14s} share@95%(lb .9) {found.train_share:6.1%}  {cells}  ({took:.0f} s)"
+    return (
+        f"{name:14s} share@95%(lb .9) {found.train_share:6.1%}  {cells}  area {area:.4f}"
+        f"  ({took:.0f} s)"
+    )
 
 
 def main() -> int:
@@ -212,8 +275,9 @@ def main() -> int:
         f"{args.dataset} classifier variants, {args.folds}-fold out-of-fold on {side_name} "
         f"({len(items)} items)"
     )
+    cache: dict[str, list[list[float]]] = {}
     for name in args.variants.split(","):
-        print(evaluate(name, items, args.seed, VARIANTS[name], args.folds), flush=True)
+        print(evaluate(name, items, args.seed, VARIANTS[name], args.folds, cache), flush=True)
     return 0
 
 
