@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 
 _ERROR_WINDOW = 20
 _SAMPLES = 128
@@ -48,6 +49,12 @@ _HUNG_FACTOR = 4.0
 _HUNG_EXTRA_S = 0.05
 SLOW_FACTOR = 3.0
 """A deployment whose recent latency is this many times its own typical latency is degraded."""
+
+
+def nearest_rank(ordered: Sequence[float], q: float) -> float:
+    """The `q` quantile of `ordered` (sorted, not empty) by nearest rank: its
+    ``ceil(q * n)``-th smallest value."""
+    return ordered[max(0, math.ceil(q * len(ordered) - 1e-9) - 1)]
 
 
 class LatencyTrack:
@@ -201,8 +208,7 @@ class LatencyTrack:
         if cached is not None and cached[0] == self.count and cached[1] == q and cached[2] == n:
             return cached[3]
         samples = self._samples
-        ordered = sorted(samples[i] for i in range(len(samples) - n, len(samples)))
-        value = ordered[max(0, math.ceil(q * n - 1e-9) - 1)]
+        value = nearest_rank(sorted(samples[i] for i in range(len(samples) - n, len(samples))), q)
         self._quantile = (self.count, q, n, value)
         return value
 

@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from router._health import LatencyTrack
+from router._health import LatencyTrack, nearest_rank
 
 if TYPE_CHECKING:
     from router._config import Deployment, RouterSettings
@@ -236,9 +236,7 @@ class Objectives:
 def _with_censored(track: LatencyTrack, q: float, window: int, age: float) -> float:
     """The `q` quantile of the last `window` - 1 completed latencies and `age` (a lower bound
     on the latency of the attempt still out)."""
-    values = [*track.newest(window - 1), age]
-    values.sort()
-    return values[max(0, math.ceil(q * len(values) - 1e-9) - 1)]
+    return nearest_rank(sorted([*track.newest(window - 1), age]), q)
 
 
 def _targets(objective: Objective, stream: bool) -> str:
