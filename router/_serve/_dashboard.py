@@ -18,8 +18,17 @@ def page() -> str:
     return resources.files("router._serve").joinpath("dashboard.html").read_text("utf-8")
 
 
-def snapshot(gateway: Gateway) -> dict[str, Any]:
-    """What the page shows: per group, its deployments' health and traffic; latest decisions."""
+_BRIEF = ("ok", "at", "trigger")
+"""What anyone who may see the dashboard learns of the last reload: whether it was taken,
+when, and what triggered it (not the problems or the diff: they name files and keys)."""
+
+
+def snapshot(gateway: Gateway, *, detail: bool = True) -> dict[str, Any]:
+    """What the page shows: per group, its deployments' health and traffic; latest decisions.
+
+    Without `detail` (a caller key, not the admin's) the config's path is left out, and of the
+    last reload only whether it was taken, when and why (`_BRIEF`), with ``"detail": false``.
+    """
     router = gateway.router
     config = router.config
     observer = gateway.observer
@@ -70,12 +79,16 @@ def snapshot(gateway: Gateway) -> dict[str, Any]:
                 "deployments": rows,
             }
         )
+    last_reload = gateway.last_reload
+    if last_reload is not None and not detail:
+        last_reload = {k: last_reload[k] for k in _BRIEF if k in last_reload}
     return {
-        "config": config.source,
+        "config": config.source if detail else None,
+        "detail": detail,
         "loaded_at": gateway.loaded_at,
         "in_flight": gateway.in_flight,
         "draining": gateway.draining,
         "groups": groups,
         "decisions": observer.recent_decisions(),
-        "last_reload": gateway.last_reload,
+        "last_reload": last_reload,
     }

@@ -48,15 +48,16 @@ async def readyz(gw: Gateway, request: Request) -> Answer:
         return JSONResponse({"status": "draining"}, status_code=503)
     config = gw.router.config
     state = gw.router.state
-    return JSONResponse(
-        {
-            "status": "ready",
-            "config": config.source,
-            "deployments": len(config.deployments),
-            "groups": len(config.group_names()),
-            "state_degraded": bool(getattr(state, "degraded", False)),
-        }
-    )
+    ready: dict[str, Any] = {
+        "status": "ready",
+        "config": config.source,
+        "deployments": len(config.deployments),
+        "groups": len(config.group_names()),
+        "state_degraded": bool(getattr(state, "degraded", False)),
+    }
+    if not _detail(gw, request):  # probes send no key: the file's path is for the admin
+        del ready["config"]
+    return JSONResponse(ready)
 
 
 async def metrics(gw: Gateway, request: Request) -> Answer:
@@ -78,14 +79,22 @@ async def dashboard(gw: Gateway, request: Request) -> Answer:
 async def dashboard_json(gw: Gateway, request: Request) -> Answer:
     from router._serve._dashboard import snapshot
 
-    if gw.keys.required or gw.keys.has_admin:
-        presented = Keys.presented(request.headers)
-        if not gw.keys.is_admin(presented):
-            try:
-                gw.keys.authenticate(presented)
-            except GatewayError as error:
-                return gw.error(error, route="dashboard")
-    return JSONResponse(snapshot(gw))
+    detail = _detail(gw, request)
+    if not detail:  # a caller key sees the fleet, not the config's file or its problems
+        try:
+            gw.keys.authenticate(Keys.presented(request.headers))
+        except GatewayError as error:
+            return gw.error(error, route="dashboard")
+    return JSONResponse(snapshot(gw, detail=detail))
+
+
+def _detail(gw: Gateway, request: Request) -> bool:
+    """Whether `request` may see the config's detail (its file's path, a refused reload's
+    problems, a reload's diff): with the admin key, or on a gateway with no keys at all
+    (local development: anyone who can reach it may reload it from this machine too)."""
+    if not gw.keys.required and not gw.keys.has_admin:
+        return True
+    return gw.keys.is_admin(Keys.presented(request.headers))
 
 
 async def admin_reload(gw: Gateway, request: Request) -> Answer:

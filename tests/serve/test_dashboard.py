@@ -114,7 +114,8 @@ def test_dashboard_says_why_a_reload_was_refused(
     path.write_text(good)
     process = GatewayProcess(path)
     try:
-        url = f"{process.url}/dashboard#key={KEY}"
+        url = f"{process.url}/dashboard#key={ADMIN}"  # the reasons are the admin's to read
+        caller_url = f"{process.url}/dashboard#key={KEY}"
         admin = {"authorization": f"Bearer {ADMIN}"}
         # Two problems, one of them markup: the page must show it as text, not run it.
         markup = "<img src=x onerror=document.body.dataset.pwned=1>"
@@ -137,6 +138,17 @@ def test_dashboard_says_why_a_reload_was_refused(
         for problem in problems:  # every reason, as escaped text
             assert f'<li class="problem">{html_text.escape(problem, quote=False)}</li>' in page
         assert "<img" not in page and "data-pwned" not in page  # no element made of it, none ran
+        assert f'id="config">config {path} · ' in page
+        # A caller's key: the page says the reload was refused, not why, and not the path.
+        dom = _browser(chromium, "--virtual-time-budget=5000", "--dump-dom", caller_url)
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        brief = dom.stdout
+        assert 'data-loaded="1"' in brief, "the page never rendered /dashboard.json"
+        assert "last reload REFUSED (admin, " in brief and '<section id="reload">' in brief
+        assert '<p class="problem-hidden">The reasons are in the gateway' in brief
+        assert 'class="problem"' not in brief and "max_attempts" not in brief
+        assert str(path) not in brief
+        assert 'id="config">config (its path: with the admin key) · ' in brief
         shot = tmp_path / "dashboard-refused.png"
         done = _browser(
             chromium, "--virtual-time-budget=5000", "--window-size=1400,1000",

@@ -118,12 +118,32 @@ def test_gateway_reload_by_admin_sighup_and_refusal(reloadable: Any) -> None:
     process.wait_for("reload \\(admin\\) refused")
     ok = HTTP.post(f"{process.base_url}/chat/completions", json={"model": "a", "messages": HI})
     assert ok.status_code == 200
+    # Why it was refused is the admin's to read (the problems name the file's keys); a
+    # caller's key learns that it was refused, when and how, and not the file's path.
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    seen = httpx.get(f"{url}/dashboard.json", headers=admin).json()
+    assert seen["detail"] is True and seen["config"] == str(path)
+    assert seen["last_reload"]["problems"] == body["problems"]
+    caller = HTTP.get(f"{url}/dashboard.json")
+    assert caller.status_code == 200
+    brief = caller.json()
+    assert brief["detail"] is False and brief["config"] is None
+    assert brief["last_reload"] == {"ok": False, "at": seen["last_reload"]["at"],
+                                    "trigger": "admin"}  # fmt: skip
+    assert "router.deadline" not in caller.text and str(path) not in caller.text
+    assert httpx.get(f"{url}/dashboard.json").status_code == 401  # no key: nothing
+    assert "config" not in httpx.get(f"{url}/readyz").json()  # probes send no key
+    assert httpx.get(f"{url}/readyz", headers=admin).json()["config"] == str(path)
     # A valid change through SIGHUP: the diff is printed; the removed deployment is gone.
     new = copy.deepcopy(data)
     new["deployments"] = [d for d in new["deployments"] if d["name"] != "dash"]
     path.write_text(to_toml(new))
     process.signal(signal.SIGHUP)
     process.wait_for("- deployment dash")
+    taken = HTTP.get(f"{url}/dashboard.json").json()["last_reload"]
+    assert taken["ok"] is True and taken["trigger"] == "SIGHUP" and "diff" not in taken
+    diff = httpx.get(f"{url}/dashboard.json", headers=admin).json()["last_reload"]["diff"]
+    assert "dash" in str(diff)
     end = time.monotonic() + 5
     while time.monotonic() < end:
         r = HTTP.post(
@@ -156,3 +176,25 @@ def test_check_diff_cli(fleet: Fleet, tmp_path: Path) -> None:
     bad = subprocess.run([*cmd, str(old), str(broken)], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1
     assert "router.max_attempts" in bad.stderr and "refused" in bad.stderr
+
+
+def test_an_open_gateway_shows_every_caller_why_a_reload_was_refused(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    # No keys at all (local development): as before, the dashboard shows anyone the problems
+    # and the path, and reload is taken from this machine only.
+    path = tmp_path / "providers.toml"
+    data = gateway_config(fleet, keys=False)
+    path.write_text(to_toml(data))
+    process = GatewayProcess(path)
+    try:
+        path.write_text(to_toml(data).replace("max_attempts = 3", "max_attempts = 0"))
+        refused = httpx.post(f"{process.url}/admin/reload", timeout=20)
+        assert refused.status_code == 422
+        seen = httpx.get(f"{process.url}/dashboard.json").json()
+        assert seen["detail"] is True and seen["config"] == str(path)
+        assert seen["last_reload"]["problems"] == refused.json()["problems"]
+        assert any("router.max_attempts" in p for p in seen["last_reload"]["problems"])
+        assert httpx.get(f"{process.url}/readyz").json()["config"] == str(path)
+    finally:
+        process.stop()
