@@ -106,7 +106,7 @@ GOAL_P99_ADDED_MS = 0.0
 GOAL_THROUGHPUT_RATIO = 1.0
 GOAL_OWN_WORK_US = 25.0
 """The router's own in-process work per call, telemetry off (bench_telemetry.py: on)."""
-SECTIONS = ("sequential", "concurrent", "in-process")
+SECTIONS = ("sequential", "concurrent", "in-process", "diagnose")
 """What a run measures (``--sections``): a long run split into pieces, one section each."""
 GOAL_LEVELS = (32, 256, 1024)
 """Concurrency levels with a throughput goal (others are reported only)."""
@@ -127,7 +127,7 @@ class Settings:
     inproc_calls: int
     warmup: int
     seed: int
-    sections: tuple[str, ...] = SECTIONS
+    sections: tuple[str, ...] = SECTIONS[:3]
 
 
 # --- statistics -----------------------------------------------------------------------------
@@ -174,6 +174,12 @@ class Provider(ChildServer):
         """Start it, then zero its latency: the figures are about what the client spends."""
         super().start()
         http_json(self.url(0, "/_sim/knobs"), {"latency_ms": 0, "latency_jitter_ms": 0})
+
+    @property
+    def pid(self) -> int:
+        """The provider process's id (its CPU is read from /proc)."""
+        assert self._proc is not None
+        return self._proc.pid
 
     def stats(self) -> dict[str, Any]:
         """The provider's request counters."""
@@ -374,6 +380,239 @@ async def run_concurrent(
     }
 
 
+# --- diagnose: where a concurrency level's time goes, per mode ----------------------------
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def _provider_sockets(port: int) -> dict[str, int]:
+    """This machine's TCP sockets whose remote end is the provider's port, by state."""
+    states = {"01": "established", "06": "time_wait", "08": "close_wait"}
+    counts = dict.fromkeys(states.values(), 0)
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            parts = line.split()
+            if int(parts[2].split(":")[1], 16) == port and parts[3] in states:
+                counts[states[parts[3]]] += 1
+    return counts
+
+
+class LoopCounters:
+    """Counts on the running loop: connections opened (always), and, when `detailed`, every
+    call_soon / call_at / call_soon_threadsafe / create_task. Instance attributes on this
+    benchmark's own loop only (nothing in litellm or the router is touched)."""
+
+    NAMES = ("create_connection", "call_soon", "call_at", "call_soon_threadsafe", "create_task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.counts = dict.fromkeys(self.NAMES, 0)
+        self.detailed = False
+        self.max_scheduled = 0
+        self._wrap("create_connection", always=True)
+        for name in self.NAMES[1:]:
+            self._wrap(name, always=False)
+
+    def _wrap(self, name: str, always: bool) -> None:
+        original = getattr(self.loop, name)
+        counts = self.counts
+
+        if always:
+
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                counts[name] += 1
+                return original(*args, **kwargs)
+
+        else:
+
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                if self.detailed:
+                    counts[name] += 1
+                return original(*args, **kwargs)
+
+        setattr(self.loop, name, counted)
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.counts)
+
+
+class GcCounter:
+    """Collections per generation and total pause time, from gc.callbacks."""
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.pause_s = 0.0
+        self._began = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: Mapping[str, Any]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.collections[info["generation"]] += 1
+            self.pause_s += time.perf_counter() - self._began
+
+    def snapshot(self) -> tuple[list[int], float]:
+        return list(self.collections), self.pause_s
+
+
+def diagnose_modes(litellm: Any, base_url: str) -> dict[str, Call]:
+    """raw, router, and raw-as-router: raw litellm with exactly the keywords the router's
+    transport passes for this deployment, inside the same logging scope (so a difference
+    between raw-as-router and router is the router's own Python, one between raw and
+    raw-as-router is what the router asks litellm for)."""
+    modes = build_modes(litellm, base_url)
+    ours = router.Router(router_config(base_url))
+    transport = ours.transport
+    deployment = ours.config.deployment("sim")
+    request = {"messages": MESSAGES}
+    kwargs = transport._call(deployment, request, TIMEOUT_S)  # type: ignore[attr-defined]
+    scope = transport.quiet.scope  # type: ignore[attr-defined]
+    acompletion = litellm.acompletion
+
+    async def as_router() -> Any:
+        with scope(request):
+            return await acompletion(**kwargs)
+
+    return {"raw": modes["raw"], "router": modes["router"], "raw-as-router": as_router}
+
+
+async def run_diagnose(
+    litellm: Any, provider: Provider, settings: Settings, rng: random.Random
+) -> dict[str, Any]:
+    """Per level and mode, per round: throughput, p99, connections opened, CPU per call (whole
+    process, loop thread, other threads, the provider), GC; then one instrumented block per
+    mode counting loop callbacks, timers and tasks per call."""
+    modes = diagnose_modes(litellm, provider.base_url)
+    names = list(modes)
+    for call in modes.values():
+        await call()
+        for level in settings.concurrency:
+            await burst(call, level, 1)
+    loop = asyncio.get_running_loop()
+    counters = LoopCounters(loop)
+    gcc = GcCounter()
+    pid = provider.pid
+    port = provider.ports[0]
+    out: dict[str, Any] = {}
+    cache = getattr(litellm, "in_memory_llm_clients_cache", None)
+    for level in settings.concurrency:
+        per_worker = per_worker_at(settings, level)
+        calls = level * per_worker
+        rows: dict[str, dict[str, list[float]]] = {m: {} for m in names}
+        lat: dict[str, list[float]] = {m: [] for m in names}
+
+        def add(mode: str, key: str, value: float) -> None:
+            rows[mode].setdefault(key, []).append(value)
+
+        for _ in range(settings.rounds):
+            order = list(names)
+            rng.shuffle(order)
+            for mode in order:
+                gc.collect()
+                before_req = provider.stats()["requests"]
+                c0 = counters.snapshot()
+                g0, p0 = gcc.snapshot()
+                prov0 = _proc_cpu_s(pid)
+                proc0, thr0 = time.process_time(), time.thread_time()
+                wall = await burst(modes[mode], level, per_worker, lat[mode])
+                proc1, thr1 = time.process_time(), time.thread_time()
+                prov1 = _proc_cpu_s(pid)
+                sockets = _provider_sockets(port)
+                g1, p1 = gcc.snapshot()
+                c1 = counters.snapshot()
+                served = provider.stats()["requests"] - before_req
+                add(mode, "calls_per_s", calls / wall)
+                add(mode, "cpu_us_per_call", (proc1 - proc0) / calls * 1e6)
+                add(mode, "loop_thread_us_per_call", (thr1 - thr0) / calls * 1e6)
+                add(mode, "other_threads_us_per_call", ((proc1 - proc0) - (thr1 - thr0)) / calls * 1e6)
+                add(mode, "client_cpu_share_of_wall", (proc1 - proc0) / wall)
+                add(mode, "provider_us_per_request", (prov1 - prov0) / max(served, 1) * 1e6)
+                add(mode, "provider_cpu_share_of_wall", (prov1 - prov0) / wall)
+                add(mode, "connections_opened", c1["create_connection"] - c0["create_connection"])
+                add(mode, "sockets_established_after", sockets["established"])
+                add(mode, "sockets_time_wait_after", sockets["time_wait"])
+                add(mode, "gc_collections_per_1000_calls", (sum(g1) - sum(g0)) / calls * 1e3)
+                add(mode, "gc_gen2_collections", g1[2] - g0[2])
+                add(mode, "gc_pause_us_per_call", (p1 - p0) / calls * 1e6)
+                add(mode, "provider_requests_per_call", served / calls)
+        ratios = {
+            m: spread([a / b for a, b in zip(rows[m]["calls_per_s"], rows["raw"]["calls_per_s"], strict=True)])
+            for m in names[1:]
+        }
+        # One instrumented block per mode: loop work per call (the wrappers cost time, so these
+        # blocks are not timed).
+        loop_work: dict[str, dict[str, float]] = {}
+        for mode in names:
+            gc.collect()
+            counters.detailed = True
+            counters.max_scheduled = 0
+            c0 = counters.snapshot()
+            sampler = asyncio.ensure_future(_sample_loop(loop, counters))
+            await burst(modes[mode], level, per_worker)
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+            counters.detailed = False
+            c1 = counters.snapshot()
+            loop_work[mode] = {k: (c1[k] - c0[k]) / calls for k in LoopCounters.NAMES[1:]}
+            loop_work[mode]["max_timer_handles"] = counters.max_scheduled
+            loop_work[mode]["max_tasks"] = counters.max_tasks  # type: ignore[attr-defined]
+        out[str(level)] = {
+            "calls_per_round": calls,
+            "modes": {
+                m: {
+                    **{k: statistics.median(v) for k, v in rows[m].items()},
+                    "spread": {k: spread(v) for k, v in rows[m].items()},
+                    "p50_ms": quantile(lat[m], 0.5) * 1e3,
+                    "p99_ms": quantile(lat[m], 0.99) * 1e3,
+                    "loop_work_per_call": loop_work[m],
+                }
+                for m in names
+            },
+            "ratio_to_raw": ratios,
+            "client_cache_entries": len(getattr(cache, "cache_dict", {}) or {}),
+        }
+    gc.callbacks.remove(gcc._callback)
+    return out
+
+
+async def _sample_loop(loop: asyncio.AbstractEventLoop, counters: LoopCounters) -> None:
+    """Every 10 ms: the loop's timer heap size and the number of tasks (max over the block)."""
+    counters.max_tasks = 0  # type: ignore[attr-defined]
+    while True:
+        scheduled = len(getattr(loop, "_scheduled", ()))
+        counters.max_scheduled = max(counters.max_scheduled, scheduled)
+        counters.max_tasks = max(counters.max_tasks, len(asyncio.all_tasks(loop)))  # type: ignore[attr-defined]
+        await asyncio.sleep(0.01)
+
+
+def _diagnose_lines(diag: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for level, d in diag.items():
+        names = list(d["modes"])
+        lines += ["", f"Diagnose, concurrency {level}, {d['calls_per_round']} calls/mode/round "
+                  f"(medians over rounds; litellm client cache entries {d['client_cache_entries']})"]
+        keys = [k for k in d["modes"][names[0]] if k not in ("spread", "loop_work_per_call")]
+        lines.append(f"  {'figure':<34}" + "".join(f"{m:>16}" for m in names))
+        for k in keys:
+            lines.append(f"  {k:<34}" + "".join(f"{d['modes'][m][k]:>16.3f}" for m in names))
+        for k in d["modes"][names[0]]["loop_work_per_call"]:
+            lines.append(f"  {'loop ' + k:<34}" + "".join(
+                f"{d['modes'][m]['loop_work_per_call'][k]:>16.3f}" for m in names))
+        for m in names[1:]:
+            r = d["ratio_to_raw"][m]
+            lines.append(f"  ratio {m} / raw: {r['median']:.3f} ({_range(r, '.3f')})")
+    return lines
+
+
 # --- in-process: the router's own work ------------------------------------------------------
 
 
@@ -562,6 +801,8 @@ def report(results: Mapping[str, Any]) -> str:
         lines += _sequential_lines(seq)
     for conc in results["concurrent"].values():
         lines += _concurrent_lines(conc)
+    if results.get("diagnose"):
+        lines += _diagnose_lines(results["diagnose"])
     if inproc:
         added_us = inproc["added_us"]
         lines += [
@@ -676,12 +917,18 @@ async def measure(litellm: Any, provider: Provider, settings: Settings) -> dict[
         for level in (settings.concurrency if "concurrent" in wanted else ())
     }
     in_process = await run_in_process(litellm, settings, rng) if "in-process" in wanted else None
+    diagnose = await run_diagnose(litellm, provider, settings, rng) if "diagnose" in wanted else None
     # Close litellm's cached HTTP clients on this loop, not at interpreter exit after it closed.
     close = getattr(litellm, "close_litellm_async_clients", None)
     if close is not None:
         with contextlib.suppress(Exception):
             await close()
-    return {"sequential": sequential, "concurrent": concurrent, "in_process": in_process}
+    return {
+        "sequential": sequential,
+        "concurrent": concurrent,
+        "in_process": in_process,
+        "diagnose": diagnose,
+    }
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
@@ -702,8 +949,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
     parser.add_argument("--seed", type=int, default=0, help="seed of the mode order shuffle")
     parser.add_argument(
         "--sections",
-        default=",".join(SECTIONS),
-        help="comma-separated sections to run (sequential,concurrent,in-process): a long run "
+        default=",".join(SECTIONS[:3]),
+        help="comma-separated sections to run (sequential,concurrent,in-process; diagnose on "
+        "request): a long run "
         "split into pieces",
     )
     parser.add_argument("--quick", action="store_true", help="a few small rounds (smoke use)")
