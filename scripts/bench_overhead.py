@@ -509,7 +509,7 @@ async def run_diagnose(
         rows: dict[str, dict[str, list[float]]] = {m: {} for m in names}
         lat: dict[str, list[float]] = {m: [] for m in names}
 
-        def add(mode: str, key: str, value: float) -> None:
+        def add(mode: str, key: str, value: float, rows: dict[str, Any] = rows) -> None:
             rows[mode].setdefault(key, []).append(value)
 
         for _ in range(settings.rounds):
@@ -532,7 +532,11 @@ async def run_diagnose(
                 add(mode, "calls_per_s", calls / wall)
                 add(mode, "cpu_us_per_call", (proc1 - proc0) / calls * 1e6)
                 add(mode, "loop_thread_us_per_call", (thr1 - thr0) / calls * 1e6)
-                add(mode, "other_threads_us_per_call", ((proc1 - proc0) - (thr1 - thr0)) / calls * 1e6)
+                add(
+                    mode,
+                    "other_threads_us_per_call",
+                    ((proc1 - proc0) - (thr1 - thr0)) / calls * 1e6,
+                )
                 add(mode, "client_cpu_share_of_wall", (proc1 - proc0) / wall)
                 add(mode, "provider_us_per_request", (prov1 - prov0) / max(served, 1) * 1e6)
                 add(mode, "provider_cpu_share_of_wall", (prov1 - prov0) / wall)
@@ -544,7 +548,12 @@ async def run_diagnose(
                 add(mode, "gc_pause_us_per_call", (p1 - p0) / calls * 1e6)
                 add(mode, "provider_requests_per_call", served / calls)
         ratios = {
-            m: spread([a / b for a, b in zip(rows[m]["calls_per_s"], rows["raw"]["calls_per_s"], strict=True)])
+            m: spread(
+                [
+                    a / b
+                    for a, b in zip(rows[m]["calls_per_s"], rows["raw"]["calls_per_s"], strict=True)
+                ]
+            )
             for m in names[1:]
         }
         # One instrumented block per mode: loop work per call (the wrappers cost time, so these
@@ -598,15 +607,20 @@ def _diagnose_lines(diag: Mapping[str, Any]) -> list[str]:
     lines: list[str] = []
     for level, d in diag.items():
         names = list(d["modes"])
-        lines += ["", f"Diagnose, concurrency {level}, {d['calls_per_round']} calls/mode/round "
-                  f"(medians over rounds; litellm client cache entries {d['client_cache_entries']})"]
+        lines += [
+            "",
+            f"Diagnose, concurrency {level}, {d['calls_per_round']} calls/mode/round "
+            f"(medians over rounds; litellm client cache entries {d['client_cache_entries']})",
+        ]
         keys = [k for k in d["modes"][names[0]] if k not in ("spread", "loop_work_per_call")]
         lines.append(f"  {'figure':<34}" + "".join(f"{m:>16}" for m in names))
         for k in keys:
             lines.append(f"  {k:<34}" + "".join(f"{d['modes'][m][k]:>16.3f}" for m in names))
         for k in d["modes"][names[0]]["loop_work_per_call"]:
-            lines.append(f"  {'loop ' + k:<34}" + "".join(
-                f"{d['modes'][m]['loop_work_per_call'][k]:>16.3f}" for m in names))
+            lines.append(
+                f"  {'loop ' + k:<34}"
+                + "".join(f"{d['modes'][m]['loop_work_per_call'][k]:>16.3f}" for m in names)
+            )
         for m in names[1:]:
             r = d["ratio_to_raw"][m]
             lines.append(f"  ratio {m} / raw: {r['median']:.3f} ({_range(r, '.3f')})")
@@ -917,7 +931,9 @@ async def measure(litellm: Any, provider: Provider, settings: Settings) -> dict[
         for level in (settings.concurrency if "concurrent" in wanted else ())
     }
     in_process = await run_in_process(litellm, settings, rng) if "in-process" in wanted else None
-    diagnose = await run_diagnose(litellm, provider, settings, rng) if "diagnose" in wanted else None
+    diagnose = (
+        await run_diagnose(litellm, provider, settings, rng) if "diagnose" in wanted else None
+    )
     # Close litellm's cached HTTP clients on this loop, not at interpreter exit after it closed.
     close = getattr(litellm, "close_litellm_async_clients", None)
     if close is not None:
