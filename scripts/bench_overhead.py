@@ -108,6 +108,14 @@ GOAL_OWN_WORK_US = 25.0
 """The router's own in-process work per call, telemetry off (bench_telemetry.py: on)."""
 SECTIONS = ("sequential", "concurrent", "in-process", "diagnose")
 """What a run measures (``--sections``): a long run split into pieces, one section each."""
+DIAGNOSE_MODES = ("raw", "router", "raw-as-router", "raw-scoped", "raw-priced", "raw-info")
+"""``--diag-modes`` choices: raw litellm; the router; raw litellm with exactly the keywords the
+router's transport passes, inside its logging scope (``raw-as-router``: a difference between it
+and ``router`` is the router's own Python, one between it and ``raw`` what the router asks
+litellm for); and raw with one of those changes each: inside the logging scope only, with the
+per-call prices only, with ``model_info`` only."""
+
+
 GOAL_LEVELS = (32, 256, 1024)
 """Concurrency levels with a throughput goal (others are reported only)."""
 
@@ -128,6 +136,7 @@ class Settings:
     warmup: int
     seed: int
     sections: tuple[str, ...] = SECTIONS[:3]
+    diag_modes: tuple[str, ...] = DIAGNOSE_MODES[:3]
 
 
 # --- statistics -----------------------------------------------------------------------------
@@ -463,25 +472,46 @@ class GcCounter:
         return list(self.collections), self.pause_s
 
 
-def diagnose_modes(litellm: Any, base_url: str) -> dict[str, Call]:
-    """raw, router, and raw-as-router: raw litellm with exactly the keywords the router's
-    transport passes for this deployment, inside the same logging scope (so a difference
-    between raw-as-router and router is the router's own Python, one between raw and
-    raw-as-router is what the router asks litellm for)."""
+def diagnose_modes(litellm: Any, base_url: str, wanted: Sequence[str]) -> dict[str, Call]:
+    """The `wanted` modes of `DIAGNOSE_MODES`, all calling the same provider."""
     modes = build_modes(litellm, base_url)
     ours = router.Router(router_config(base_url))
     transport = ours.transport
     deployment = ours.config.deployment("sim")
     request = {"messages": MESSAGES}
-    kwargs = transport._call(deployment, request, TIMEOUT_S)  # type: ignore[attr-defined]
+    as_router = transport._call(deployment, request, TIMEOUT_S)  # type: ignore[attr-defined]
     scope = transport.quiet.scope  # type: ignore[attr-defined]
     acompletion = litellm.acompletion
+    plain = {**raw_params(base_url), "messages": MESSAGES}
+    priced = {
+        **plain,
+        "input_cost_per_token": as_router["input_cost_per_token"],
+        "output_cost_per_token": as_router["output_cost_per_token"],
+    }
+    info = {**plain, "model_info": as_router["model_info"]}
 
-    async def as_router() -> Any:
+    async def in_scope(kwargs: dict[str, Any] = as_router) -> Any:
         with scope(request):
             return await acompletion(**kwargs)
 
-    return {"raw": modes["raw"], "router": modes["router"], "raw-as-router": as_router}
+    async def scoped() -> Any:
+        return await in_scope(plain)
+
+    async def with_prices() -> Any:
+        return await acompletion(**priced)
+
+    async def with_info() -> Any:
+        return await acompletion(**info)
+
+    every: dict[str, Call] = {
+        "raw": modes["raw"],
+        "router": modes["router"],
+        "raw-as-router": in_scope,
+        "raw-scoped": scoped,
+        "raw-priced": with_prices,
+        "raw-info": with_info,
+    }
+    return {name: every[name] for name in wanted}
 
 
 async def run_diagnose(
@@ -490,7 +520,7 @@ async def run_diagnose(
     """Per level and mode, per round: throughput, p99, connections opened, CPU per call (whole
     process, loop thread, other threads, the provider), GC; then one instrumented block per
     mode counting loop callbacks, timers and tasks per call."""
-    modes = diagnose_modes(litellm, provider.base_url)
+    modes = diagnose_modes(litellm, provider.base_url, settings.diag_modes)
     names = list(modes)
     for call in modes.values():
         await call()
@@ -589,6 +619,8 @@ async def run_diagnose(
             "ratio_to_raw": ratios,
             "client_cache_entries": len(getattr(cache, "cache_dict", {}) or {}),
         }
+        # Each level as it finishes (a long run split into holds keeps what it measured).
+        print("\n".join(_diagnose_lines({str(level): out[str(level)]})), flush=True)
     gc.callbacks.remove(gcc._callback)
     return out
 
@@ -970,6 +1002,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
         "request): a long run "
         "split into pieces",
     )
+    parser.add_argument(
+        "--diag-modes",
+        default="raw,router,raw-as-router",
+        help=f"modes of the diagnose section, raw first ({','.join(DIAGNOSE_MODES)})",
+    )
     parser.add_argument("--quick", action="store_true", help="a few small rounds (smoke use)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write figures as JSON")
     args = parser.parse_args(argv)
@@ -984,6 +1021,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
         warmup=10 if quick else 50,
         seed=args.seed,
         sections=_sections(parser, args.sections),
+        diag_modes=_diag_modes(parser, args.diag_modes),
     )
     for name in ("rounds", "calls", "calls_per_level", "inproc_calls"):
         if getattr(settings, name) < 1:
@@ -998,6 +1036,14 @@ def _sections(parser: argparse.ArgumentParser, text: str) -> tuple[str, ...]:
     unknown = sorted(set(chosen) - set(SECTIONS))
     if unknown or not chosen:
         parser.error(f"--sections: {', '.join(unknown) or 'none given'}; choose from {SECTIONS}")
+    return chosen
+
+
+def _diag_modes(parser: argparse.ArgumentParser, text: str) -> tuple[str, ...]:
+    chosen = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(set(chosen) - set(DIAGNOSE_MODES))
+    if unknown or not chosen or chosen[0] != "raw":
+        parser.error(f"--diag-modes: raw first, then any of {DIAGNOSE_MODES}")
     return chosen
 
 
