@@ -61,6 +61,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -253,6 +254,28 @@ async def _loop_seconds(call: Call, n: int, flush: Callable[[], object] | None =
     return time.perf_counter() - started
 
 
+class _GcClock:
+    """Collections and their pause time, counted by a `gc.callbacks` hook."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.pause = 0.0
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: Mapping[str, Any]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.count += 1
+            self.pause += time.perf_counter() - self._began
+
+    def snapshot(self) -> tuple[int, float]:
+        return self.count, self.pause
+
+    def since(self, before: tuple[int, float]) -> tuple[int, float]:
+        return self.count - before[0], self.pause - before[1]
+
+
 async def run_scenario(
     litellm: Any, scenario: str, settings: Settings, rng: random.Random, devnull: TextIO
 ) -> dict[str, Any]:
@@ -294,13 +317,22 @@ async def run_scenario(
     gc.collect()
     gc.freeze()
     us: dict[str, list[float]] = {name: [] for name in calls}
+    collections: dict[str, list[float]] = {name: [] for name in calls}
+    pauses: dict[str, list[float]] = {name: [] for name in calls}
+    gcs = _GcClock()
+    gc.callbacks.append(gcs)
     for _ in range(settings.rounds):
         order = list(calls)
         rng.shuffle(order)
         for name in order:
             gc.collect()
+            before = gcs.snapshot()
             seconds = await _loop_seconds(calls[name], settings.calls, flushes[name])
+            count, pause = gcs.since(before)
             us[name].append(seconds / settings.calls * 1e6)
+            collections[name].append(count / settings.calls * 1e3)
+            pauses[name].append(pause / settings.calls * 1e6)
+    gc.callbacks.remove(gcs)
     gc.unfreeze()
     for provider in providers:
         provider.shutdown()
@@ -311,6 +343,8 @@ async def run_scenario(
         "spans_made": made,
         "spans_exported": exporter.exported,
         "us_per_call": {name: spread(values) for name, values in us.items()},
+        "gc_per_1000_calls": {name: statistics.median(v) for name, v in collections.items()},
+        "gc_pause_us_per_call": {name: statistics.median(v) for name, v in pauses.items()},
         "added_us": {},
     }
     for mode in MODES[1:]:
@@ -492,6 +526,13 @@ def report(results: Mapping[str, Any]) -> str:
         for mode in MODES[1:]:
             lines.append(f"  {mode:<23} {_fmt(per[mode])}")
         lines.append(f"  router's own work       {_fmt(r['router_own_us'])}   (off - direct)")
+        lines.append(
+            "  gc per 1000 calls / pause us per call: "
+            + ", ".join(
+                f"{m} {r['gc_per_1000_calls'][m]:.1f}/{r['gc_pause_us_per_call'][m]:.1f}"
+                for m in ("direct", *MODES)
+            )
+        )
         dropped = r["spans_made"] - r["spans_exported"]
         lines.append(
             f"  spans exported (batch)  {r['spans_exported']} of {r['spans_made']}"
