@@ -386,7 +386,7 @@ async def run_parts(litellm: Any, settings: Settings, rng: random.Random) -> dic
         backend=InstantBackend(response, error, frozenset()),
         observer=keep,
         seed=settings.seed,
-    )  # type: ignore[arg-type]
+    )
     await built.acompletion(GROUP, MESSAGES)
     d = keep.decision
     with open(os.devnull, "w") as devnull:
@@ -394,7 +394,7 @@ async def run_parts(litellm: Any, settings: Settings, rng: random.Random) -> dic
         sync = modes["tracing+logs/sync"]
         spans = sync._spans
         logger = sync._logger
-        fields_of = telemetry._observer._ids  # type: ignore[attr-defined]
+        fields_of = telemetry._observer._ids
         context = spans.write(d, None, breakers={}, transition_times={})
 
         def observer_all() -> None:

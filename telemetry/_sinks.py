@@ -43,6 +43,13 @@ class _ApiSpans:
         )
         return span, span.get_span_context(), span.is_recording()
 
+    def child_of(
+        self, span: trace.SpanContext, parent: otel_context.Context
+    ) -> otel_context.Context:
+        """What `start` takes as the parent of a child of the span `span` (started in the
+        context `parent`): that context with the span current."""
+        return trace.set_span_in_context(trace.NonRecordingSpan(span), parent)
+
     def end(
         self,
         handle: Any,
@@ -166,15 +173,29 @@ class _DirectSpans:
             type(p) in known for p in self._processor._span_processors
         )
 
+    def child_of(
+        self, span: trace.SpanContext, parent: otel_context.Context
+    ) -> otel_context.Context | trace.SpanContext:
+        """What `start` takes as the parent of a child of `span`: with a fixed sampler (which
+        reads nothing but the parent's span context) the span context itself, skipping the
+        context built and searched per child; with any other sampler (it is handed the parent
+        context) that context, as `_ApiSpans.child_of` builds it."""
+        if self._static is not None:
+            return span
+        return trace.set_span_in_context(trace.NonRecordingSpan(span), parent)
+
     def start(
         self,
         name: str,
-        context: otel_context.Context,
+        context: otel_context.Context | trace.SpanContext,
         kind: SpanKind,
         attributes: dict[str, AttributeValue],
         start: int,
     ) -> tuple[Any, trace.SpanContext, bool]:
-        found = trace.get_current_span(context).get_span_context()
+        if isinstance(context, trace.SpanContext):  # a parent span's context (`child_of`)
+            found = context
+        else:
+            found = trace.get_current_span(context).get_span_context()
         ids = self._ids
         parent: trace.SpanContext | None = None
         if found.is_valid:
@@ -199,7 +220,14 @@ class _DirectSpans:
             recording = sampled
             final: dict[str, AttributeValue] = attributes
         else:
-            result = self.sampler.should_sample(context, trace_id, name, kind, attributes, ())
+            result = self.sampler.should_sample(
+                context,  # a Context here (`child_of` passes a span context only when static)
+                trace_id,
+                name,
+                kind,
+                attributes,
+                (),
+            )
             decision = result.decision
             sampled = decision.is_sampled()
             recording = decision.is_recording()

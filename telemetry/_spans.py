@@ -389,7 +389,7 @@ class SpanWriter:
             events.append(("exception", exception_attributes(error), end))
 
         if attempts:
-            child = trace.set_span_in_context(trace.NonRecordingSpan(context), parent)
+            child = sink.child_of(context, parent)
             self._attempts(sink, d, child, start, end, served_attempt, messages, output)
         sink.end(handle, end, events, status, late)
         return context
@@ -398,7 +398,7 @@ class SpanWriter:
         self,
         sink: _ApiSpans | _DirectSpans,
         d: Decision,
-        context: otel_context.Context,
+        context: Any,
         start: int,
         end: int,
         served: AttemptRecord | None,
