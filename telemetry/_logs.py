@@ -124,6 +124,36 @@ def _to_json(event: Any, **_: Any) -> str:
     return _JSON.encode(event)
 
 
+def _line_encoder() -> Callable[[Any], str]:
+    """`_JSON.encode` for an event dict, with its C encoder built once.
+
+    ``JSONEncoder.encode`` builds a C encoder (and a float-formatting closure) on every call;
+    this one is built once with the same settings (ASCII, ``": "`` / ``", "``, the same
+    fallback, NaN allowed) and no circular-reference markers: an event dict is built fresh
+    by the router and holds no cycle (one would raise `RecursionError` instead of
+    ``ValueError``, and the observer's guard drops the event either way). The text is the
+    same (tests/telemetry/test_logs.py compares it with structlog's renderer). Without
+    the C accelerator, `_JSON.encode` itself.
+    """
+    from json import encoder
+
+    make = getattr(encoder, "c_make_encoder", None)  # the C accelerator (absent: pure Python)
+    if make is None:
+        return _JSON.encode
+    chunks = make(
+        None, _fallback, encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True
+    )
+    join = "".join
+
+    def encode(event: Any) -> str:
+        return join(chunks(event, 0))
+
+    return encode
+
+
+_encode_line: Final = _line_encoder()
+
+
 class JsonLines:
     """The JSON decision log without structlog's per-event machinery: the same processors
     (`_Stamp`, `redact`, the one encoder, `mask`) called in the same order on the same event
@@ -149,7 +179,7 @@ class JsonLines:
             event = event % args
         fields["event"] = event
         line = mask(
-            None, method, _JSON.encode(redact(None, method, self._stamp(None, method, fields)))
+            None, method, _encode_line(redact(None, method, self._stamp(None, method, fields)))
         )
         with self._lock:
             self._write(line + "\n")

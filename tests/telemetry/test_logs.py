@@ -154,6 +154,14 @@ def _random_event(rng: random.Random) -> tuple[str, tuple[Any, ...], dict[str, A
         {"nested": "AKIA" + "A" * 16},
         _Opaque(),
         _Structlogged(),
+        # What the encoder must render as the pipeline's json.dumps does: tiny and special
+        # floats, non-ASCII text (escaped), tuples, nesting.
+        2.2e-06,
+        float("nan"),
+        float("-inf"),
+        "héllo ☃ \u2028 \"q\"",
+        (1, "two", None),
+        {"k": [1.5, {"deep": False}]},
     ]
     names = ["group", "deployment", "api_key", "Authorization", "PASSWORD", "tried", "n", "x"]
     fields = {name: rng.choice(values) for name in rng.sample(names, rng.randrange(len(names)))}
