@@ -43,6 +43,16 @@ After warm-up the heap that lives for the whole run (litellm's import, clients, 
 frozen out of the garbage collector (``gc.freeze()``), and a ``gc.collect()`` between blocks
 keeps one mode's garbage from being collected on another mode's clock.
 
+Why a block ends when litellm's logging is done
+-----------------------------------------------
+``litellm.acompletion`` queues each call's success logging for a background worker. Past
+~256 concurrent calls the worker falls behind and its backlog runs during the next block, on
+another mode's clock (measured: a raw block at 256 left 0.61 logging jobs per call queued; the
+router queues none, its calls skip that logging). So every timed block ends only when that
+backlog has run (`drain_litellm_logging`), each mode paying for its own work; each level prints
+the backlog per call its blocks left. ``--no-drain`` stops the clock when the calls return, as
+this script did before 2026-12-02 (the figures of the older README tables).
+
 Why the provider runs in another process
 ----------------------------------------
 A server on the client's event loop would put its request handling on the same core and in
@@ -265,10 +275,46 @@ async def timed_calls(call: Call, n: int) -> list[float]:
     return latencies
 
 
+def litellm_backlog() -> int:
+    """How many logging jobs litellm's logging worker still has queued (0 if it has none)."""
+    from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+    queue = getattr(GLOBAL_LOGGING_WORKER, "_queue", None)
+    return 0 if queue is None else queue.qsize()
+
+
+async def drain_litellm_logging() -> None:
+    """Wait until litellm has done the logging work its calls left behind.
+
+    ``litellm.acompletion`` hands each call's success logging to a background worker (a queue
+    of up to 50,000 jobs, 100 at a time). Once calls arrive faster than it keeps up (from
+    ~256 concurrent calls on this machine) the queue grows and its jobs run later: during the
+    *next* block, on whichever mode runs then. A block that stops its clock before its own
+    backlog has run leaves that CPU out of its time and charges it to the next block (at
+    concurrency 256 a raw block ran ~40% of its own logging and the router block after it ran
+    the other ~60%). So every timed block ends when that backlog is done, and the per-call
+    service-logging tasks litellm creates have run. ``--no-drain`` measures the old way.
+    """
+    from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+    await GLOBAL_LOGGING_WORKER.flush()
+    for _ in range(3):  # tasks created with create_task by the last calls: one loop turn each
+        await asyncio.sleep(0)
+
+
+DRAIN = True
+"""Whether timed blocks end only once litellm's deferred logging is done (`--no-drain`: no)."""
+
+
 async def burst(
-    call: Call, workers: int, per_worker: int, latencies: list[float] | None = None
+    call: Call,
+    workers: int,
+    per_worker: int,
+    latencies: list[float] | None = None,
+    backlog: list[int] | None = None,
 ) -> float:
-    """Wall seconds for `workers` concurrent workers to make `per_worker` calls each."""
+    """Wall seconds for `workers` concurrent workers to make `per_worker` calls each, and (with
+    `DRAIN`) for litellm to finish the logging work those calls left queued."""
     clock = time.perf_counter
 
     async def worker() -> None:
@@ -282,6 +328,10 @@ async def burst(
 
     started = clock()
     await asyncio.gather(*(worker() for _ in range(workers)))
+    if backlog is not None:
+        backlog[0] = litellm_backlog()
+    if DRAIN:
+        await drain_litellm_logging()
     return clock() - started
 
 
@@ -318,6 +368,7 @@ async def run_sequential(
     round_medians: dict[str, list[float]] = {m: [] for m in MODES}
     for _ in range(settings.rounds):
         for mode in _blocks(rng):
+            await drain_litellm_logging()  # nothing left over from the block before
             gc.collect()
             latencies = await timed_calls(modes[mode], settings.calls)
             samples[mode].extend(latencies)
@@ -357,12 +408,16 @@ async def run_concurrent(
     """Interleaved rounds of one burst per mode at `level` workers; throughput, ratio, tails."""
     throughput: dict[str, list[float]] = {m: [] for m in MODES}
     latencies: dict[str, list[float]] = {m: [] for m in MODES}
+    backlogs: dict[str, list[float]] = {m: [] for m in MODES}
+    backlog_at_end = [0]
     per_worker = per_worker_at(settings, level)
     calls = level * per_worker
     for _ in range(settings.rounds):
         for mode in _blocks(rng):
+            await drain_litellm_logging()  # nothing left over from the block before
             gc.collect()
-            wall = await burst(modes[mode], level, per_worker, latencies[mode])
+            wall = await burst(modes[mode], level, per_worker, latencies[mode], backlog_at_end)
+            backlogs[mode].append(backlog_at_end[0] / calls)
             throughput[mode].append(calls / wall)
     p99 = {m: quantile(latencies[m], 0.99) * 1e3 for m in MODES}
     per_mode = {
@@ -371,6 +426,9 @@ async def run_concurrent(
             "rounds": throughput[m],
             "p50_ms": quantile(latencies[m], 0.5) * 1e3,
             "p99_ms": p99[m],
+            # litellm logging jobs per call still queued when the calls were done (run before
+            # the clock stops, unless --no-drain)
+            "logging_backlog_per_call": statistics.median(backlogs[m]),
         }
         for m in MODES
     }
@@ -546,13 +604,15 @@ async def run_diagnose(
             order = list(names)
             rng.shuffle(order)
             for mode in order:
+                await drain_litellm_logging()  # nothing left over from the block before
                 gc.collect()
                 before_req = provider.stats()["requests"]
                 c0 = counters.snapshot()
                 g0, p0 = gcc.snapshot()
                 prov0 = _proc_cpu_s(pid)
                 proc0, thr0 = time.process_time(), time.thread_time()
-                wall = await burst(modes[mode], level, per_worker, lat[mode])
+                left = [0]
+                wall = await burst(modes[mode], level, per_worker, lat[mode], left)
                 proc1, thr1 = time.process_time(), time.thread_time()
                 prov1 = _proc_cpu_s(pid)
                 sockets = _provider_sockets(port)
@@ -577,6 +637,7 @@ async def run_diagnose(
                 add(mode, "gc_gen2_collections", g1[2] - g0[2])
                 add(mode, "gc_pause_us_per_call", (p1 - p0) / calls * 1e6)
                 add(mode, "provider_requests_per_call", served / calls)
+                add(mode, "logging_backlog_per_call", left[0] / calls)
         ratios = {
             m: spread(
                 [
@@ -590,6 +651,7 @@ async def run_diagnose(
         # blocks are not timed).
         loop_work: dict[str, dict[str, float]] = {}
         for mode in names:
+            await drain_litellm_logging()
             gc.collect()
             counters.detailed = True
             counters.max_scheduled = 0
@@ -939,6 +1001,13 @@ def _concurrent_lines(conc: Mapping[str, Any]) -> list[str]:
             continue
         r = conc["ratio_to_raw"][mode]
         lines.append(f"{head}{_ms(conc['p99_added_ms'][mode]):>11}   {_range(r, '.3f')}")
+    backlog = ", ".join(
+        f"{mode} {conc['modes'][mode]['logging_backlog_per_call']:.3f}" for mode in MODES
+    )
+    drained = "run before each block's clock stopped" if DRAIN else "NOT drained (--no-drain)"
+    lines.append(
+        f"  litellm logging jobs still queued per call at a block's end: {backlog} ({drained})"
+    )
     return lines
 
 
@@ -1007,9 +1076,17 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
         default="raw,router,raw-as-router",
         help=f"modes of the diagnose section, raw first ({','.join(DIAGNOSE_MODES)})",
     )
+    parser.add_argument(
+        "--no-drain",
+        action="store_true",
+        help="stop a block's clock when its calls are done, before litellm ran the logging "
+        "they queued (the method before 2026-12-02 evening; see drain_litellm_logging)",
+    )
     parser.add_argument("--quick", action="store_true", help="a few small rounds (smoke use)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write figures as JSON")
     args = parser.parse_args(argv)
+    global DRAIN
+    DRAIN = not args.no_drain
     quick = args.quick
     settings = Settings(
         rounds=args.rounds or (3 if quick else 20),
@@ -1088,6 +1165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "warmup": settings.warmup,
                 "seed": settings.seed,
                 "sections": list(settings.sections),
+                "drain_litellm_logging": DRAIN,
             }
             results.update(asyncio.run(measure(litellm, provider, settings)))
             results["provider"] = {"base_url": provider.base_url, "stats": provider.stats()}
