@@ -345,6 +345,8 @@ def per_worker_at(settings: Settings, level: int) -> int:
 async def warm_up(modes: Mapping[str, Call], settings: Settings) -> None:
     """Open connection pools and pay first-call costs before anything is timed."""
     for name, call in modes.items():
+        if name not in MODES:
+            continue
         response = await call()
         content = response.choices[0].message.content
         if content != EXPECTED_REPLY:
@@ -816,7 +818,7 @@ def goals(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     def row(name: str, unit: str, target: float, at_most: bool, pick: Any) -> dict[str, Any]:
         value = float(pick("router"))
-        theirs = pick("litellm-router")
+        theirs = pick("litellm-router") if "litellm-router" in MODES else None
         return {
             "goal": name,
             "unit": unit,
@@ -1077,6 +1079,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
         help=f"modes of the diagnose section, raw first ({','.join(DIAGNOSE_MODES)})",
     )
     parser.add_argument(
+        "--without-litellm-router",
+        action="store_true",
+        help="leave LiteLLM's Router out (raw and router only: a shorter run)",
+    )
+    parser.add_argument(
         "--no-drain",
         action="store_true",
         help="stop a block's clock when its calls are done, before litellm ran the logging "
@@ -1085,8 +1092,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None]:
     parser.add_argument("--quick", action="store_true", help="a few small rounds (smoke use)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write figures as JSON")
     args = parser.parse_args(argv)
-    global DRAIN
+    global DRAIN, MODES
     DRAIN = not args.no_drain
+    if args.without_litellm_router:
+        MODES = MODES[:2]
     quick = args.quick
     settings = Settings(
         rounds=args.rounds or (3 if quick else 20),

@@ -427,8 +427,11 @@ async def run_parts(litellm: Any, settings: Settings, rng: random.Random) -> dic
         def log_redact() -> None:
             _logs.redact(None, "info", stamped)
 
+        # The line encoder JsonLines uses (older trees: the shared JSONEncoder's encode).
+        encode_line = getattr(_logs, "_encode_line", _logs._JSON.encode)
+
         def log_encode() -> None:
-            _logs._JSON.encode(stamped)
+            encode_line(stamped)
 
         def log_mask() -> None:
             _logs.mask(None, "info", line)
