@@ -109,7 +109,7 @@ TIMEOUT_S = 120.0
 machine a call can wait seconds for the CPU and for litellm's pool (500 connections per host)."""
 MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "Say hello in one word."}]
 EXPECTED_REPLY = f"Hello from {PROVIDER}."
-MODES = ("raw", "router", "litellm-router")
+MODES: tuple[str, ...] = ("raw", "router", "litellm-router")
 
 GOAL_MEDIAN_ADDED_MS = 0.0
 GOAL_P99_ADDED_MS = 0.0
