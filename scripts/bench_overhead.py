@@ -1028,11 +1028,15 @@ async def measure(litellm: Any, provider: Provider, settings: Settings) -> dict[
     gc.collect()
     gc.freeze()
     wanted = settings.sections
+    # Each section and level is printed as it finishes (a run cut short by a time limit keeps
+    # what it measured); the full report and the goals follow at the end.
     sequential = await run_sequential(modes, settings, rng) if "sequential" in wanted else None
-    concurrent = {
-        str(level): await run_concurrent(modes, settings, rng, level)
-        for level in (settings.concurrency if "concurrent" in wanted else ())
-    }
+    if sequential is not None:
+        print("\n".join(_sequential_lines(sequential)), flush=True)
+    concurrent: dict[str, Any] = {}
+    for level in settings.concurrency if "concurrent" in wanted else ():
+        concurrent[str(level)] = await run_concurrent(modes, settings, rng, level)
+        print("\n".join(_concurrent_lines(concurrent[str(level)])), flush=True)
     in_process = await run_in_process(litellm, settings, rng) if "in-process" in wanted else None
     diagnose = (
         await run_diagnose(litellm, provider, settings, rng) if "diagnose" in wanted else None
