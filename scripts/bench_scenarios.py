@@ -132,10 +132,14 @@ FIGURES: tuple[tuple[str, str, bool], ...] = (
     ("cost_per_1k", "$/1k", False),
     ("upstream_per_request", "calls/req", False),
     ("cheap_share_after", "cheap after", True),
+    ("cheap_back_s", "cheap back s", False),
 )
 GOAL_COST_RATIO = 1.25
 GOAL_CALLS = 1.10
 GOAL_SHARE = 0.90
+GOAL_BACK_S = 10.0
+BACK_MIN_REQUESTS = 10
+"""`cheap_back`: the share is judged over at least this many requests (the run's last ones)."""
 
 
 @dataclass(frozen=True)
@@ -420,6 +424,28 @@ def _label(exc: BaseException) -> str:
     return f"{type(exc).__name__} {status}" if status else type(exc).__name__
 
 
+def cheap_back(samples: Sequence[Sample], recovered_at: float | None) -> float:
+    """Seconds from the recovery until the cheap provider has its traffic back: the earliest
+    arrival ``t >= recovered_at`` from which it served at least `GOAL_SHARE` of the requests
+    arriving from ``t`` to the end of the run (at least `BACK_MIN_REQUESTS` of them; a failed
+    request is not the cheap provider's). NaN without a recovery; infinity when no such
+    arrival exists (not back within the run, or the run ends too soon after the recovery to
+    tell). A suffix share, so a recovery that comes back and is lost again is not "back"."""
+    if recovered_at is None:
+        return float("nan")
+    after = sorted((x for x in samples if x.arrival >= recovered_at), key=lambda x: x.arrival)
+    cheap = 0
+    best = float("inf")
+    # From the end backwards: the suffix from index i has len(after) - i requests.
+    for i in range(len(after) - 1, -1, -1):
+        if after[i].ok and after[i].served in sc.CHEAP:
+            cheap += 1
+        n = len(after) - i
+        if n >= BACK_MIN_REQUESTS and cheap >= GOAL_SHARE * n - 1e-9:
+            best = after[i].arrival - recovered_at
+    return best
+
+
 def analyse(
     name: str,
     scenario: sc.Scenario,
@@ -464,6 +490,8 @@ def analyse(
         "cost_ratio": cost / oracle if oracle else float("nan"),
         "upstream_per_request": sum(upstream.values()) / n if n else float("nan"),
         "cheap_share_after": cheap / len(window) if window else float("nan"),
+        "cheap_back_s": cheap_back(samples, after),
+        "after_recovery_s": float("nan") if after is None else scenario.duration - after,
         "served": served,
         "upstream": upstream,
         "errors": errors,
@@ -513,7 +541,8 @@ async def measure(
                     f"  {name:<34} ok {figures['success']:7.2%}  p50 {figures['p50_ms']:7.1f}"
                     f"  p99 {figures['p99_ms']:7.1f}  cost {figures['cost_ratio']:5.2f}x"
                     f"  calls {figures['upstream_per_request']:5.3f}"
-                    f"  cheap {figures['cheap_share_after']:6.1%}",
+                    f"  cheap {figures['cheap_share_after']:6.1%}"
+                    f"  back {figures['cheap_back_s']:5.2f}s",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -551,8 +580,9 @@ def aggregate(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for r in runs:
         per = out.setdefault(r["kind"], {}).setdefault(r["system"], {})
-        for key in (*(f[0] for f in FIGURES), "cost_ratio"):
-            per.setdefault(key, {"values": []})["values"].append(r[key])
+        for key in (*(f[0] for f in FIGURES), "cost_ratio", "after_recovery_s"):
+            # A run from before a figure existed (a merged older JSON) has no value for it.
+            per.setdefault(key, {"values": []})["values"].append(r.get(key, float("nan")))
     for systems in out.values():
         for figures in systems.values():
             for entry in figures.values():
@@ -597,6 +627,8 @@ def verdict(agg: Mapping[str, Mapping[str, Mapping[str, Any]]], who: str) -> dic
                 )
         best_p99 = min((f["p99_ms"]["median"] for f in peers.values()), default=float("nan"))
         share = mine["cheap_share_after"]["median"]
+        back = mine["cheap_back_s"]["median"]
+        window = mine["after_recovery_s"]["median"]
         goals = {
             "success 100%": mine["success"]["min"] >= 1.0,
             "p99 <= best peer": _at_least(mine["p99_ms"]["median"], best_p99, False),
@@ -604,6 +636,9 @@ def verdict(agg: Mapping[str, Mapping[str, Mapping[str, Any]]], who: str) -> dic
             f"calls <= {GOAL_CALLS}": mine["upstream_per_request"]["median"] <= GOAL_CALLS,
             f"cheap share >= {GOAL_SHARE:.0%}": share != share or share >= GOAL_SHARE,
         }
+        if back == back and (back <= GOAL_BACK_S or window >= GOAL_BACK_S):
+            # Judged when it is back, or when the runs were long enough to have seen it.
+            goals[f"cheap back <= {GOAL_BACK_S:g} s"] = back <= GOAL_BACK_S
         # Pareto: a peer at least as good on every figure and better on one. A peer that is
         # cheaper only because it waited seconds through an outage (Portkey's fallback), or
         # calls less because it dropped requests, does not dominate.
@@ -647,6 +682,8 @@ def verdicts(agg: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, An
 
 
 def _short(value: float, key: str) -> str:
+    if key == "cheap_back_s":
+        return "never" if value == float("inf") else f"{value:.2f}s"
     if key in ("success", "cheap_share_after"):
         return f"{value:.1%}"
     if key.endswith("_ms"):
@@ -663,6 +700,13 @@ def _cell(entry: Mapping[str, Any], key: str, several: bool) -> str:
     if key in ("success", "cheap_share_after"):
         text = f"{m:.1%}"
         spread = f" ({entry['min']:.1%}-{entry['max']:.1%})"
+    elif key == "cheap_back_s":
+        # Infinity: not back within the run (see `cheap_back`).
+        def back(v: float) -> str:
+            return "never" if v == float("inf") else f"{v:.2f}"
+
+        text = back(m)
+        spread = f" ({back(entry['min'])}-{back(entry['max'])})"
     elif key.endswith("_ms"):
         text = f"{m:.0f}"
         spread = f" ({entry['min']:.0f}-{entry['max']:.0f})"
@@ -690,7 +734,7 @@ def report(results: Mapping[str, Any]) -> str:
     ]
     header = (
         f"  {'system':<32}{'success':>16}{'p50 ms':>12}{'p99 ms':>16}{'$/1k':>8}"
-        f"{'x oracle':>18}{'calls/req':>18}{'cheap after':>18}"
+        f"{'x oracle':>18}{'calls/req':>18}{'cheap after':>18}{'back s':>20}"
     )
     descriptions: dict[str, list[str]] = {}
     for r in results["runs"]:
@@ -714,6 +758,7 @@ def report(results: Mapping[str, Any]) -> str:
                 f"{_cell(f['cost_ratio'], 'cost_ratio', several):>18}"
                 f"{_cell(f['upstream_per_request'], 'upstream_per_request', several):>18}"
                 f"{_cell(f['cheap_share_after'], 'cheap_share_after', several):>18}"
+                f"{_cell(f['cheap_back_s'], 'cheap_back_s', several):>20}"
             )
         lines.append("")
     for who in OURS:
@@ -854,8 +899,9 @@ def markdown(results: Mapping[str, Any]) -> str:
     agg = results["aggregate"]
     several = len(results["settings"]["seeds"]) > 1
     lines = [
-        "| scenario | system | success | p50 ms | p99 ms | × oracle | calls/req | cheap after |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scenario | system | success | p50 ms | p99 ms | × oracle | calls/req | cheap after "
+        "| cheap back s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     streams = set(results.get("stream_kinds", ()))
     for kind, systems in agg.items():
@@ -864,7 +910,7 @@ def markdown(results: Mapping[str, Any]) -> str:
                 if name.startswith("portkey") and kind in streams:
                     lines.append(
                         f"| {kind} | {name} | not measured: Portkey 1.15.2 answers every stream "
-                        '"Something went wrong" here (Portkey-AI/gateway#1389) | | | | | |'
+                        '"Something went wrong" here (Portkey-AI/gateway#1389) | | | | | | |'
                     )
                 continue
             f = systems[name]
@@ -875,7 +921,8 @@ def markdown(results: Mapping[str, Any]) -> str:
                 f"| {_cell(f['p99_ms'], 'p99_ms', several)} "
                 f"| {_cell(f['cost_ratio'], 'cost_ratio', several)} "
                 f"| {_cell(f['upstream_per_request'], 'upstream_per_request', several)} "
-                f"| {_cell(f['cheap_share_after'], 'cheap_share_after', several)} |"
+                f"| {_cell(f['cheap_share_after'], 'cheap_share_after', several)} "
+                f"| {_cell(f['cheap_back_s'], 'cheap_back_s', several)} |"
             )
     return "\n".join(lines)
 

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
@@ -165,3 +167,49 @@ def test_the_verdict_tells_a_loss_on_one_figure_from_being_dominated() -> None:
     assert better["undominated"] == 0
     assert better["kinds"]["k"]["dominated_by"] == ["litellm simple-shuffle"]
     assert not better["kinds"]["k"]["goals"]["p99 <= best peer"]
+
+
+def test_time_to_cheap_back_is_the_start_of_the_suffix_the_cheap_provider_holds() -> None:
+    import bench_scenarios as bs
+
+    def samples(served: list[str | None], start: float = 1.0) -> list[Any]:
+        return [
+            bs.Sample(start + 0.1 * i, 0.02, s is not None, s, None if s else "x")
+            for i, s in enumerate(served)
+        ]
+
+    # Recovered at 1.0: b serves the first 5 after it, then a and a2 serve 9 with one b
+    # among them: back from the 6th (1.5 s), where a suffix share of 9/10 starts (from the
+    # 5th it is 9/11).
+    run = samples(["b"] * 5 + ["a"] * 5 + ["b"] + ["a2"] * 4)
+    assert bs.cheap_back(run, 1.0) == pytest.approx(0.5)
+    # Requests before the recovery do not count; a failed request is not the cheap one's.
+    early = samples(["a"] * 5, start=0.0)
+    assert bs.cheap_back(early + run, 1.0) == pytest.approx(0.5)
+    assert bs.cheap_back(
+        samples([None] * 5 + ["a"] * 5 + [None] + ["a"] * 4), 1.0
+    ) == pytest.approx(0.5)
+    # Back and lost again is not back: the suffix from any point has b's half.
+    assert bs.cheap_back(samples(["a"] * 20 + ["b"] * 20), 1.0) == math.inf
+    # Too few requests left after the recovery to tell (fewer than BACK_MIN_REQUESTS).
+    assert bs.cheap_back(samples(["a"] * (bs.BACK_MIN_REQUESTS - 1)), 1.0) == math.inf
+    # Never hit: back at the first request; no recovery in the scenario: not applicable.
+    assert bs.cheap_back(samples(["a"] * 30), 1.0) == pytest.approx(0.0)
+    assert math.isnan(bs.cheap_back(samples(["a"] * 30), None))
+
+
+def test_the_cheap_back_goal_is_judged_only_when_the_runs_could_show_it() -> None:
+    import bench_scenarios as bs
+
+    def goals(back: float, window: float) -> dict[str, bool]:
+        agg = bs.aggregate([_run("ours", cheap_back_s=back, after_recovery_s=window)])
+        result: dict[str, bool] = bs.verdict(agg, "ours")["kinds"]["k"]["goals"]
+        return result
+
+    key = f"cheap back <= {bs.GOAL_BACK_S:g} s"
+    assert goals(0.4, 2.0)[key]
+    assert key not in goals(math.inf, 2.0)  # a 3 s run cannot show 10 s
+    assert not goals(math.inf, 12.0)[key]
+    assert not goals(11.0, 12.0)[key]
+    # An older run's JSON without the figure still aggregates (NaN: not judged).
+    assert key not in bs.verdict(bs.aggregate([_run("ours")]), "ours")["kinds"]["k"]["goals"]
