@@ -53,6 +53,7 @@ from router._decision import AttemptRecord, CallOutcome, Candidate, ResponseInfo
 from router._errors import Outcome, attach, describe, retry_after_of, status_code_of
 from router._explain import MIN_ATTEMPT_S, deadline_exceeded, exhausted, no_deployment, unavailable
 from router._hedge import hedged, race_delay, rescued
+from router._limits import pause_for
 from router._select import Selector
 from router._slo import Objectives, objective_of
 
@@ -305,16 +306,24 @@ class AttemptLoop:
     def _admit(self, call: Call, deployment: Deployment, now: float) -> bool | None:
         """None if the deployment may not be tried now; else whether the attempt is a probe."""
         state = self.state.get(deployment.name)
-        if state.health.paused(now):
+        health = state.health
+        if health.paused(now):
             return None  # checked first, so a probe slot is never taken and then abandoned
         admission, transition = state.breaker.admit(now)
         if transition is not None:
             self._emit(call, transition)
-        return None if admission is Admission.DENY else admission is Admission.PROBE
+        if admission is Admission.DENY:
+            return None
+        if health.rate_limit_pauses:  # a 429 pause ended, no success since: one probe
+            health.rate_limit_probe(now, deployment.timeout or call.settings.timeout)
+        return admission is Admission.PROBE
 
     def _release(self, deployment: Deployment, probe: bool) -> None:
+        state = self.state.get(deployment.name)
         if probe:
-            self.state.get(deployment.name).breaker.release()
+            state.breaker.release()
+        if state.health.rate_limit_pauses:
+            state.health.end_rate_limit_probe()
 
     async def _attempt(
         self,
@@ -373,6 +382,8 @@ class AttemptLoop:
         finally:
             health.in_flight -= 1
             track.end(token)
+            if health.rate_limit_pauses:  # a rate-limit probe's hold ends with its attempt
+                health.end_rate_limit_probe()
         now = clock.now()
         latency = now - started
         health.observe_latency(latency, now, first_chunk=first_chunk)
@@ -449,9 +460,12 @@ class AttemptLoop:
             pause = retry_after_of(exc)
             pause = RATE_LIMIT_DEFAULT_PAUSE_S if pause is None else pause
             if health.rate_limited_streak >= call.settings.rate_limit_pause_after:
-                why = f"rate-limited for {pause:g} s"
-                health.pause(now + pause, why)
-                self.state.on_pause(deployment.name, pause, why)
+                health.rate_limit_pauses += 1
+                period = breaker.open_duration(health.rate_limit_pauses, None, call.policy)
+                seconds, why = pause_for(pause, period)
+                health.limited_until = now + pause
+                health.pause(now + seconds, why)
+                self.state.on_pause(deployment.name, seconds, why)
             else:
                 if call.retry_after is None:
                     call.retry_after = {}

@@ -99,7 +99,8 @@ def _out_because(
                 kinds[name] = Outcome.RATE_LIMITED
                 until = (call.retry_after or {}).get(name)
                 if state.health.paused(now):
-                    until = state.health.paused_until
+                    # The provider's word, though the router probes sooner (router._limits).
+                    until = max(state.health.paused_until, state.health.limited_until)
                 if until is not None:
                     waits.append(until - now)
                 continue
@@ -109,7 +110,7 @@ def _out_because(
             kinds[name] = Outcome.FAILURE
         elif state.health.paused(now):
             kinds[name] = Outcome.RATE_LIMITED
-            waits.append(state.health.paused_until - now)
+            waits.append(max(state.health.paused_until, state.health.limited_until) - now)
         elif (
             state.breaker.state is State.OPEN
             and refused.get(name, 0.0) >= state.breaker.open_until > now

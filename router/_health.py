@@ -246,14 +246,17 @@ class Health:
         "_hedge_delay",
         "_p95",
         "_p95_stale",
+        "_probe_until",
         "_samples",
         "calls_track",
         "decay",
         "in_flight",
         "latency",
+        "limited_until",
         "next_probe",
         "paused_until",
         "paused_why",
+        "rate_limit_pauses",
         "rate_limited_streak",
         "ttft",
         "ttft_track",
@@ -269,6 +272,13 @@ class Health:
         self.paused_until = 0.0
         self.paused_why = ""
         self.rate_limited_streak = 0
+        self.rate_limit_pauses = 0
+        """429 pauses since the last success (router._limits `pause_for`)."""
+        self._probe_until = 0.0
+        """The end of a rate-limit probe's hold (`rate_limit_probe`), 0.0 when none."""
+        self.limited_until = 0.0
+        """When the provider's latest Retry-After ends (the pause may end sooner, with a
+        probe): what a caller told to wait is told (router._explain)."""
         self._errors: deque[bool] = deque()
         self._failures = 0
         self._samples: deque[float] = deque(maxlen=_SAMPLES)
@@ -317,6 +327,9 @@ class Health:
             self._failures += 1
         else:
             self.rate_limited_streak = 0
+            self.rate_limit_pauses = 0
+            self.limited_until = 0.0
+            self.end_rate_limit_probe()  # it answered: the limit is over
 
     def forget_errors(self) -> None:
         """Empty the error window (the breaker closed: the outage's failures are history)."""
@@ -339,9 +352,29 @@ class Health:
 
     def pause(self, until: float, why: str) -> None:
         """Skip the deployment until `until` (a 429's Retry-After)."""
-        if until > self.paused_until:
+        held = self._probe_until and self.paused_until == self._probe_until
+        if until > self.paused_until or held:
+            # A probe's hold (`rate_limit_probe`) ends with its answer: a 429 sets a new pause.
             self.paused_until = until
             self.paused_why = why
+            self._probe_until = 0.0
+
+    def rate_limit_probe(self, now: float, hold: float) -> None:
+        """A caller is admitted to a deployment whose last 429 pause has ended with no success
+        since (it may still be rate-limited): it is the one probe. Everyone else skips the
+        deployment until the probe answers (a success ends the hold, a 429 pauses again) or
+        `hold` seconds pass, so the end of a pause lets one call through, not every caller
+        waiting at that moment. No effect when no pause came since the last success."""
+        if self.rate_limit_pauses and not self.paused(now):
+            self.paused_until = self._probe_until = now + hold
+            self.paused_why = "rate-limit probe out"
+
+    def end_rate_limit_probe(self) -> None:
+        """The probe's attempt ended without a 429 (or was never made): end its hold."""
+        if self._probe_until:
+            if self.paused_until == self._probe_until:
+                self.paused_until = 0.0
+            self._probe_until = 0.0
 
     def paused(self, now: float) -> bool:
         return now < self.paused_until

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HEDGE_FALLBACK_DELAY_S",
+    "can_win_after",
     "cancel_all",
     "hedge_target",
     "hedged",
@@ -109,13 +110,54 @@ def race_delay(
                 delay = 2.0 * expected if delay is None else min(delay, 2.0 * expected)
             break
     if settings.hedge:
-        rescue = False
         if isinstance(settings.hedge_delay, float):
             hedge = settings.hedge_delay
         else:
             hedge = health.hedge_delay() or HEDGE_FALLBACK_DELAY_S
-        delay = hedge if delay is None else min(delay, hedge)
+        rival = next((d for d in ranked if d is not primary), None)
+        if rival is not None:
+            expected = selector.expected_latency(rival, first_chunk, now, peers=ranked)
+            history = health.track(first_chunk).newest(_TAIL_SAMPLES)
+            hedge = can_win_after(history, hedge, expected)
+        if delay is None or hedge < delay:
+            rescue = False
+            delay = hedge
     return None if delay is None else (delay, rescue)
+
+
+_TAIL_SAMPLES = 64
+"""The primary's completed latencies `can_win_after` reads (its track keeps 64)."""
+
+
+def can_win_after(history: Sequence[float], delay: float, rival: float | None) -> float:
+    """The earliest time, from `delay` on, at which a hedge can win: when the primary's
+    expected remaining time exceeds `rival`, what the hedge's deployment is expected to take.
+
+    The primary's remaining time at `t` is read from its own completed latencies `history`:
+    the mean of ``s - t`` over the samples ``s > t``. A hedge started then wins on average
+    only if the rival answers sooner than that. Candidate times are `delay` and every
+    sample above it, in order; past its slowest sample the primary is slower than anything
+    it has done (its remaining time is unknown), so a hedge goes then at the latest. With
+    no rival estimate or no history the hedge goes at `delay`, as before this rule.
+
+    A tail made of slow outliers (a few calls hundreds of ms late) is hedged at `delay` as
+    ever, since those outliers make the expected remaining time long; a narrow distribution
+    whose p95 is a few ms short of its slowest answer is not hedged onto a rival that takes
+    longer than those few ms (the hedge would only duplicate the call: ~5 % more upstream
+    calls, every one of them a loss)."""
+    if rival is None or not history:
+        return delay
+    above = sorted(s for s in history if s > delay)
+    total = sum(above)
+    t = delay
+    for i, s in enumerate(above):
+        # `above[i:]` are the samples beyond `t`: the primary has, on average, this long left.
+        n = len(above) - i
+        if total / n - t > rival:
+            return t
+        total -= s
+        t = s
+    return t
 
 
 class _Primary(asyncio.Future[Any]):

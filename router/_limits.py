@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from router._config import Deployment
     from router._state import StateStore
 
-__all__ = ["WINDOW_S", "FleetLimits", "LimitedBackend", "ReservingStore"]
+__all__ = ["WINDOW_S", "FleetLimits", "LimitedBackend", "ReservingStore", "pause_for"]
 
 WINDOW_S: Final = 60
 """Rate-limit window: RPM and TPM are counted over the last 60 one-second buckets."""
@@ -45,6 +45,24 @@ class ReservingStore(Protocol):
 
     def add_tokens(self, name: str, tokens: int, rpm: int | None, tpm: int | None) -> None:
         """Count a response's tokens in the shared window (in the background)."""
+
+
+def pause_for(retry_after: float, period: float) -> tuple[float, str]:
+    """How long a deployment that keeps answering 429 is skipped, and the reason shown.
+
+    A Retry-After is an upper bound, not a promise: a provider's key-wide limit may be lifted
+    well before the time it announced (its window rolls, a quota resets, an operator raises
+    it), and a pause taken at its word keeps a cheap deployment out long after. So the pause
+    lasts the sooner of the Retry-After and `period`, the breaker's open period for the same
+    number of pauses in a row (`Breaker.open_duration`: 1 s plus 0-10 % jitter on the
+    defaults, doubling up to ``breaker_open_max`` if that is raised), and then one probe call
+    goes through (`Health.rate_limit_probe`); a 429 on it pauses again. The cost is the
+    breaker's own: one rejected call per period per deployment while the limit lasts (a 429
+    costs milliseconds and no tokens), against a recovered deployment waiting up to a period.
+    A Retry-After shorter than the period is honoured as given."""
+    if retry_after <= period:
+        return retry_after, f"rate-limited for {retry_after:g} s"
+    return period, f"rate-limited for {retry_after:g} s (Retry-After; probed after {period:.2f} s)"
 
 
 def _limit_reason(rpm: int | None, tpm: int | None, requests: int, used: int, fleet: bool) -> str:

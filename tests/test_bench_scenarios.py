@@ -11,6 +11,7 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,7 @@ def test_the_verdict_tells_a_loss_on_one_figure_from_being_dominated() -> None:
 def test_time_to_cheap_back_is_the_start_of_the_suffix_the_cheap_provider_holds() -> None:
     import bench_scenarios as bs
 
-    def samples(served: list[str | None], start: float = 1.0) -> list[Any]:
+    def samples(served: Sequence[str | None], start: float = 1.0) -> list[Any]:
         return [
             bs.Sample(start + 0.1 * i, 0.02, s is not None, s, None if s else "x")
             for i, s in enumerate(served)
