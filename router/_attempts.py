@@ -16,7 +16,8 @@ half-open with its probe out, paused by a 429. The group's strategy ranks the re
 
 - failure (timeout, connection, 5xx): counted by health and breaker; try the next candidate;
 - rate_limited (429): try the next; once `rate_limit_pause_after` 429s arrive in a row (no
-  success between), pause the deployment for everyone until Retry-After (default 1 s);
+  success between), pause the deployment for everyone until Retry-After (default 1 s) or,
+  sooner, the breaker's open period, then let one probe through (router._limits `pause_for`);
 - misconfigured (401/403/404/402): open its breaker for `misconfigured_open`, log an error;
 - context_window: try only candidates with a larger known window, else raise the error;
 - caller_error: raise at once, as is (it would fail anywhere).

@@ -7,7 +7,8 @@
 - **Error rate** is the failure share of the last 20 recorded results (successes and failures;
   rate limits and caller errors are not recorded).
 - **429 pressure**: ``rate_limited_streak`` counts 429s since the last success; at the group's
-  ``rate_limit_pause_after`` (2) the engine pauses the deployment until its Retry-After.
+  ``rate_limit_pause_after`` (2) the engine pauses the deployment until its Retry-After or,
+  sooner, the breaker's open period; then one probe (`Health.rate_limit_probe`).
 - **In-flight**: attempts started and not yet ended.
 - **p95** (the hedge delay ``"p95"``): over the last 128 attempts that *completed*. A timeout
   or an attempt cancelled because a hedge won feeds the EWMA (slowness is information) but is

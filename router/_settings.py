@@ -327,8 +327,9 @@ class RouterSettings(BaseModel):
       the cheapest), the deployments expected to meet it; when none is, the fastest expected
       first; a deployment that misses gets one probe call a second so its recovery is seen.
     - ``rate_limit_pause_after = 2``: a 429 always makes the call that got it fail over; the
-      deployment is paused for every caller until Retry-After once this many 429s arrive in a
-      row (no success between; failures do not break the streak). A key-wide rate limit
+      deployment is paused for every caller once this many 429s arrive in a row (no success
+      between; failures do not break the streak), until Retry-After or, sooner, the breaker's
+      open period, when one probe goes through (router._limits ``pause_for``). A key-wide rate limit
       answers everything with 429, so it pauses after one wasted (fast, unbilled) call; a
       provider that sheds a few percent of requests with 429 keeps its traffic instead of
       being benched for a second at every one (measured in scripts/bench_chaos.py). ``1``
