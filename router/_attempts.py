@@ -134,7 +134,6 @@ class AttemptLoop:
         tries: dict[str, int] = {}
         last: Result[T] | None = None
         failures: dict[str, str] = {}
-        reserved = False
 
         while True:
             now = clock.now()
@@ -154,7 +153,7 @@ class AttemptLoop:
                 and last.outcome is Outcome.FAILURE
                 and not isinstance(last.exc, litellm.Timeout)
                 and transient(last.exc),
-                reserved_used=reserved,
+                reserved_used=call.reserved_used,
                 budget_spent=spent,
             )
             pick = self._admit_first(call, options, ranked, now)
@@ -180,7 +179,7 @@ class AttemptLoop:
             if made >= settings.max_attempts or spent:
                 # Not charged to the budget: at most one per call, and only on a deployment
                 # with a clean record (one failure there and it is no longer clean).
-                reserved = True
+                call.reserved_used = True
                 why = "attempts used up" if made >= settings.max_attempts else "budget spent"
                 call.notes.append(f"reserved attempt on {deployment.name}, clean ({why})")
             elif made and not self.budget.withdraw(now):

@@ -79,6 +79,7 @@ class Call:
         "notes",
         "peers",
         "policy",
+        "reserved_used",
         "retry_after",
         "settings",
         "skipped",
@@ -120,6 +121,8 @@ class Call:
         # 429s this call got without pausing the deployment: name -> Retry-After (clock time),
         # so `wait_for_recovery` can wait for them as for a pause.
         self.retry_after: dict[str, float] | None = None
+        self.reserved_used = False
+        """Whether the call spent its one reserved attempt (router._choose rule 4)."""
         # The group's deployments, eligible now or not (set by the attempt loop): what a cold
         # deployment borrows its thresholds from (router._hedge.hung_after). A peer whose
         # breaker is open is out of the running, not out of evidence of what is normal.

@@ -135,6 +135,24 @@ class Chooser:
         need = backoff + (expected if expected is not None else 0.0) + _MIN_ATTEMPT_S
         return need <= left
 
+    def reserve(
+        self,
+        ranked: Sequence[Deployment],
+        tries: Mapping[str, int],
+        left: float,
+        first_chunk: bool,
+        now: float | None = None,
+    ) -> Deployment | None:
+        """Rule 4's candidate: the first untried one with a clean record that is expected to
+        end within `left` (None when there is none). The attempt loop spends it after the
+        attempts or the budget ran out; a rescue race spends it on a presumed-hung attempt
+        (router._hedge), at most once per call either way (`Call.reserved_used`)."""
+        for deployment in ranked:
+            if tries.get(deployment.name) or not self.healthy(deployment, ranked, first_chunk, now):
+                continue
+            return deployment if self.fits(deployment, 0.0, left, first_chunk, now) else None
+        return None
+
     def order(
         self,
         ranked: Sequence[Deployment],
@@ -167,8 +185,8 @@ class Chooser:
         if attempts_left <= 0:
             if reserved_used or settings.max_attempts < 2:
                 return []
-            clean = [d for d in untried if self.healthy(d, ranked, first_chunk, now)]
-            return [(d, 0.0) for d in clean[:1] if self.fits(d, 0.0, left, first_chunk, now)]
+            reserve = self.reserve(ranked, tries, left, first_chunk, now)
+            return [] if reserve is None else [(reserve, 0.0)]
         tried = sorted(
             (d for d in ranked if tries.get(d.name)),
             key=lambda d: (tries.get(d.name, 0), ranked.index(d)),

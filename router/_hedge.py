@@ -288,14 +288,21 @@ async def hedged(
     else:
         first, first_started = running
     now = clock.now()
-    target = hedge_target(loop, call, ranked, tries, now)
-    if target is None:
-        return await first
+    if running is not None:
+        # A rescue of a presumed-hung primary: paid (bounded by the budget only, as a hedge
+        # is), or the call's reserved attempt.
+        target = _rescuer(loop, call, ranked, tries, now, first_chunk, 0)
+        if target is None:
+            return await first
+    else:
+        target = hedge_target(loop, call, ranked, tries, now)
+        if target is None:
+            return await first
+        if not loop.budget.withdraw(now):
+            loop._release(*target)
+            call.notes.append(f"no hedge: {loop.budget.describe(now)}")
+            return await first
     hedge_to, hedge_probe = target
-    if not loop.budget.withdraw(now):
-        loop._release(hedge_to, hedge_probe)
-        call.notes.append(f"no hedge: {loop.budget.describe(now)}")
-        return await first
 
     def racer(deployment: Deployment, probe: bool, now: float) -> asyncio.Future[Result[T]]:
         tries[deployment.name] = tries.get(deployment.name, 0) + 1
@@ -329,13 +336,7 @@ async def hedged(
                     continue
                 rescued.add(due[1])
                 now = clock.now()
-                nxt = hedge_target(loop, call, ranked, tries, now)
-                if nxt is not None and (
-                    sum(tries.values()) >= call.settings.max_attempts
-                    or not loop.budget.withdraw(now)
-                ):
-                    loop._release(*nxt)
-                    nxt = None
+                nxt = _rescuer(loop, call, ranked, tries, now, first_chunk, sum(tries.values()))
                 if nxt is not None:
                     task = racer(nxt[0], nxt[1], now)
                     racers[task] = (nxt[0], nxt[1], now)
@@ -363,13 +364,7 @@ async def hedged(
                 # A racer failed while another is still out: start the next candidate now
                 # instead of waiting on the slow one (bounded by attempts and budget).
                 now = clock.now()
-                made = len(call.attempts)
-                nxt = hedge_target(loop, call, ranked, tries, now)
-                if nxt is not None and (
-                    made >= call.settings.max_attempts or not loop.budget.withdraw(now)
-                ):
-                    loop._release(*nxt)
-                    nxt = None
+                nxt = _rescuer(loop, call, ranked, tries, now, first_chunk, len(call.attempts))
                 if nxt is not None:
                     task = racer(nxt[0], nxt[1], now)
                     racers[task] = (nxt[0], nxt[1], now)
@@ -504,6 +499,42 @@ def _hung(
     )
     if transition is not None:
         loop._emit(call, transition)
+
+
+def _rescuer(
+    loop: AttemptLoop,
+    call: Call,
+    ranked: list[Deployment],
+    tries: Mapping[str, int],
+    now: float,
+    first_chunk: bool,
+    made: int,
+) -> tuple[Deployment, bool] | None:
+    """The next racer when a racer is presumed hung or failed while another is out: the next
+    candidate, if `made` attempts leave room under ``max_attempts`` and the retry budget pays;
+    else the call's one reserved attempt on a clean untried candidate (router._choose rule 4,
+    not charged), which the attempt loop would spend anyway once the hung attempt timed out:
+    spent now, the caller does not wait for that timeout (a young router's budget, spent by a
+    hang from the start, left rescues waiting up to the 1 s attempt timeout in `recovery`)."""
+    settings = call.settings
+    nxt = hedge_target(loop, call, ranked, tries, now)
+    if nxt is None:
+        return None
+    if made < settings.max_attempts and loop.budget.withdraw(now):
+        return nxt
+    loop._release(*nxt)
+    if call.reserved_used or settings.max_attempts < 2:
+        return None
+    reserve = loop.chooser.reserve(ranked, tries, call.deadline_at - now, first_chunk, now)
+    if reserve is None:
+        return None
+    probe = loop._admit(call, reserve, now)
+    if probe is None:
+        return None
+    call.reserved_used = True
+    why = "attempts used up" if made >= settings.max_attempts else "budget spent"
+    call.notes.append(f"reserved attempt on {reserve.name}, clean ({why}; a racer presumed hung)")
+    return reserve, probe
 
 
 def hedge_target(

@@ -83,16 +83,23 @@ class Scripted:
 
 
 def routed(
-    backend: Scripted, names: tuple[str, ...] = ("a", "b"), history: float = 0.005, **own: float
+    backend: Scripted,
+    names: tuple[str, ...] = ("a", "b"),
+    history: float = 0.005,
+    retry_budget_ratio: float = 0.2,
+    **own: float,
 ) -> tuple[Router, MemoryState]:
     """A router over `names` in that order, each with 20 latencies of `history` seconds (or
-    its own, by name)."""
+    its own, by name); `retry_budget_ratio` 0 spends the budget (its floor too)."""
     state = MemoryState()
     for name in names:
         for _ in range(20):
             state.get(name).health.observe_latency(own.get(name, history), 0.0)
+    budget: dict[str, Any] = {}
+    if retry_budget_ratio == 0.0:
+        budget = {"retry_budget_ratio": 0.0, "retry_budget_floor": 0}
     config = {
-        "router": {"strategy": "ordered", "deadline": 10.0},
+        "router": {"strategy": "ordered", "deadline": 10.0, **budget},
         "deployments": [
             {"name": n, "model": f"openai/{n}", "timeout": 5.0, "groups": ["chat"]} for n in names
         ],
@@ -205,3 +212,18 @@ async def test_a_cold_primary_rescued_at_its_peers_threshold_counts_as_hung() ->
     assert backend.calls == ["a", "b"]
     assert backend.cancelled == ["a"]
     assert state.get("a").health.error_rate > 0.0
+
+
+async def test_a_spent_budget_rescues_a_hung_attempt_with_the_reserved_attempt() -> None:
+    # No retry budget at all (a young router's, spent by a hang from the start): the rescue
+    # of a hung primary is the call's one reserved attempt on a clean candidate, started at
+    # the hung threshold, instead of that same attempt after the primary's 5 s timeout.
+    backend = Scripted({"a": never, "b": at_once, "c": at_once})
+    router, _ = routed(backend, names=("a", "b", "c"), retry_budget_ratio=0.0)
+    decision = get_decision(await asyncio.wait_for(router.acompletion("chat", MSG), 3.0))
+    assert decision is not None and decision.deployment == "b"
+    assert [a.deployment for a in decision.attempts] == ["b", "a"]
+    assert decision.attempts[0].hedge  # raced beside a, not after its timeout
+    assert decision.attempts[1].outcome is Outcome.CANCELLED  # a: presumed hung, interrupted
+    assert any("reserved attempt on b" in note for note in decision.notes)
+    assert backend.calls == ["a", "b"]  # one reserved attempt, not one per candidate
