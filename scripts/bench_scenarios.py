@@ -873,10 +873,13 @@ def merge(paths: Sequence[Path]) -> dict[str, Any]:
     """One result from several runs' JSON files (say one per seed, run apart or in parallel)."""
     loaded = [json.loads(path.read_text()) for path in paths]
     runs = [r for result in loaded for r in result["runs"]]
-    for r in runs:  # JSON wrote NaN as null
+    for r in runs:  # JSON wrote NaN and infinity as null
         for key, value in list(r.items()):
             if value is None:
-                r[key] = float("nan")
+                # A recovery the cheap provider was never back from (`cheap_back`) is
+                # infinity; without a recovery (no after_recovery_s) it does not apply.
+                back = key == "cheap_back_s" and r.get("after_recovery_s") is not None
+                r[key] = float("inf") if back else float("nan")
     first = loaded[0]
     settings = dict(first["settings"])
     settings["seeds"] = sorted({s for result in loaded for s in result["settings"]["seeds"]})

@@ -214,3 +214,20 @@ def test_the_cheap_back_goal_is_judged_only_when_the_runs_could_show_it() -> Non
     assert not goals(11.0, 12.0)[key]
     # An older run's JSON without the figure still aggregates (NaN: not judged).
     assert key not in bs.verdict(bs.aggregate([_run("ours")]), "ours")["kinds"]["k"]["goals"]
+
+
+def test_a_merged_run_keeps_never_back_apart_from_no_recovery(tmp_path: Path) -> None:
+    import bench_scenarios as bs
+    from _benchlib import write_json
+
+    def result(**figures: Any) -> dict[str, Any]:
+        run = {**_run("ours", **figures), "stream": False}
+        return {"machine": {"load_average_at_start": [0.0]}, "settings": {"seeds": [1]},
+                "runs": [run], "runtime_s": 1.0}  # fmt: skip
+
+    never = tmp_path / "never.json"
+    write_json(never, result(cheap_back_s=math.inf, after_recovery_s=2.0))
+    none = tmp_path / "none.json"
+    write_json(none, result(cheap_back_s=math.nan, after_recovery_s=math.nan))
+    assert bs.merge([never])["runs"][0]["cheap_back_s"] == math.inf
+    assert math.isnan(bs.merge([none])["runs"][0]["cheap_back_s"])
