@@ -36,7 +36,10 @@ async def test_429_before_the_first_chunk_is_a_rate_limit(fleet: Fleet) -> None:
     primary = _health(router, "gemini-p")
     assert primary.error_rate == 0.0  # type: ignore[attr-defined]
     assert primary.state == "closed"  # type: ignore[attr-defined]
-    assert primary.paused_for_s is not None and primary.paused_for_s > 20  # type: ignore[attr-defined]
+    # Paused: for the breaker's 1 s (+ up to 10 %) period, then a probe, as the 30 s
+    # Retry-After is an upper bound (router._limits.pause_for).
+    paused = primary.paused_for_s  # type: ignore[attr-defined]
+    assert paused is not None and 0.5 < paused <= 1.1
 
 
 async def test_429_before_the_first_chunk_reaches_a_pass_through_caller_as_a_429(
@@ -92,14 +95,14 @@ async def test_retry_delay_in_the_error_body_is_the_pause(fleet: Fleet, delay: f
         response = await router.acompletion("gemini", MSG)
         assert get_decision(response).deployment == "gemini-q"  # type: ignore[union-attr]
     paused = _health(router, "gemini-p").paused_for_s  # type: ignore[attr-defined]
-    assert paused is not None
-    # Not the 1 s default: the body's retryDelay, less the little time the calls took.
-    assert delay - 2.0 < paused <= delay
+    # Skipped until its probe after the breaker's 1 s period (the Retry-After is an upper
+    # bound); the reason gives the body's retryDelay, not the 1 s default.
+    assert paused is not None and 0.5 < paused <= 1.1
     third = await router.acompletion("gemini", MSG)
     decision = get_decision(third)
     assert decision is not None and decision.deployment == "gemini-q"
     assert decision.skipped[0].deployment == "gemini-p"
-    assert f"rate-limited for {delay:g} s" in decision.skipped[0].why
+    assert decision.skipped[0].why.startswith(f"rate-limited for {delay:g} s (Retry-After")
 
 
 @pytest.fixture
